@@ -1,0 +1,40 @@
+"""What systemd put in the environment: the watchdog period, passed sockets, the main pid."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+__all__ = ["listen_fds_count", "watchdog_interval"]
+
+_USEC_INFINITY = 2**64 - 1
+
+
+def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
+    """Return systemd's watchdog period in seconds, or ``None`` when the watchdog is off.
+
+    Reads ``WATCHDOG_USEC`` and honours ``WATCHDOG_PID`` like sd_watchdog_enabled(3):
+    ``None`` when unset, zero, infinite or unparsable, or when meant for another pid.
+    Ping at half this period.
+    """
+    env = os.environ if environ is None else environ
+    usec_text = env.get("WATCHDOG_USEC", "")
+    if not usec_text.isdigit():
+        return None
+    usec = int(usec_text)
+    if usec <= 0 or usec >= _USEC_INFINITY:
+        return None
+    pid_text = env.get("WATCHDOG_PID")
+    if pid_text is not None and (not pid_text.isdigit() or int(pid_text) != os.getpid()):
+        return None
+    return usec / 1_000_000
+
+
+def listen_fds_count(environ: Mapping[str, str] | None = None) -> int:
+    """Return how many sockets systemd passed this process (``LISTEN_FDS``), honouring ``LISTEN_PID``."""
+    env = os.environ if environ is None else environ
+    count = env.get("LISTEN_FDS", "")
+    pid = env.get("LISTEN_PID", "")
+    if not count.isdigit() or (pid and (not pid.isdigit() or int(pid) != os.getpid())):
+        return 0
+    return int(count)

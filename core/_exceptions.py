@@ -1,0 +1,24 @@
+"""Exceptions raised by sdready.
+
+Hierarchy::
+
+    NotifyError                      a notification could not be delivered (strict mode)
+    └── ListenTimeoutError           the expected listening sockets did not appear in time
+        (also a TimeoutError)
+
+Environment faults (no socket, a full queue, a manager that went away) never raise by
+default: they are logged once and the call returns ``False``. Programming errors (a newline
+inside STATUS, an unknown field name) raise :class:`ValueError` at the call.
+"""
+
+from __future__ import annotations
+
+__all__ = ["NotifyError"]
+
+
+class NotifyError(Exception):
+    """A notification could not be delivered to the service manager.
+
+    Raised only by notifiers created with ``strict=True``; the default policy logs one
+    warning per distinct problem and returns ``False`` instead.
+    """

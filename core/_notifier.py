@@ -1,0 +1,764 @@
+"""The sd_notify sender: one persistent datagram socket, the whole protocol, no surprises.
+
+Policy, in one place:
+
+* No ``NOTIFY_SOCKET``: every call is a silent no-op returning ``False``.
+* Environment faults (bad address, missing socket, permission denied, refused, a full
+  receiver queue) log one warning per distinct problem and return ``False``; with
+  ``strict=True`` they raise :class:`~sdready.NotifyError` instead.
+* Programming errors (a newline inside a value, an unknown field name, a message that
+  cannot fit the manager's buffer) raise :class:`ValueError` at the call.
+* State changes (READY, RELOADING, STOPPING, ERRNO, EXIT_STATUS, FDSTORE, ...) are never
+  lost to a momentarily full queue: they are retried, in order, off the caller's path.
+"""
+
+from __future__ import annotations
+
+import array
+import errno as _errno
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import ClassVar, Union
+
+from ._exceptions import NotifyError
+
+__all__ = [
+    "NOTIFY_BUFFER_MAX",
+    "Notifier",
+    "notify",
+    "ready",
+    "reloading",
+    "status",
+    "stopping",
+    "watchdog",
+]
+
+logger = logging.getLogger("sdready")
+
+#: The manager reads at most PIPE_BUF bytes and silently drops a longer datagram whole.
+NOTIFY_BUFFER_MAX = 4096
+#: The kernel's SCM_MAX_FD: more file descriptors in one message are refused.
+SCM_MAX_FD = 253
+
+FieldValue = Union[str, int, bool]
+Fields = Union[Mapping[str, FieldValue], str]
+
+# Every assignment sd_notify(3) documents up to systemd 258, plus the X_ namespace below.
+KNOWN_FIELDS = frozenset(
+    {
+        "READY",
+        "RELOADING",
+        "STOPPING",
+        "MONOTONIC_USEC",
+        "STATUS",
+        "NOTIFYACCESS",
+        "ERRNO",
+        "BUSERROR",
+        "VARLINKERROR",
+        "EXIT_STATUS",
+        "MAINPID",
+        "MAINPIDFDID",
+        "WATCHDOG",
+        "WATCHDOG_USEC",
+        "EXTEND_TIMEOUT_USEC",
+        "FDSTORE",
+        "FDSTOREREMOVE",
+        "FDNAME",
+        "FDPOLL",
+        "BARRIER",
+    }
+)
+# Messages carrying one of these change what the manager believes about the service; they
+# must reach it even when its queue is momentarily full. STATUS and WATCHDOG pings may be lost.
+STATE_FIELDS = frozenset(
+    {
+        "READY",
+        "RELOADING",
+        "STOPPING",
+        "ERRNO",
+        "BUSERROR",
+        "VARLINKERROR",
+        "EXIT_STATUS",
+        "MAINPID",
+        "NOTIFYACCESS",
+        "FDSTORE",
+        "FDSTOREREMOVE",
+        "EXTEND_TIMEOUT_USEC",
+        "WATCHDOG_USEC",
+    }
+)
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_FULL_ERRNOS = frozenset({_errno.EAGAIN, _errno.EWOULDBLOCK, _errno.ENOBUFS})
+_VSOCK_KINDS = {
+    "vsock": None,
+    "vsock-stream": socket.SOCK_STREAM,
+    "vsock-dgram": socket.SOCK_DGRAM,
+    "vsock-seqpacket": socket.SOCK_SEQPACKET,
+}
+_VMADDR_CID_ANY = 0xFFFFFFFF
+_NO_VSOCK_DGRAM = frozenset(
+    {_errno.ENODEV, _errno.EOPNOTSUPP, _errno.ESOCKTNOSUPPORT, _errno.EPROTONOSUPPORT}
+)
+_WATCHDOG_PING = b"WATCHDOG=1"
+
+
+@dataclass(frozen=True)
+class NotifyAddress:
+    """A parsed ``NOTIFY_SOCKET`` value."""
+
+    family: int
+    type: int | None  # None: vsock without an explicit type (datagram, falling back to seqpacket)
+    sockaddr: str | tuple[int, int]
+    text: str
+
+    @classmethod
+    def parse(cls, value: str) -> NotifyAddress:
+        """Parse *value* the way libsystemd does; raise :class:`ValueError` if it is invalid.
+
+        Accepted: an absolute path, ``@abstract``, ``vsock:CID:PORT`` and the typed
+        ``vsock-stream:``, ``vsock-dgram:``, ``vsock-seqpacket:`` forms.
+        """
+        if value.startswith("/"):
+            return cls(socket.AF_UNIX, socket.SOCK_DGRAM, value, value)
+        if value.startswith("@") and len(value) > 1:
+            return cls(socket.AF_UNIX, socket.SOCK_DGRAM, "\0" + value[1:], value)
+        kind, sep, rest = value.partition(":")
+        if sep and kind in _VSOCK_KINDS:
+            cid_text, sep, port_text = rest.partition(":")
+            if sep and port_text.isdigit() and (cid_text == "" or cid_text.isdigit()):
+                cid = int(cid_text) if cid_text else _VMADDR_CID_ANY
+                port = int(port_text)
+                if cid <= 0xFFFFFFFF and port <= 0xFFFFFFFF:
+                    family = getattr(socket, "AF_VSOCK", -1)
+                    return cls(family, _VSOCK_KINDS[kind], (cid, port), value)
+        if not value:
+            raise ValueError("NOTIFY_SOCKET is set but empty")
+        raise ValueError(
+            f"{value!r} is not a notify socket address "
+            "(expected an absolute path, '@abstract' or 'vsock:CID:PORT')"
+        )
+
+
+def encode(fields: Fields) -> tuple[bytes, bool]:
+    """Validate and serialise *fields*; return ``(datagram, is_state_change)``.
+
+    Raises :class:`ValueError` for programming errors: an unknown field name, a newline
+    or NUL inside a value, an invalid FDNAME, or a message that cannot fit in
+    :data:`NOTIFY_BUFFER_MAX` bytes even after truncating STATUS.
+    """
+    pairs: list[tuple[str, str]] = []
+    if isinstance(fields, str):
+        text = fields[:-1] if fields.endswith("\n") else fields
+        if "\0" in text:
+            raise ValueError("a notification must not contain NUL characters")
+        for line in text.split("\n"):
+            name, sep, value = line.partition("=")
+            if not sep:
+                raise ValueError(f"notification line {line!r} is not of the form NAME=VALUE")
+            pairs.append((name, value))
+    else:
+        for name, raw in fields.items():
+            if isinstance(raw, bool):
+                value = "1" if raw else "0"
+            elif isinstance(raw, (int, str)):
+                value = str(raw) if isinstance(raw, int) else raw
+            else:
+                raise ValueError(
+                    f"value of {name} must be str, int or bool, not {type(raw).__name__}"
+                )
+            if "\n" in value or "\0" in value:
+                raise ValueError(f"value of {name} must not contain a newline or NUL: {value!r}")
+            pairs.append((name, value))
+    if not pairs:
+        raise ValueError("an empty notification says nothing")
+    state = False
+    status_index = -1
+    for index, (name, value) in enumerate(pairs):
+        if name not in KNOWN_FIELDS and not _is_custom_name(name):
+            raise ValueError(
+                f"unknown sd_notify field {name!r}: use a field from sd_notify(3) "
+                "or a custom one starting with X_ (uppercase letters, digits, underscores)"
+            )
+        if name == "FDNAME":
+            _check_fdname(value)
+        elif name == "STATUS":
+            status_index = index
+        if name in STATE_FIELDS:
+            state = True
+    data = "\n".join([f"{name}={value}" for name, value in pairs]).encode("utf-8", "replace")
+    if len(data) > NOTIFY_BUFFER_MAX:
+        data = _truncate_status(pairs, status_index, len(data))
+    return data, state
+
+
+def _is_custom_name(name: str) -> bool:
+    return name.startswith("X_") and len(name) > 2 and _NAME_CHARS.issuperset(name)
+
+
+def _check_fdname(value: str) -> None:
+    # systemd's fdname_is_valid(): printable ASCII, no ':', at most 255 characters.
+    if not value or len(value) > 255:
+        raise ValueError(f"FDNAME must be 1 to 255 characters long, got {len(value)}")
+    if not value.isascii() or not value.isprintable() or ":" in value:
+        raise ValueError(f"FDNAME {value!r} must be printable ASCII without ':'")
+
+
+def _truncate_status(pairs: list[tuple[str, str]], status_index: int, size: int) -> bytes:
+    if status_index < 0:
+        raise ValueError(
+            f"notification is {size} bytes; the manager drops datagrams over "
+            f"{NOTIFY_BUFFER_MAX} bytes whole, and only STATUS can be shortened"
+        )
+    status = pairs[status_index][1].encode("utf-8", "replace")
+    room = len(status) - (size - NOTIFY_BUFFER_MAX)
+    if room < 0:
+        raise ValueError(
+            f"notification is {size} bytes even without STATUS; the limit is {NOTIFY_BUFFER_MAX}"
+        )
+    # Cut on a character boundary: "ignore" drops a trailing partial UTF-8 sequence.
+    shortened = status[:room].decode("utf-8", "ignore")
+    logger.debug("STATUS truncated from %d to %d bytes to fit the manager's buffer", len(status), room)
+    pairs = [*pairs[:status_index], ("STATUS", shortened), *pairs[status_index + 1 :]]
+    return "\n".join([f"{name}={value}" for name, value in pairs]).encode("utf-8", "replace")
+
+
+def _fd_list(fds: Iterable[object]) -> list[int]:
+    result: list[int] = []
+    for item in fds:
+        fd = item if isinstance(item, int) else getattr(item, "fileno", lambda: None)()
+        if not isinstance(fd, int) or fd < 0:
+            raise ValueError(f"not a file descriptor: {item!r}")
+        result.append(fd)
+    if len(result) > SCM_MAX_FD:
+        raise ValueError(f"at most {SCM_MAX_FD} file descriptors fit in one message, got {len(result)}")
+    return result
+
+
+class _Message:
+    __slots__ = ("data", "deadline", "fds", "pid", "state")
+
+    def __init__(self, data: bytes, state: bool, fds: list[int], pid: int | None) -> None:
+        self.data = data
+        self.state = state
+        self.fds = fds
+        self.pid = pid
+        self.deadline = 0.0
+
+    def describe(self) -> str:
+        first = self.data.split(b"\n", 1)[0].decode("utf-8", "replace")
+        return first if b"\n" not in self.data else first + ", ..."
+
+
+def _is_full(exc: OSError) -> bool:
+    return exc.errno in _FULL_ERRNOS
+
+
+_live: weakref.WeakSet[Notifier] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for notifier in list(_live):
+        notifier._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Notifier:
+    """Send sd_notify messages to the service manager.
+
+    ``address`` defaults to ``$NOTIFY_SOCKET``, read once here. Without one, every
+    method is a cheap no-op returning ``False``. Each method returns ``True`` when the
+    datagram was sent, or, for a state change that met a full queue, handed to the
+    in-order background retry; ``False`` when disabled or when sending failed (logged
+    once per distinct problem). ``strict=True`` raises :class:`~sdready.NotifyError`
+    instead. ``unset_environment=True`` removes ``NOTIFY_SOCKET`` from ``os.environ`` so
+    child processes do not inherit it.
+
+    Example::
+
+        notifier = Notifier()
+        notifier.status("Loading models…")
+        notifier.ready("Serving on :8000")
+    """
+
+    #: How long a state change that met a full queue is retried before giving up.
+    RETRY_DEADLINE: ClassVar[float] = 90.0
+    #: How long a STATUS or WATCHDOG stuck behind a pending state change is kept.
+    LOSSY_DEADLINE: ClassVar[float] = 5.0
+    #: The longest a caller waits for room in a full queue before failing fast.
+    FULL_QUEUE_WAIT: ClassVar[float] = 0.05
+    #: Messages waiting for the background retry, at most (oldest STATUS dropped first).
+    MAX_PENDING: ClassVar[int] = 256
+
+    def __init__(
+        self, address: str | None = None, *, strict: bool = False, unset_environment: bool = False
+    ) -> None:
+        if address is None:
+            address = os.environ.get("NOTIFY_SOCKET")
+        if unset_environment:
+            os.environ.pop("NOTIFY_SOCKET", None)
+        self._raw_address = address
+        self._strict = strict
+        self._address: NotifyAddress | None = None
+        self._invalid: str | None = None
+        if address is not None:
+            try:
+                self._address = NotifyAddress.parse(address)
+            except ValueError as exc:
+                if strict:
+                    raise NotifyError(str(exc)) from exc
+                self._invalid = str(exc)
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._pending: deque[_Message] = deque()
+        self._worker: threading.Thread | None = None
+        self._congested = False
+        self._warned: set[object] = set()
+        self._exec_pid_checked = False
+        _live.add(self)
+
+    def __repr__(self) -> str:
+        return f"<Notifier address={self._raw_address!r} enabled={self.enabled}>"
+
+    def __enter__(self) -> Notifier:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def enabled(self) -> bool:
+        """True when there is a valid notify socket address to send to."""
+        return self._address is not None
+
+    @property
+    def address(self) -> str | None:
+        """The notify socket address as given (``None`` when there is none)."""
+        return self._raw_address
+
+    # -- the protocol -------------------------------------------------------------------
+
+    def send(self, fields: Fields, *, fds: Iterable[object] = (), pid: int | None = None) -> bool:
+        """Send one message: a mapping of fields or a preformatted ``"A=1\\nB=2"`` string.
+
+        :param fds: file descriptors (ints or objects with ``fileno()``) passed with
+            SCM_RIGHTS, e.g. for ``FDSTORE=1``. At most 253.
+        :param pid: send on behalf of another process (sd_pid_notify); if the kernel
+            refuses the credentials, the message is sent with our own, as libsystemd does.
+        """
+        if self._address is None:
+            return self._disabled()
+        data, state = encode(fields)
+        return self._submit(_Message(data, state, _fd_list(fds) if fds else [], pid))
+
+    def ready(self, status: str | None = None) -> bool:
+        """Tell the manager start-up (or a reload) finished: ``READY=1``."""
+        return self.send(_with_status({"READY": 1}, status))
+
+    def status(self, text: str) -> bool:
+        """Set the one-line status shown by ``systemctl status`` (truncated to fit)."""
+        if self._address is None:
+            return self._disabled()
+        return self.send({"STATUS": text})
+
+    def stopping(self, status: str | None = None) -> bool:
+        """Tell the manager the service is shutting down: ``STOPPING=1``."""
+        return self.send(_with_status({"STOPPING": 1}, status))
+
+    def reloading(self, status: str | None = None) -> bool:
+        """Announce a reload: ``RELOADING=1`` with ``MONOTONIC_USEC`` (Type=notify-reload)."""
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        return self.send(_with_status({"RELOADING": 1, "MONOTONIC_USEC": usec}, status))
+
+    def watchdog(self) -> bool:
+        """Ping the watchdog: ``WATCHDOG=1``. A lost ping is acceptable; it is not retried."""
+        if self._address is None:
+            return self._disabled()
+        return self._submit(_Message(_WATCHDOG_PING, False, [], None))
+
+    def watchdog_trigger(self) -> bool:
+        """Ask the manager to act as if the watchdog expired: ``WATCHDOG=trigger``."""
+        return self.send({"WATCHDOG": "trigger"})
+
+    def extend_timeout(self, seconds: float) -> bool:
+        """Ask for *seconds* more before the current start/stop/reload times out."""
+        if not seconds > 0:
+            raise ValueError(f"extend_timeout needs a positive number of seconds, got {seconds!r}")
+        return self.send({"EXTEND_TIMEOUT_USEC": int(seconds * 1_000_000)})
+
+    def errno(self, code: int) -> bool:
+        """Report a failure as an errno value: ``ERRNO=code``."""
+        if isinstance(code, bool) or not isinstance(code, int) or code < 0:
+            raise ValueError(f"errno must be a non-negative int, got {code!r}")
+        return self.send({"ERRNO": code})
+
+    def mainpid(self, pid: int) -> bool:
+        """Tell the manager which process is the service's main process: ``MAINPID=pid``."""
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+            raise ValueError(f"mainpid needs a positive pid, got {pid!r}")
+        return self.send({"MAINPID": pid})
+
+    def barrier(self, timeout: float = 5.0) -> bool:
+        """Wait until the manager has processed every message sent so far (sd_notify_barrier).
+
+        Sends ``BARRIER=1`` with the write end of a pipe and waits for the manager to close
+        it. Returns ``True`` when it did, ``False`` when disabled, on failure or on timeout.
+        """
+        if self._address is None:
+            return self._disabled()
+        deadline = time.monotonic() + timeout
+        if not self.flush(timeout):
+            return False
+        read_end, write_end = os.pipe()
+        try:
+            try:
+                sent = self._send_now(_Message(b"BARRIER=1", False, [write_end], None), deadline)
+            finally:
+                os.close(write_end)  # only the manager's copy may keep the pipe open
+            if not sent:
+                return False
+            poller = select.poll()
+            poller.register(read_end, select.POLLHUP)
+            remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            return bool(poller.poll(remaining_ms))
+        finally:
+            os.close(read_end)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait up to *timeout* seconds for retried state changes to be delivered."""
+        deadline = time.monotonic() + timeout
+        with self._drained:
+            while self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._drained.wait(remaining)
+        return True
+
+    def close(self) -> None:
+        """Close the socket (it is reopened on the next send)."""
+        with self._lock:
+            sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    # -- delivery -----------------------------------------------------------------------
+
+    def _disabled(self) -> bool:
+        if self._invalid is not None:
+            self._warn_once(
+                ("address",),
+                "%s; sd_notify messages from this process are not delivered",
+                self._invalid,
+            )
+        return False
+
+    def _submit(self, message: _Message) -> bool:
+        if not self._exec_pid_checked:
+            self._check_exec_pid(message.pid)
+        with self._lock:
+            if self._pending:  # a state change is waiting: nothing may overtake it
+                self._enqueue(message)
+                return True
+            error = self._attempt(message)
+            if error is None:
+                self._congested = False
+                return True
+            if _is_full(error):
+                if not self._congested:
+                    error = self._wait_for_room(message)
+                    if error is None:
+                        return True
+                    self._congested = True  # fail fast until a send succeeds again
+                if message.state:
+                    self._enqueue(message)
+                    return True
+        return self._failed(message, error)
+
+    def _send_now(self, message: _Message, deadline: float) -> bool:
+        """Send bypassing the retry queue, waiting for room until *deadline* (barrier)."""
+        delay = 0.001
+        while True:
+            with self._lock:
+                error = self._attempt(message)
+            if error is None:
+                return True
+            remaining = deadline - time.monotonic()
+            if not _is_full(error) or remaining <= 0:
+                return self._failed(message, error)
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.05)
+
+    def _wait_for_room(self, message: _Message) -> OSError | None:
+        # Called with the lock held: the wait is bounded by FULL_QUEUE_WAIT in total.
+        deadline = time.monotonic() + self.FULL_QUEUE_WAIT
+        delay = 0.001
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return OSError(_errno.EAGAIN, "notify queue is full")
+            time.sleep(min(delay, remaining))
+            delay *= 2
+            error = self._attempt(message)
+            if error is None or not _is_full(error):
+                return error
+
+    def _attempt(self, message: _Message) -> OSError | None:
+        """One non-blocking send; return the error instead of raising it."""
+        address = self._address
+        assert address is not None
+        if address.type not in (socket.SOCK_DGRAM, None):
+            return self._send_vsock_connected(message, address)
+        try:
+            sock = self._sock if self._sock is not None else self._open(address)
+            if not message.fds and message.pid is None:
+                sock.sendto(message.data, address.sockaddr)
+            else:
+                self._sendmsg(sock, message, address)
+        except OSError as exc:
+            if address.type is None and exc.errno in _NO_VSOCK_DGRAM:
+                # libsystemd: hypervisors without vsock datagrams get a seqpacket connection.
+                self._address = replace(address, type=socket.SOCK_SEQPACKET)
+                return self._send_vsock_connected(message, self._address)
+            if not _is_full(exc):
+                self._discard_socket()  # recreated on the next send, e.g. after a re-exec
+            return exc
+        return None
+
+    def _open(self, address: NotifyAddress) -> socket.socket:
+        flags = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+        self._sock = socket.socket(address.family, flags)
+        return self._sock
+
+    def _sendmsg(self, sock: socket.socket, message: _Message, address: NotifyAddress) -> None:
+        ancillary = []
+        if message.fds:
+            fds = array.array("i", message.fds).tobytes()
+            ancillary.append((socket.SOL_SOCKET, socket.SCM_RIGHTS, fds))
+        credentials = getattr(socket, "SCM_CREDENTIALS", None)
+        if message.pid is not None and credentials is not None:
+            ucred = struct.pack("iII", message.pid, os.getuid(), os.getgid())
+            try:
+                sock.sendmsg([message.data], [*ancillary, (socket.SOL_SOCKET, credentials, ucred)], 0, address.sockaddr)
+                return
+            except OSError as exc:
+                if exc.errno not in (_errno.EPERM, _errno.ESRCH, _errno.EINVAL):
+                    raise
+                self._warn_once(
+                    ("credentials", exc.errno),
+                    "the kernel refused to send credentials of pid %d (%s); sending as pid %d",
+                    message.pid,
+                    exc.strerror,
+                    os.getpid(),
+                    level=logging.DEBUG,
+                )
+        sock.sendmsg([message.data], ancillary, 0, address.sockaddr)
+
+    def _send_vsock_connected(self, message: _Message, address: NotifyAddress) -> OSError | None:
+        assert address.type is not None
+        try:
+            with socket.socket(address.family, address.type | socket.SOCK_CLOEXEC) as sock:
+                sock.settimeout(self.FULL_QUEUE_WAIT)
+                sock.connect(address.sockaddr)
+                sock.sendall(message.data)
+        except OSError as exc:
+            return exc
+        return None
+
+    def _discard_socket(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def _enqueue(self, message: _Message) -> None:
+        # Called with the lock held.
+        message.deadline = time.monotonic() + (
+            self.RETRY_DEADLINE if message.state else self.LOSSY_DEADLINE
+        )
+        self._pending.append(message)
+        if len(self._pending) > self.MAX_PENDING:
+            for index, queued in enumerate(self._pending):
+                if not queued.state:
+                    del self._pending[index]
+                    break
+        if message.state:
+            self._warn_once(
+                ("retrying",),
+                "the notify queue of %s is full; delivering %s (and what follows) "
+                "in order from a background thread",
+                self._raw_address,
+                message.describe(),
+            )
+        if self._worker is None:
+            self._worker = threading.Thread(
+                target=self._drain, name="sdready-notify-retry", daemon=True
+            )
+            self._worker.start()
+            _register_exit_flush()
+
+    def _drain(self) -> None:
+        delay = 0.002
+        while True:
+            with self._drained:
+                while self._pending:
+                    message = self._pending[0]
+                    if time.monotonic() > message.deadline:
+                        self._pending.popleft()
+                        self._gave_up(message, "the manager did not read its queue in time")
+                        continue
+                    error = self._attempt(message)
+                    if error is not None and _is_full(error):
+                        break
+                    self._pending.popleft()
+                    if error is None:
+                        self._congested = False
+                        delay = 0.002
+                    else:
+                        self._gave_up(message, str(error))
+                if not self._pending:
+                    self._worker = None
+                    self._drained.notify_all()
+                    return
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    def _gave_up(self, message: _Message, reason: str) -> None:
+        level = logging.ERROR if message.state else logging.DEBUG
+        logger.log(level, "gave up delivering %s to %s: %s", message.describe(), self._raw_address, reason)
+
+    def _failed(self, message: _Message, error: OSError) -> bool:
+        if self._strict:
+            raise NotifyError(f"cannot notify {self._raw_address!r}: {error}") from error
+        if _is_full(error):
+            self._warn_once(
+                ("full",),
+                "the notify queue of %s is full: dropped %s (the manager is not keeping up; "
+                "later messages fail fast until one gets through)",
+                self._raw_address,
+                message.describe(),
+            )
+        else:
+            self._warn_once(
+                ("send", error.errno),
+                "sd_notify to %s failed: %s",
+                self._raw_address,
+                error.strerror or error,
+            )
+        return False
+
+    def _warn_once(self, key: object, msg: str, *args: object, level: int = logging.WARNING) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            logger.log(level, msg, *args)
+
+    def _check_exec_pid(self, pid: int | None) -> None:
+        self._exec_pid_checked = True
+        exec_pid = os.environ.get("SYSTEMD_EXEC_PID", "")
+        sender = pid if pid is not None else os.getpid()
+        if exec_pid.isdigit() and int(exec_pid) != sender:
+            logger.info(
+                "pid %d is not the unit's main process (SYSTEMD_EXEC_PID=%s): systemd ignores "
+                "its notifications unless the unit sets NotifyAccess=all",
+                sender,
+                exec_pid,
+            )
+
+    def _after_fork(self) -> None:
+        # The parent's lock may have been held by another thread at fork time, and its
+        # pending messages are the parent's to deliver: start afresh in the child.
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._pending = deque()
+        self._worker = None
+        self._congested = False
+        self._exec_pid_checked = False
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def _with_status(fields: dict[str, FieldValue], status: str | None) -> dict[str, FieldValue]:
+    if status is not None:
+        fields["STATUS"] = status
+    return fields
+
+
+_exit_flush_registered = False
+
+
+def _register_exit_flush() -> None:
+    global _exit_flush_registered
+    if not _exit_flush_registered:
+        import atexit
+
+        _exit_flush_registered = True
+        atexit.register(_flush_at_exit)
+
+
+def _flush_at_exit() -> None:
+    # Daemon threads die with the interpreter: give queued state changes a last chance.
+    deadline = time.monotonic() + 2.0
+    for notifier in list(_live):
+        notifier.flush(max(0.0, deadline - time.monotonic()))
+
+
+# -- the process-wide notifier ---------------------------------------------------------
+
+_default: Notifier | None = None
+_default_lock = threading.Lock()
+
+
+def _process_notifier() -> Notifier:
+    # Follow NOTIFY_SOCKET as it is now: a test recorder, or a plugin that took the
+    # variable away from workers, must be honoured by the module-level helpers too.
+    global _default
+    address = os.environ.get("NOTIFY_SOCKET")
+    current = _default
+    if current is None or current._raw_address != address:
+        with _default_lock:
+            current = _default
+            if current is None or current._raw_address != address:
+                current = _default = Notifier(address)
+    return current
+
+
+def notify(fields: Fields, *, fds: Iterable[object] = (), pid: int | None = None) -> bool:
+    """Send *fields* with the process-wide notifier (see :meth:`Notifier.send`)."""
+    return _process_notifier().send(fields, fds=fds, pid=pid)
+
+
+def ready(status: str | None = None) -> bool:
+    """Send ``READY=1`` (and STATUS) with the process-wide notifier."""
+    return _process_notifier().ready(status)
+
+
+def status(text: str) -> bool:
+    """Send ``STATUS=text`` with the process-wide notifier."""
+    return _process_notifier().status(text)
+
+
+def stopping(status: str | None = None) -> bool:
+    """Send ``STOPPING=1`` (and STATUS) with the process-wide notifier."""
+    return _process_notifier().stopping(status)
+
+
+def reloading(status: str | None = None) -> bool:
+    """Send ``RELOADING=1`` with ``MONOTONIC_USEC`` (and STATUS) with the process-wide notifier."""
+    return _process_notifier().reloading(status)
+
+
+def watchdog() -> bool:
+    """Send ``WATCHDOG=1`` with the process-wide notifier."""
+    return _process_notifier().watchdog()

@@ -1,0 +1,1 @@
+"""Framework adapters for sdready. Each submodule imports its framework; this package does not."""
