@@ -31,7 +31,7 @@ def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
 
 
 def listen_fds_count(environ: Mapping[str, str] | None = None) -> int:
-    """Return how many sockets systemd passed this process (``LISTEN_FDS``), honouring ``LISTEN_PID``."""
+    """Return how many sockets systemd passed (``LISTEN_FDS``), honouring ``LISTEN_PID``."""
     env = os.environ if environ is None else environ
     count = env.get("LISTEN_FDS", "")
     pid = env.get("LISTEN_PID", "")

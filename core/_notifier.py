@@ -25,9 +25,9 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from ._exceptions import NotifyError
 
@@ -49,8 +49,8 @@ NOTIFY_BUFFER_MAX = 4096
 #: The kernel's SCM_MAX_FD: more file descriptors in one message are refused.
 SCM_MAX_FD = 253
 
-FieldValue = Union[str, int, bool]
-Fields = Union[Mapping[str, FieldValue], str]
+FieldValue = str | int | bool
+Fields = Mapping[str, FieldValue] | str
 
 # Every assignment sd_notify(3) documents up to systemd 258, plus the X_ namespace below.
 KNOWN_FIELDS = frozenset(
@@ -226,7 +226,9 @@ def _truncate_status(pairs: list[tuple[str, str]], status_index: int, size: int)
         )
     # Cut on a character boundary: "ignore" drops a trailing partial UTF-8 sequence.
     shortened = status[:room].decode("utf-8", "ignore")
-    logger.debug("STATUS truncated from %d to %d bytes to fit the manager's buffer", len(status), room)
+    logger.debug(
+        "STATUS truncated from %d to %d bytes to fit the manager's buffer", len(status), room
+    )
     pairs = [*pairs[:status_index], ("STATUS", shortened), *pairs[status_index + 1 :]]
     return "\n".join([f"{name}={value}" for name, value in pairs]).encode("utf-8", "replace")
 
@@ -239,7 +241,9 @@ def _fd_list(fds: Iterable[object]) -> list[int]:
             raise ValueError(f"not a file descriptor: {item!r}")
         result.append(fd)
     if len(result) > SCM_MAX_FD:
-        raise ValueError(f"at most {SCM_MAX_FD} file descriptors fit in one message, got {len(result)}")
+        raise ValueError(
+            f"at most {SCM_MAX_FD} file descriptors fit in one message, got {len(result)}"
+        )
     return result
 
 
@@ -256,6 +260,10 @@ class _Message:
     def describe(self) -> str:
         first = self.data.split(b"\n", 1)[0].decode("utf-8", "replace")
         return first if b"\n" not in self.data else first + ", ..."
+
+
+def _nothing() -> None:
+    pass
 
 
 def _is_full(exc: OSError) -> bool:
@@ -320,6 +328,7 @@ class Notifier:
                     raise NotifyError(str(exc)) from exc
                 self._invalid = str(exc)
         self._sock: socket.socket | None = None
+        self._closer: Callable[[], object] = _nothing
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._pending: deque[_Message] = deque()
@@ -450,9 +459,7 @@ class Notifier:
     def close(self) -> None:
         """Close the socket (it is reopened on the next send)."""
         with self._lock:
-            sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
+            self._discard_socket()
 
     # -- delivery -----------------------------------------------------------------------
 
@@ -539,8 +546,11 @@ class Notifier:
 
     def _open(self, address: NotifyAddress) -> socket.socket:
         flags = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
-        self._sock = socket.socket(address.family, flags)
-        return self._sock
+        sock = socket.socket(address.family, flags)
+        # A notifier dropped without close() must not leak its socket (or warn about it).
+        self._closer = weakref.finalize(self, sock.close)
+        self._sock = sock
+        return sock
 
     def _sendmsg(self, sock: socket.socket, message: _Message, address: NotifyAddress) -> None:
         ancillary = []
@@ -551,7 +561,12 @@ class Notifier:
         if message.pid is not None and credentials is not None:
             ucred = struct.pack("iII", message.pid, os.getuid(), os.getgid())
             try:
-                sock.sendmsg([message.data], [*ancillary, (socket.SOL_SOCKET, credentials, ucred)], 0, address.sockaddr)
+                sock.sendmsg(
+                    [message.data],
+                    [*ancillary, (socket.SOL_SOCKET, credentials, ucred)],
+                    0,
+                    address.sockaddr,
+                )
                 return
             except OSError as exc:
                 if exc.errno not in (_errno.EPERM, _errno.ESRCH, _errno.EINVAL):
@@ -578,9 +593,8 @@ class Notifier:
         return None
 
     def _discard_socket(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
+        self._sock = None
+        self._closer()
 
     def _enqueue(self, message: _Message) -> None:
         # Called with the lock held.
@@ -636,7 +650,9 @@ class Notifier:
 
     def _gave_up(self, message: _Message, reason: str) -> None:
         level = logging.ERROR if message.state else logging.DEBUG
-        logger.log(level, "gave up delivering %s to %s: %s", message.describe(), self._raw_address, reason)
+        logger.log(
+            level, "gave up delivering %s to %s: %s", message.describe(), self._raw_address, reason
+        )
 
     def _failed(self, message: _Message, error: OSError) -> bool:
         if self._strict:
@@ -658,7 +674,9 @@ class Notifier:
             )
         return False
 
-    def _warn_once(self, key: object, msg: str, *args: object, level: int = logging.WARNING) -> None:
+    def _warn_once(
+        self, key: object, msg: str, *args: object, level: int = logging.WARNING
+    ) -> None:
         if key not in self._warned:
             self._warned.add(key)
             logger.log(level, msg, *args)
@@ -684,9 +702,7 @@ class Notifier:
         self._worker = None
         self._congested = False
         self._exec_pid_checked = False
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        self._discard_socket()
 
 
 def _with_status(fields: dict[str, FieldValue], status: str | None) -> dict[str, FieldValue]:

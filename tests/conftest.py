@@ -6,11 +6,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-
-try:
-    from _systemd import user_manager  # noqa: F401  (session fixture: private systemd)
-except ImportError:  # pragma: no cover - while the harness is being written
-    pass
+from _systemd import user_manager  # noqa: F401  (session fixture: a private systemd)
 
 
 @pytest.fixture(autouse=True)

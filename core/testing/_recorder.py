@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import contextlib
 import os
 import select
 import shutil
@@ -14,7 +15,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Union
 
 from .._notifier import NOTIFY_BUFFER_MAX, SCM_MAX_FD
 
@@ -63,7 +63,7 @@ class NotifyMessage:
         return self.text.replace("\n", " | ")
 
 
-Match = Union[str, Callable[[NotifyMessage], bool]]
+Match = str | Callable[[NotifyMessage], bool]
 
 
 class RecorderTimeout(AssertionError, TimeoutError):
@@ -143,7 +143,9 @@ class NotifyRecorder:
             raise
         self._sock = sock
         self._wake_r, self._wake_w = os.pipe()
-        self._thread = threading.Thread(target=self._receive_loop, name="sdready-recorder", daemon=True)
+        self._thread = threading.Thread(
+            target=self._receive_loop, name="sdready-recorder", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -162,17 +164,13 @@ class NotifyRecorder:
         with self._cond:
             for message in self._messages:
                 for fd in message.fds:
-                    try:
+                    with contextlib.suppress(OSError):  # the test may have closed it
                         os.close(fd)
-                    except OSError:
-                        pass
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
         elif not self.address.startswith("@"):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.address)
-            except FileNotFoundError:
-                pass
 
     def __enter__(self) -> NotifyRecorder:
         self.start()
@@ -268,6 +266,24 @@ class NotifyRecorder:
             f"{self.address}; received:\n  {listing}"
         )
 
+    def wait_for_count(self, count: int, timeout: float = 5.0) -> list[NotifyMessage]:
+        """Wait until at least *count* messages arrived; return them all (a copy).
+
+        Raises :class:`RecorderTimeout` listing what did arrive.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._messages) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    arrived = "\n  ".join(str(m) for m in self._messages) or "(nothing)"
+                    raise RecorderTimeout(
+                        f"expected {count} notify messages within {timeout:g}s on "
+                        f"{self.address}, got {len(self._messages)}:\n  {arrived}"
+                    )
+                self._cond.wait(remaining)
+            return list(self._messages)
+
     def __iter__(self) -> Iterator[NotifyMessage]:
         return iter(self.messages)
 
@@ -351,4 +367,3 @@ def _describe(match: Match) -> str:
     if callable(match):
         return getattr(match, "__name__", repr(match))
     return repr(match)
-

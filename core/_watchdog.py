@@ -1,0 +1,168 @@
+"""Keep systemd's watchdog fed, but only while the app is really healthy.
+
+A ping proves liveness only if it comes from the part of the app that can hang: the
+thread runner suits thread-based servers; the asyncio loop pings from the event loop, so a
+loop blocked by a synchronous call stops the pings and systemd restarts the service.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+
+from ._env import watchdog_interval
+from ._notifier import Notifier, _process_notifier
+
+__all__ = ["HealthCheck", "Watchdog", "watchdog_loop"]
+
+logger = logging.getLogger("sdready")
+
+#: Returns (or resolves to) True when the app is healthy. Raising counts as unhealthy.
+HealthCheck = Callable[[], bool | Awaitable[bool]]
+
+
+def _resolve(notifier: Notifier | None, interval: float | None) -> tuple[Notifier, float | None]:
+    notifier = notifier if notifier is not None else _process_notifier()
+    period = interval if interval is not None else watchdog_interval()
+    if period is not None and not period > 0:
+        raise ValueError(f"watchdog interval must be positive, got {period!r}")
+    return notifier, period if notifier.enabled else None
+
+
+def _is_awaitable(value: object) -> bool:
+    # Not inspect.isawaitable: importing inspect would slow down `import sdready`.
+    return hasattr(value, "__await__")
+
+
+def _skip_reason(result: object) -> str | None:
+    return None if result else f"health check returned {result!r}"
+
+
+class Watchdog:
+    """A daemon thread sending ``WATCHDOG=1`` every half watchdog period.
+
+    ``interval`` is the watchdog period in seconds (default :func:`watchdog_interval`, i.e.
+    ``WatchdogSec=``). When ``health()`` returns a falsy value or raises, that ping is
+    skipped (logged at DEBUG), so systemd restarts a sick app. When the watchdog is off
+    or there is no notify socket, :meth:`start` starts no thread.
+
+    Example::
+
+        with Watchdog(health=db.ping):
+            serve_forever()
+    """
+
+    def __init__(
+        self,
+        notifier: Notifier | None = None,
+        interval: float | None = None,
+        health: Callable[[], object] | None = None,
+    ) -> None:
+        self._notifier, self.interval = _resolve(notifier, interval)
+        self._health = health
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """True when there is a watchdog to feed and a socket to feed it through."""
+        return self.interval is not None
+
+    @property
+    def running(self) -> bool:
+        """True while the pinging thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> Watchdog:
+        """Start pinging (no-op when disabled or already running). Returns ``self``."""
+        if self.interval is None or self.running:
+            return self
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="sdready-watchdog", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop pinging and wait up to *timeout* seconds for the thread to end."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def __enter__(self) -> Watchdog:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        assert self.interval is not None
+        half = self.interval / 2
+        while not self._stop.is_set():
+            reason = self._check()
+            if reason is None:
+                if not self._notifier.watchdog():
+                    logger.debug("watchdog ping not delivered (see earlier warnings)")
+            else:
+                logger.debug("watchdog ping skipped: %s", reason)
+            self._stop.wait(half)
+
+    def _check(self) -> str | None:
+        if self._health is None:
+            return None
+        try:
+            result = self._health()
+        except Exception as exc:
+            return f"health check raised {exc!r}"
+        if _is_awaitable(result):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()  # never awaited: avoid "coroutine was never awaited"
+            return "health check is async; use watchdog_loop() in an event loop"
+        return _skip_reason(result)
+
+
+async def watchdog_loop(
+    notifier: Notifier | None = None,
+    interval: float | None = None,
+    health: HealthCheck | None = None,
+) -> None:
+    """Ping ``WATCHDOG=1`` every half watchdog period from the running event loop.
+
+    Returns at once when the watchdog is off or there is no notify socket; otherwise runs
+    until cancelled. ``health`` may be sync or async; a falsy result or an exception skips
+    that ping (logged at DEBUG). Because the pings come from the loop itself, a loop
+    blocked by synchronous work stops them and systemd restarts the service.
+
+    Example::
+
+        task = asyncio.create_task(watchdog_loop(health=check_db))
+        ...
+        task.cancel()
+    """
+    import asyncio
+
+    notifier, period = _resolve(notifier, interval)
+    if period is None:
+        return
+    half = period / 2
+    while True:
+        reason: str | None = None
+        if health is not None:
+            try:
+                result: object = health()
+                if _is_awaitable(result):
+                    result = await result  # type: ignore[misc]
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                reason = f"health check raised {exc!r}"
+            else:
+                reason = _skip_reason(result)
+        if reason is None:
+            if not notifier.watchdog():
+                logger.debug("watchdog ping not delivered (see earlier warnings)")
+        else:
+            logger.debug("watchdog ping skipped: %s", reason)
+        await asyncio.sleep(half)

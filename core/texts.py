@@ -1,0 +1,55 @@
+"""Every STATUS text sdready sends, in one place (README's table is made from these).
+
+Match on them in tests and monitoring; they change only with a CHANGELOG entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "READY",
+    "READY_UNCHECKED",
+    "STARTING",
+    "STARTUP_FAILED",
+    "STOPPING",
+    "TIMEOUT_FAIL",
+    "TIMEOUT_WARN",
+    "WAITING",
+    "format_addresses",
+]
+
+STARTING = "Starting…"
+WAITING = "Waiting for the listening socket…"
+#: ``.format(addresses=..., pid=...)``
+READY = "Ready: listening on {addresses} (pid {pid})"
+#: on_timeout="ready": READY without having seen a socket. ``.format(pid=...)``
+READY_UNCHECKED = "Ready (pid {pid})"
+#: on_timeout="warn": READY was sent anyway. ``.format(timeout=..., pid=...)``
+TIMEOUT_WARN = "Ready (no listening socket seen within {timeout:g} s; check the server) (pid {pid})"
+#: on_timeout="fail": no READY; systemd's TimeoutStartSec decides. ``.format(timeout=...)``
+TIMEOUT_FAIL = (
+    "Not ready: no listening socket within {timeout:g} s; waiting for systemd's start timeout"
+)
+#: ``.format(message=...)``
+STARTUP_FAILED = "Startup failed: {message}"
+STOPPING = "Stopping…"
+
+_MAX_SHOWN = 4
+
+
+def format_addresses(listeners: Iterable[object]) -> str:
+    """``"127.0.0.1:8000, [::]:8000"`` for up to four listeners, then ``"and N more"``.
+
+    Accepts :class:`~sdready.Listener` objects (their ``address``) or plain strings.
+    """
+    seen: list[str] = []
+    for item in listeners:
+        text = str(getattr(item, "address", item))
+        if text not in seen:
+            seen.append(text)
+    if not seen:
+        return "(no socket)"
+    if len(seen) <= _MAX_SHOWN:
+        return ", ".join(seen)
+    return f"{', '.join(seen[:_MAX_SHOWN])} and {len(seen) - _MAX_SHOWN} more"
