@@ -17,6 +17,7 @@ from __future__ import annotations
 import array
 import errno as _errno
 import logging
+import math
 import os
 import select
 import socket
@@ -105,6 +106,9 @@ _VSOCK_KINDS = {
     "vsock-seqpacket": socket.SOCK_SEQPACKET,
 }
 _VMADDR_CID_ANY = 0xFFFFFFFF
+_PEER_GONE = frozenset(
+    {_errno.ECONNREFUSED, _errno.ENOTCONN, _errno.ECONNRESET, _errno.EPIPE, _errno.EDESTADDRREQ}
+)
 _NO_VSOCK_DGRAM = frozenset(
     {_errno.ENODEV, _errno.EOPNOTSUPP, _errno.ESOCKTNOSUPPORT, _errno.EPROTONOSUPPORT}
 )
@@ -329,6 +333,7 @@ class Notifier:
                 self._invalid = str(exc)
         self._sock: socket.socket | None = None
         self._closer: Callable[[], object] = _nothing
+        self._fast_send: Callable[[bytes], int] | None = None
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._pending: deque[_Message] = deque()
@@ -378,6 +383,15 @@ class Notifier:
 
     def status(self, text: str) -> bool:
         """Set the one-line status shown by ``systemctl status`` (truncated to fit)."""
+        fast = self._fast_send
+        if fast is not None and text.__class__ is str and "\n" not in text and "\0" not in text:
+            try:
+                data = b"STATUS=" + text.encode()
+                if len(data) <= NOTIFY_BUFFER_MAX:
+                    fast(data)
+                    return True
+            except (OSError, UnicodeError):
+                pass  # the full path below handles it
         if self._address is None:
             return self._disabled()
         return self.send({"STATUS": text})
@@ -393,6 +407,13 @@ class Notifier:
 
     def watchdog(self) -> bool:
         """Ping the watchdog: ``WATCHDOG=1``. A lost ping is acceptable; it is not retried."""
+        fast = self._fast_send
+        if fast is not None:
+            try:
+                fast(_WATCHDOG_PING)
+                return True
+            except OSError:
+                pass
         if self._address is None:
             return self._disabled()
         return self._submit(_Message(_WATCHDOG_PING, False, [], None))
@@ -472,6 +493,15 @@ class Notifier:
             )
         return False
 
+    def _update_fast_path(self) -> None:
+        # The hot path (STATUS, WATCHDOG) is one check of this cached bound method, set
+        # only while the socket is open, nothing is queued and the queue is not congested.
+        # A call racing a concurrent state change has no defined order anyway; a socket
+        # closed under it raises, and the caller then takes the full path.
+        sock = self._sock
+        usable = sock is not None and not self._pending and not self._congested
+        self._fast_send = sock.send if usable and sock is not None else None
+
     def _submit(self, message: _Message) -> bool:
         if not self._exec_pid_checked:
             self._check_exec_pid(message.pid)
@@ -482,13 +512,16 @@ class Notifier:
             error = self._attempt(message)
             if error is None:
                 self._congested = False
+                self._update_fast_path()
                 return True
             if _is_full(error):
                 if not self._congested:
-                    error = self._wait_for_room(message)
+                    error = self._wait_for_room(message, time.monotonic() + self.FULL_QUEUE_WAIT)
                     if error is None:
+                        self._update_fast_path()
                         return True
                     self._congested = True  # fail fast until a send succeeds again
+                    self._update_fast_path()
                 if message.state:
                     self._enqueue(message)
                     return True
@@ -496,28 +529,28 @@ class Notifier:
 
     def _send_now(self, message: _Message, deadline: float) -> bool:
         """Send bypassing the retry queue, waiting for room until *deadline* (barrier)."""
-        delay = 0.001
-        while True:
-            with self._lock:
-                error = self._attempt(message)
-            if error is None:
-                return True
-            remaining = deadline - time.monotonic()
-            if not _is_full(error) or remaining <= 0:
-                return self._failed(message, error)
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, 0.05)
+        with self._lock:
+            error = self._attempt(message)
+            if error is not None and _is_full(error):
+                error = self._wait_for_room(message, deadline)
+        return True if error is None else self._failed(message, error)
 
-    def _wait_for_room(self, message: _Message) -> OSError | None:
-        # Called with the lock held: the wait is bounded by FULL_QUEUE_WAIT in total.
-        deadline = time.monotonic() + self.FULL_QUEUE_WAIT
-        delay = 0.001
+    def _wait_for_room(self, message: _Message, deadline: float) -> OSError | None:
+        # Called with the lock held. On a connected datagram socket POLLOUT means the
+        # receiver's queue has room again: the kernel wakes us, no sleeping and guessing.
+        poller = select.poll()
+        registered: socket.socket | None = None
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            sock = self._sock
+            if remaining <= 0 or sock is None:
                 return OSError(_errno.EAGAIN, "notify queue is full")
-            time.sleep(min(delay, remaining))
-            delay *= 2
+            if sock is not registered:
+                if registered is not None:
+                    poller.unregister(registered)
+                poller.register(sock, select.POLLOUT)
+                registered = sock
+            poller.poll(max(1, math.ceil(remaining * 1000)))
             error = self._attempt(message)
             if error is None or not _is_full(error):
                 return error
@@ -528,31 +561,47 @@ class Notifier:
         assert address is not None
         if address.type not in (socket.SOCK_DGRAM, None):
             return self._send_vsock_connected(message, address)
-        try:
-            sock = self._sock if self._sock is not None else self._open(address)
-            if not message.fds and message.pid is None:
-                sock.sendto(message.data, address.sockaddr)
-            else:
-                self._sendmsg(sock, message, address)
-        except OSError as exc:
-            if address.type is None and exc.errno in _NO_VSOCK_DGRAM:
-                # libsystemd: hypervisors without vsock datagrams get a seqpacket connection.
-                self._address = replace(address, type=socket.SOCK_SEQPACKET)
-                return self._send_vsock_connected(message, self._address)
-            if not _is_full(exc):
-                self._discard_socket()  # recreated on the next send, e.g. after a re-exec
-            return exc
-        return None
+        fresh = self._sock is None
+        while True:
+            try:
+                sock = self._sock if self._sock is not None else self._open(address)
+                if not message.fds and message.pid is None:
+                    sock.send(message.data)
+                else:
+                    self._sendmsg(sock, message)
+            except OSError as exc:
+                if address.type is None and exc.errno in _NO_VSOCK_DGRAM:
+                    # libsystemd: hypervisors without vsock datagrams get seqpacket.
+                    self._address = replace(address, type=socket.SOCK_SEQPACKET)
+                    return self._send_vsock_connected(message, self._address)
+                if _is_full(exc):
+                    return exc
+                self._discard_socket()
+                if fresh or exc.errno not in _PEER_GONE:
+                    return exc
+                # The manager was replaced (a new socket at the same path): reconnect once.
+                # A daemon-reexec keeps the old socket, so this is rare.
+                fresh = True
+                continue
+            return None
 
     def _open(self, address: NotifyAddress) -> socket.socket:
+        # Connected, like sdnotify: a send then skips the path lookup (half the cost), and
+        # POLLOUT reflects the receiver's queue.
         flags = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
         sock = socket.socket(address.family, flags)
+        try:
+            sock.connect(address.sockaddr)
+        except OSError:
+            sock.close()
+            raise
         # A notifier dropped without close() must not leak its socket (or warn about it).
         self._closer = weakref.finalize(self, sock.close)
         self._sock = sock
+        self._update_fast_path()
         return sock
 
-    def _sendmsg(self, sock: socket.socket, message: _Message, address: NotifyAddress) -> None:
+    def _sendmsg(self, sock: socket.socket, message: _Message) -> None:
         ancillary = []
         if message.fds:
             fds = array.array("i", message.fds).tobytes()
@@ -561,12 +610,7 @@ class Notifier:
         if message.pid is not None and credentials is not None:
             ucred = struct.pack("iII", message.pid, os.getuid(), os.getgid())
             try:
-                sock.sendmsg(
-                    [message.data],
-                    [*ancillary, (socket.SOL_SOCKET, credentials, ucred)],
-                    0,
-                    address.sockaddr,
-                )
+                sock.sendmsg([message.data], [*ancillary, (socket.SOL_SOCKET, credentials, ucred)])
                 return
             except OSError as exc:
                 if exc.errno not in (_errno.EPERM, _errno.ESRCH, _errno.EINVAL):
@@ -579,7 +623,7 @@ class Notifier:
                     os.getpid(),
                     level=logging.DEBUG,
                 )
-        sock.sendmsg([message.data], ancillary, 0, address.sockaddr)
+        sock.sendmsg([message.data], ancillary)
 
     def _send_vsock_connected(self, message: _Message, address: NotifyAddress) -> OSError | None:
         assert address.type is not None
@@ -594,6 +638,7 @@ class Notifier:
 
     def _discard_socket(self) -> None:
         self._sock = None
+        self._fast_send = None
         self._closer()
 
     def _enqueue(self, message: _Message) -> None:
@@ -602,6 +647,7 @@ class Notifier:
             self.RETRY_DEADLINE if message.state else self.LOSSY_DEADLINE
         )
         self._pending.append(message)
+        self._fast_send = None
         if len(self._pending) > self.MAX_PENDING:
             for index, queued in enumerate(self._pending):
                 if not queued.state:
@@ -643,6 +689,7 @@ class Notifier:
                         self._gave_up(message, str(error))
                 if not self._pending:
                     self._worker = None
+                    self._update_fast_path()
                     self._drained.notify_all()
                     return
             time.sleep(delay)

@@ -404,6 +404,7 @@ def test_full_queue_drops_status_with_one_warning_and_fails_fast(
     assert len(warnings_of(caplog)) == 1
     assert "full" in warnings_of(caplog)[0]
     notify_socket.resume()
+    notify_socket.wait_for_count(sum(results), 5)  # the manager caught up
     assert notifier.status("flows again")
     notify_socket.wait_for("STATUS=flows again", 5)
 

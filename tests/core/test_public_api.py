@@ -1,0 +1,45 @@
+"""The public surface: complete, sorted, and cheap to import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import sdready
+import sdready.testing
+
+
+def test_all_is_sorted_and_complete() -> None:
+    for module in (sdready, sdready.testing):
+        assert module.__all__ == sorted(module.__all__)
+        public = {name for name in vars(module) if not name.startswith("_")}
+        submodules = {"texts", "testing"}
+        exported = set(module.__all__) - {"__version__"}
+        assert exported <= public
+        leftovers = public - exported - submodules - {"annotations"}
+        assert not leftovers, (
+            f"{module.__name__} has public names missing from __all__: {leftovers}"
+        )
+
+
+def test_import_sdready_imports_no_framework_and_no_asyncio() -> None:
+    code = (
+        "import sys, sdready, sdready.plugins; "
+        "bad = [m for m in ('asyncio', 'starlette', 'fastapi', 'flask', 'werkzeug', 'gunicorn', "
+        "'uvicorn', 'hypercorn', 'waitress', 'pytest') if m in sys.modules]; "
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_version_is_in_one_place() -> None:
+    from sdready._version import __version__
+
+    assert sdready.__version__ == __version__
+
+
+def test_py_typed_ships() -> None:
+    from pathlib import Path
+
+    assert (Path(sdready.__file__).parent / "py.typed").exists()
