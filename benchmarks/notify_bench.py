@@ -1,4 +1,4 @@
-"""Cost per STATUS notification: sdready vs sdnotify, systemd-python (libsystemd) and systemd-notify.
+"""Cost per STATUS notification: sdready vs sdnotify, systemd-python and systemd-notify.
 
 Every sender targets the same receiver: a separate process draining an AF_UNIX datagram
 socket as fast as it can, so the (small, net.unix.max_dgram_qlen) queue never decides the
@@ -82,7 +82,9 @@ def _receiver_command(path: str, tmp: str) -> tuple[list[str], str]:
         binary = os.path.join(tmp, "receiver")
         with open(source, "w") as handle:
             handle.write(RECEIVER_C)
-        built = subprocess.run([compiler, "-O2", "-o", binary, source], capture_output=True)
+        built = subprocess.run(
+            [compiler, "-O2", "-o", binary, source], capture_output=True, check=False
+        )
         if built.returncode == 0:
             return [binary, path], "C recvmmsg loop"
     return [sys.executable, "-c", RECEIVER, path], "Python loop (no C compiler)"
@@ -188,8 +190,8 @@ def main() -> None:
 
     baseline = next((r[2] for r in results if r[0].startswith("sdready Notifier")), 1.0)
     print(
-        f"## Notify cost per STATUS call ({platform.python_implementation()} {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, {platform.machine()})\n"
+        f"## Notify cost per STATUS call ({platform.python_implementation()} "
+        f"{platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()})\n"
     )
     print("| sender | best µs/call | median µs/call | median vs sdready | note |")
     print("|---|---:|---:|---:|---|")

@@ -257,7 +257,7 @@ def test_missing_socket_warns_once(tmp_path: object, caplog: pytest.LogCaptureFi
     assert [notifier.ready() for _ in range(3)] == [False, False, False]
     warnings = warnings_of(caplog)
     assert len(warnings) == 1 and address in warnings[0]
-    with pytest.raises(NotifyError, match="absent.sock"):
+    with pytest.raises(NotifyError, match=r"absent\.sock"):
         Notifier(address, strict=True).ready()
 
 

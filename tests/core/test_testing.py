@@ -9,7 +9,6 @@ import sys
 import textwrap
 
 import pytest
-
 from sdready import Notifier
 from sdready.testing import NotifyRecorder, RecorderTimeout
 
