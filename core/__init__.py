@@ -8,24 +8,40 @@ from __future__ import annotations
 
 from ._env import listen_fds_count, watchdog_interval
 from ._exceptions import NotifyError
+from ._listeners import (
+    Listener,
+    ListenerSnapshot,
+    ListenTimeoutError,
+    async_wait_until_listening,
+    listening_sockets,
+    snapshot_listeners,
+    wait_until_listening,
+)
 from ._notifier import Notifier, notify, ready, reloading, status, stopping, watchdog
 from ._readiness import Readiness, ReadyOptions
 from ._version import __version__
 from ._watchdog import Watchdog, watchdog_loop
 
 __all__ = [
+    "ListenTimeoutError",
+    "Listener",
+    "ListenerSnapshot",
     "Notifier",
     "NotifyError",
     "Readiness",
     "ReadyOptions",
     "Watchdog",
     "__version__",
+    "async_wait_until_listening",
     "listen_fds_count",
+    "listening_sockets",
     "notify",
     "ready",
     "reloading",
+    "snapshot_listeners",
     "status",
     "stopping",
+    "wait_until_listening",
     "watchdog",
     "watchdog_interval",
     "watchdog_loop",

@@ -15,10 +15,18 @@ from typing import TYPE_CHECKING, Literal
 
 from . import texts
 from ._exceptions import NotifyError
+from ._listeners import (
+    Expect,
+    Listener,
+    ListenerSnapshot,
+    async_wait_until_listening,
+    snapshot_listeners,
+    validate_wait_options,
+    wait_until_listening,
+)
 from ._notifier import Notifier
 
 if TYPE_CHECKING:
-    from ._listeners import Expect, Listener, ListenerSnapshot
     from ._watchdog import HealthCheck
 
 __all__ = ["Readiness", "ReadyOptions"]
@@ -69,6 +77,7 @@ class ReadyOptions:
             and not self.probe.startswith("http:/")
         ):
             raise ValueError(f"probe must be None, 'connect' or 'http:/path'; got {self.probe!r}")
+        validate_wait_options(self.expect, self.probe)
         if self.health is not None and not callable(self.health):
             raise ValueError(f"health must be callable, got {self.health!r}")
 
@@ -149,8 +158,6 @@ class Readiness:
         """Snapshot existing listeners and send ``STATUS=Starting…``."""
         if not self.enabled:
             return
-        from ._listeners import snapshot_listeners
-
         self.baseline = snapshot_listeners()
         self.notifier.status(texts.STARTING)
 
@@ -166,8 +173,6 @@ class Readiness:
         """
         if not self._may_announce():
             return False
-        from ._listeners import async_wait_until_listening
-
         options = self.options
         try:
             listeners = await async_wait_until_listening(
@@ -181,8 +186,6 @@ class Readiness:
         """Like :meth:`announce`, in the calling thread; give up silently once *stop* is set."""
         if not self._may_announce():
             return False
-        from ._listeners import wait_until_listening
-
         options = self.options
         try:
             listeners = wait_until_listening(
