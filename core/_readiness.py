@@ -158,7 +158,10 @@ class Readiness:
         """Snapshot existing listeners and send ``STATUS=Starting…``."""
         if not self.enabled:
             return
-        self.baseline = snapshot_listeners()
+        try:
+            self.baseline = snapshot_listeners()
+        except (NotImplementedError, OSError) as exc:  # no /proc: announce() says so
+            logger.debug("cannot snapshot listening sockets: %s", exc)
         self.notifier.status(texts.STARTING)
 
     def waiting(self) -> None:
@@ -178,7 +181,7 @@ class Readiness:
             listeners = await async_wait_until_listening(
                 options.ready_timeout, options.expect, baseline=self.baseline, probe=options.probe
             )
-        except NotifyError as exc:  # ListenTimeoutError
+        except (NotifyError, NotImplementedError, OSError) as exc:  # timeout, or no /proc
             return self._timed_out(exc)
         return self._ready(listeners)
 
@@ -195,7 +198,7 @@ class Readiness:
                 probe=options.probe,
                 stop=stop,
             )
-        except NotifyError as exc:
+        except (NotifyError, NotImplementedError, OSError) as exc:
             if stop is not None and stop.is_set():
                 return False
             return self._timed_out(exc)
