@@ -1,0 +1,483 @@
+"""ASGI lifespan middleware: ``READY=1`` once the server's listening socket accepts connections.
+
+Any ASGI app, any lifespan-capable server (uvicorn, hypercorn, granian, gunicorn with the
+uvicorn worker)::
+
+    from sdready.plugins.asgi import SystemdMiddleware
+
+    app = SystemdMiddleware(app)  # or: starlette_app.add_middleware(SystemdMiddleware)
+
+Why a background waiter: uvicorn runs the lifespan startup *before* it binds, hypercorn's
+child and granian's workers listen only after it, so READY can never be sent from startup
+code. The middleware snapshots the listening sockets when ``lifespan.startup`` arrives,
+lets the app start, and on ``lifespan.startup.complete`` waits (without blocking the loop)
+for a listener that was not there before, or one that was (``--fd``, socket activation,
+hypercorn's trio worker, a pre-fork parent): only then ``READY=1``.
+
+Outside systemd (no ``NOTIFY_SOCKET``) it is inert: it forwards everything untouched and
+starts nothing. A notify failure never reaches the app; a failed startup never gets READY.
+"""
+
+from __future__ import annotations
+
+import _socket
+import contextlib
+import logging
+import os
+import socket
+import stat
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from sdready import Readiness, ReadyOptions, watchdog_interval
+
+if TYPE_CHECKING:
+    from sdready import Notifier
+    from sdready._listeners import Expect
+    from sdready._readiness import OnTimeout
+    from sdready._types import ASGIApp, Message, Receive, Scope, Send
+    from sdready._watchdog import HealthCheck
+
+__all__ = ["SystemdMiddleware"]
+
+logger = logging.getLogger("sdready")
+
+_SO_ACCEPTCONN: int = getattr(socket, "SO_ACCEPTCONN", 30)
+_SO_DOMAIN: int = getattr(socket, "SO_DOMAIN", 39)
+_SOCK_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
+
+#: Set on the lifespan scope by the instance that tells the story; inner ones stay silent,
+#: so a middleware added twice (or SystemdNotify plus the middleware) sends one READY.
+SCOPE_KEY = "sdready.readiness"
+
+
+class SystemdMiddleware:
+    """Pure ASGI middleware telling systemd when the app really accepts connections.
+
+    http and websocket scopes go straight to the app. For the lifespan scope it sends
+    ``STATUS=Starting…`` (and snapshots the listening sockets), lets the app start, then
+    ``STATUS=Waiting for the listening socket…`` and, once the server listens,
+    ``READY=1`` with ``STATUS=Ready: listening on <addresses> (pid N)``. A failed startup
+    sends ``STATUS=Startup failed: <error>`` (plus ``ERRNO=`` when known) and never READY;
+    ``lifespan.shutdown`` sends ``STOPPING=1`` before the app's own shutdown runs. With
+    ``WatchdogSec=`` it pings from the event loop (gated by *health*). An app without
+    lifespan support still gets READY: the middleware completes the protocol itself.
+
+    :param ready_timeout: seconds to wait for the listening socket after startup.
+    :param on_timeout: ``"warn"`` (log an error, READY anyway), ``"fail"`` (no READY;
+        ``TimeoutStartSec=`` decides) or ``"ready"`` (READY quietly).
+    :param expect: the listener(s) that must exist (port, ``"host:port"``, unix path,
+        ``"@abstract"``, predicate, or a list); default: the server's new listener.
+    :param probe: ``"connect"`` or ``"http:/path"`` to prove the app answers too.
+    :param watchdog: feed systemd's watchdog when ``WatchdogSec=`` is set.
+    :param health: sync or async callable; a falsy result or an exception skips a ping.
+    :param notifier: the :class:`~sdready.Notifier` to use (default: ``NOTIFY_SOCKET``).
+    Bad option values raise :class:`ValueError` here, not at startup.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        ready_timeout: float = 30.0,
+        on_timeout: OnTimeout = "warn",
+        expect: Expect | None = None,
+        probe: str | None = None,
+        watchdog: bool = True,
+        health: HealthCheck | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.app = app
+        self.options = ReadyOptions(
+            ready_timeout=ready_timeout,
+            on_timeout=on_timeout,
+            expect=expect,
+            probe=probe,
+            watchdog=watchdog,
+            health=health,
+            notifier=notifier,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":  # http/websocket: one lookup, nothing else
+            await self.app(scope, receive, send)
+            return
+        await LifespanCycle(self.app, self.options).run(scope, receive, send)
+
+
+class LifespanCycle:
+    """One lifespan run of *app*: the story told to systemd and the background work it needs.
+
+    Shared with :mod:`sdready.plugins.fastapi`, which wraps the router's lifespan with it.
+    """
+
+    def __init__(self, app: ASGIApp, options: ReadyOptions) -> None:
+        self.app = app
+        self.readiness = Readiness(options)
+        self._background: _Background | None = None
+        self._receive: Receive | None = None
+        self._send: Send | None = None
+        self._startup_received = False
+        self._startup_answered = False  # the app sent startup.complete or startup.failed
+        self._failed = False
+        self._shutdown_received = False
+        self._shutdown_answered = False
+
+    async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app's lifespan, telling systemd how it goes."""
+        if SCOPE_KEY in scope or not self.readiness.enabled:
+            await self.app(scope, receive, send)  # inert, or an outer instance tells it
+            return
+        scope[SCOPE_KEY] = self.readiness
+        self._receive, self._send = receive, send
+        with _contained("choosing the async backend"):
+            self._background = _Background.for_running_loop(self.readiness)
+        try:
+            try:
+                await self.app(scope, self._wrapped_receive, self._wrapped_send)
+            except Exception as exc:
+                if self._startup_received or self._startup_answered:
+                    if not self._startup_answered:  # raised during startup
+                        self._startup_failed(exc)
+                    raise
+                # Raised before reading lifespan.startup: the app does not speak lifespan
+                # (servers then carry on without it). Speak it for the app, so READY comes.
+                logger.debug("app does not support lifespan (%r); sdready completes it", exc)
+            await self._complete_protocol()
+        finally:
+            if self._background is not None:
+                await self._background.stop()
+
+    async def _complete_protocol(self) -> None:
+        # Whatever part of the protocol the app left undone, as servers expect it done.
+        if self._failed:
+            return
+        if not self._startup_received:
+            await self._wrapped_receive()
+        if not self._startup_answered:
+            await self._wrapped_send({"type": "lifespan.startup.complete"})
+        if not self._shutdown_received:
+            await self._wrapped_receive()
+        if not self._shutdown_answered:
+            await self._wrapped_send({"type": "lifespan.shutdown.complete"})
+
+    async def _wrapped_receive(self) -> Message:
+        assert self._receive is not None
+        message = await self._receive()
+        kind = message.get("type")
+        if kind == "lifespan.startup":
+            self._startup_received = True
+            with _contained("reporting startup"):
+                self.readiness.starting()  # the baseline, before the app's own listeners
+                _add_unlistened_sockets(self.readiness)
+                if self._background is not None:
+                    self._background.start_watchdog()  # a slow startup must not starve it
+        elif kind == "lifespan.shutdown":
+            self._shutdown_received = True
+            with _contained("reporting shutdown"):
+                self.readiness.stopping()  # before the app's own shutdown runs
+            if self._background is not None:
+                await self._background.stop()
+        return message
+
+    async def _wrapped_send(self, message: Message) -> None:
+        assert self._send is not None
+        kind = message.get("type")
+        if kind == "lifespan.startup.complete":
+            self._startup_answered = True
+            with _contained("reporting startup"):
+                self.readiness.waiting()
+            if self._background is not None:
+                # The wait's first look must come before the server may listen: a listener
+                # that appears between the baseline and that look counts as the app's own.
+                with _contained("starting the listener wait"):
+                    await self._background.start_waiter()
+        elif kind == "lifespan.startup.failed":
+            self._startup_answered = True
+            # Starlette sends this from inside its ``except`` block: the exception is at hand.
+            error = sys.exc_info()[1]
+            if isinstance(error, Exception):
+                self._startup_failed(error)
+            else:
+                self._startup_failed(_last_line(str(message.get("message") or "")))
+        elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            self._shutdown_answered = True
+        await self._send(message)  # hypercorn raises here on *.failed: let it
+
+    def _startup_failed(self, error: Exception | str) -> None:
+        self._failed = True
+        with _contained("reporting the failed startup"):
+            if isinstance(error, Exception):
+                code = error.errno if isinstance(error, OSError) else None
+                text = str(error)
+                message = f"{type(error).__name__}: {text}" if text else type(error).__name__
+                self.readiness.startup_failed(message, errno=code if code else None)
+            else:
+                self.readiness.startup_failed(error or "lifespan.startup.failed")
+
+
+class _Background:
+    """The listener waiter and the watchdog pinger, on the async library running the app."""
+
+    def __init__(self, readiness: Readiness) -> None:
+        self.readiness = readiness
+        self._stop = _FirstLook()
+
+    @staticmethod
+    def for_running_loop(readiness: Readiness) -> _Background:
+        # Detected at call time: the same app may run under asyncio or trio (hypercorn).
+        import asyncio
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return _AsyncioBackground(readiness)
+        trio = sys.modules.get("trio")
+        if trio is not None:
+            with contextlib.suppress(RuntimeError):
+                trio.lowlevel.current_task()
+                return _TrioBackground(readiness)
+        return _Background(readiness)
+
+    def _watchdog_period(self) -> float | None:
+        options = self.readiness.options
+        if not options.watchdog:
+            return None
+        period = watchdog_interval()
+        if period is None and os.environ.get("WATCHDOG_USEC") and os.environ.get("WATCHDOG_PID"):
+            # uvicorn --workers, granian: systemd's WATCHDOG_PID names the supervisor, which
+            # runs no app; nothing here may ping, and a unit with WatchdogSec= gets killed.
+            logger.warning(
+                "WatchdogSec= is set for pid %s, not this worker (pid %d): sdready does not "
+                "ping from here; use a single-process server or drop WatchdogSec=",
+                os.environ["WATCHDOG_PID"],
+                os.getpid(),
+            )
+        return period
+
+    async def start_waiter(self) -> None:
+        """Wait for the listener and send READY from a daemon thread (no asyncio loop here).
+
+        Returns once the wait has taken its first look (at most ~50 ms later).
+        """
+        if self._stop.is_set():
+            return
+        threading.Thread(
+            target=self._announce_blocking, name="sdready-ready-waiter", daemon=True
+        ).start()
+        self._stop.looked.wait(0.05)  # blocks the loop once, briefly, and only off asyncio
+
+    def _announce_blocking(self) -> None:
+        try:
+            with _contained("waiting for the listening socket"):
+                self.readiness.announce_blocking(stop=self._stop)
+        finally:
+            self._stop.looked.set()
+
+    def start_watchdog(self) -> None:
+        """Ping from the event loop; without a known loop there is nothing honest to ping from."""
+        if self._watchdog_period() is not None:
+            logger.warning("sdready feeds the watchdog only from asyncio or trio event loops")
+
+    async def stop(self) -> None:
+        """Abandon the wait and stop pinging; never raises."""
+        self._stop.set()
+
+
+class _FirstLook(threading.Event):
+    """The waiter thread's stop flag; also tells when the wait has taken its first look.
+
+    ``wait_until_listening`` sleeps on its stop event between polls, so the first
+    ``wait()`` (or the thread ending) means the first walk is done.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looked = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.looked.set()
+        return super().wait(timeout)
+
+
+class _AsyncioBackground(_Background):
+    def __init__(self, readiness: Readiness) -> None:
+        super().__init__(readiness)
+        self._tasks: list[Any] = []  # asyncio.Task; strong references until stopped
+
+    def _spawn(self, work: Callable[[], Awaitable[object]], what: str) -> None:
+        import asyncio
+
+        task = asyncio.get_running_loop().create_task(_quiet(work, what), name=f"sdready: {what}")
+        self._tasks.append(task)
+
+    async def start_waiter(self) -> None:
+        import asyncio
+
+        if not self._stop.is_set():
+            self._spawn(self.readiness.announce, "waiting for the listening socket")
+            # Its first step (the first look) runs before we resume: the loop is FIFO.
+            await asyncio.sleep(0)
+
+    def start_watchdog(self) -> None:
+        period = self._watchdog_period()
+        if period is not None and not self._stop.is_set():
+            from sdready import watchdog_loop
+
+            options = self.readiness.options
+            self._spawn(
+                lambda: watchdog_loop(self.readiness.notifier, period, options.health),
+                "watchdog loop",
+            )
+
+    async def stop(self) -> None:
+        import asyncio
+
+        self._stop.set()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # Let them finish here, so no loop ever destroys a pending task of ours.
+            with contextlib.suppress(Exception):
+                await asyncio.wait(tasks, timeout=1.0)
+
+
+class _TrioBackground(_Background):
+    # Waiter: the base class's thread (the core's async waiter is asyncio). Watchdog: a
+    # trio system task, so a blocked trio loop stops the pings as it should.
+    def __init__(self, readiness: Readiness) -> None:
+        super().__init__(readiness)
+        self._scopes: list[Any] = []  # trio.CancelScope
+
+    def start_watchdog(self) -> None:
+        period = self._watchdog_period()
+        if period is None or self._stop.is_set():
+            return
+        import trio
+
+        scope = trio.CancelScope()
+        self._scopes.append(scope)
+
+        async def pinger() -> None:
+            with scope:
+                await _quiet(lambda: _trio_watchdog_loop(self.readiness, period), "watchdog loop")
+
+        trio.lowlevel.spawn_system_task(pinger, name="sdready watchdog")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        scopes, self._scopes = self._scopes, []
+        for scope in scopes:
+            scope.cancel()
+
+
+async def _trio_watchdog_loop(readiness: Readiness, period: float) -> None:
+    import inspect
+
+    import trio
+
+    health = readiness.options.health
+    while True:
+        reason: str | None = None
+        if health is not None:
+            try:
+                result = health()
+                if inspect.isawaitable(result):
+                    result = await result
+            except trio.Cancelled:
+                raise
+            except Exception as exc:
+                reason = f"health check raised {exc!r}"
+            else:
+                reason = None if result else f"health check returned {result!r}"
+        if reason is None:
+            readiness.notifier.watchdog()
+        else:
+            logger.debug("watchdog ping skipped: %s", reason)
+        await trio.sleep(period / 2)
+
+
+async def _quiet(work: Callable[[], Awaitable[object]], what: str) -> None:
+    # Background work must never surface as "Task exception was never retrieved" or crash
+    # trio's system nursery; cancellation still propagates. The coroutine is made here, so
+    # a task cancelled before its first step leaves no "never awaited" coroutine behind.
+    try:
+        await work()
+    except Exception:
+        logger.exception("sdready: %s failed", what)
+
+
+def _add_unlistened_sockets(readiness: Readiness) -> None:
+    """Count sockets we hold that do not listen yet as the server's, like listening ones.
+
+    uvicorn ``--workers`` binds in the parent without listening; the first worker to listen
+    makes the shared socket accept for every worker. Without this, a later worker, whose
+    wait begins after that, would take the socket for one its app opened during startup.
+    Only stream sockets that are neither listening nor connected qualify.
+    """
+    baseline = readiness.baseline
+    if baseline is None:
+        return
+    from sdready._listeners import Listener, ListenerSnapshot
+
+    extra = [
+        Listener(fd, socket.AddressFamily(family), f"fd {fd} (not listening yet)", "", None, inode)
+        for fd, family, inode in _unlistened_stream_sockets()
+    ]
+    if extra:
+        readiness.baseline = ListenerSnapshot(baseline.listeners + tuple(extra), baseline.taken_at)
+
+
+def _unlistened_stream_sockets() -> Iterator[tuple[int, int, int]]:
+    """(fd, family, inode) of our TCP/unix stream sockets that neither listen nor connect."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            info = os.fstat(fd)
+        except OSError:
+            continue
+        if not stat.S_ISSOCK(info.st_mode):
+            continue
+        # The C type with SOCK_NONBLOCK: wraps the fd without touching its flags (a default
+        # timeout would make socket.socket() switch the server's socket to non-blocking).
+        raw = _socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | _SOCK_NONBLOCK, 0, fd)
+        try:
+            family = raw.getsockopt(socket.SOL_SOCKET, _SO_DOMAIN)
+            kind = raw.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
+            if (
+                kind != socket.SOCK_STREAM
+                or family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+                or raw.getsockopt(socket.SOL_SOCKET, _SO_ACCEPTCONN)
+            ):
+                continue
+            try:
+                raw.getpeername()
+            except OSError:  # ENOTCONN: free to listen later
+                yield fd, family, info.st_ino
+        except OSError:
+            continue
+        finally:
+            raw.detach()  # the descriptor belongs to the server
+
+
+@contextlib.contextmanager
+def _contained(what: str) -> Iterator[None]:
+    """Log and swallow our own failures: notifying must never break the host app."""
+    try:
+        yield
+    except Exception:
+        logger.exception("sdready: %s failed; the app is unaffected", what)
+
+
+def _last_line(text: str) -> str:
+    """The error line of a formatted traceback (its last meaningful line)."""
+    for raw in reversed(text.splitlines()):
+        line = raw.strip().lstrip("|").strip()
+        if line and not line.startswith(("+-", "^", "~")):
+            return line
+    return ""
