@@ -1,0 +1,308 @@
+"""Run real gunicorn processes against a NotifyRecorder: apps, ports, cleanup.
+
+Every run gets its own process group (killed in ``close()``, pass or fail), its own log
+file and, for TCP, a port reserved without a race: a guard socket bound to ``127.0.0.1:0``
+with ``SO_REUSEADDR`` (and ``SO_REUSEPORT`` for ``reuse_port`` runs) but never listening
+keeps the kernel from handing the port to anyone else, while gunicorn, setting the same
+options, may still bind and listen on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from sdready.testing import NotifyMessage, NotifyRecorder
+
+__all__ = [
+    "APPS",
+    "Gunicorn",
+    "GunicornTarget",
+    "asgi_middleware_available",
+    "assert_no_builtin_ready",
+    "booted_times",
+    "http_get",
+    "reserved_port",
+    "write_apps",
+]
+
+GunicornTarget = tuple[str, int] | str  # ("127.0.0.1", port) or a unix socket path
+
+_VERSION = """
+        VERSION = "v1"
+        if os.environ.get("APP_VERSION_FILE"):
+            with open(os.environ["APP_VERSION_FILE"]) as _file:
+                VERSION = _file.read().strip()
+
+
+        def mark_booted():
+            # APP_MARK_DIR/<pid> holds the monotonic time this worker's app became ready.
+            if os.environ.get("APP_MARK_DIR"):
+                with open(f"{os.environ['APP_MARK_DIR']}/{os.getpid()}", "w") as _file:
+                    _file.write(repr(time.monotonic()))
+        """
+
+APPS: dict[str, str] = {
+    # WSGI: slow to import (APP_IMPORT_DELAY); APP_STAGGER_DIR makes the n-th importing
+    # worker take n * APP_STAGGER_STEP seconds longer.
+    "wsgi_app.py": """
+        import os
+        import time
+        """
+    + _VERSION
+    + """
+        _delay = float(os.environ.get("APP_IMPORT_DELAY", "0"))
+        if os.environ.get("APP_STAGGER_DIR"):
+            for _rank in range(64):
+                try:
+                    os.close(os.open(f"{os.environ['APP_STAGGER_DIR']}/{_rank}",
+                                     os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                    break
+                except FileExistsError:
+                    continue
+            _delay += _rank * float(os.environ.get("APP_STAGGER_STEP", "0.4"))
+        time.sleep(_delay)
+        mark_booted()
+
+
+        def app(environ, start_response):
+            body = f"{VERSION} {os.getpid()}".encode()
+            start_response("200 OK", [("Content-Type", "text/plain"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+        """,
+    # ASGI: imports fast, lifespan startup takes APP_LIFESPAN_DELAY seconds (or fails).
+    "asgi_app.py": """
+        import asyncio
+        import os
+        import time
+        """
+    + _VERSION
+    + """
+
+        async def app(scope, receive, send):
+            if scope["type"] == "lifespan":
+                while True:
+                    message = await receive()
+                    if message["type"] == "lifespan.startup":
+                        await asyncio.sleep(float(os.environ.get("APP_LIFESPAN_DELAY", "0")))
+                        if os.environ.get("APP_LIFESPAN_FAIL"):
+                            await send({"type": "lifespan.startup.failed",
+                                        "message": "database unreachable"})
+                            return
+                        mark_booted()
+                        await send({"type": "lifespan.startup.complete"})
+                    elif message["type"] == "lifespan.shutdown":
+                        await send({"type": "lifespan.shutdown.complete"})
+                        return
+            elif scope["type"] == "http":
+                body = f"{VERSION} {os.getpid()}".encode()
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"text/plain"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+        """,
+    "asgi_mw_app.py": """
+        from asgi_app import app as _inner
+        from sdready.plugins.asgi import SystemdMiddleware
+
+        app = SystemdMiddleware(_inner)
+        """,
+    "broken_app.py": """
+        import sdready_test_no_such_module  # noqa: F401
+        """,
+}
+
+
+def write_apps(directory: Path) -> Path:
+    """Write the test apps into *directory* (put it on PYTHONPATH); return it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, source in APPS.items():
+        (directory / name).write_text(textwrap.dedent(source))
+    return directory
+
+
+def booted_times(mark_dir: Path) -> dict[int, float]:
+    """``{pid: monotonic time its app became ready}`` from the apps' APP_MARK_DIR files."""
+    times: dict[int, float] = {}
+    for path in mark_dir.iterdir():
+        with contextlib.suppress(ValueError):
+            times[int(path.name)] = float(path.read_text())
+    return times
+
+
+def assert_no_builtin_ready(recorder: NotifyRecorder) -> None:
+    """gunicorn's own ``READY=1`` (``STATUS=Gunicorn arbiter booted``) never got through."""
+    own = [str(m) for m in recorder.messages if "Gunicorn" in m.get("STATUS", "")]
+    assert not own, f"gunicorn's own notification leaked: {own}"
+
+
+def asgi_middleware_available() -> bool:
+    try:
+        from sdready.plugins.asgi import SystemdMiddleware  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def reserved_port(*, reuse_port: bool = False) -> Iterator[int]:
+    """A loopback port nobody else gets while the block runs (see the module docstring)."""
+    guard = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        guard.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            guard.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        guard.bind(("127.0.0.1", 0))
+        yield guard.getsockname()[1]
+    finally:
+        guard.close()
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def http_get(target: GunicornTarget, path: str = "/", timeout: float = 1.0) -> tuple[int, str]:
+    """One GET on a fresh connection: ``(status, body)``; raises on any failure."""
+    if isinstance(target, str):
+        connection: http.client.HTTPConnection = _UnixHTTPConnection(target, timeout)
+    else:
+        connection = http.client.HTTPConnection(target[0], target[1], timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def _supports(setting: str) -> bool:
+    from gunicorn.config import make_settings
+
+    return setting in make_settings()
+
+
+class Gunicorn:
+    """One gunicorn master (and workers) in its own process group, reporting to *recorder*.
+
+    :param args: gunicorn arguments after the common ones (``--bind``, app, ...).
+    :param config: ``-c`` value; default the plugin itself (``None``: no config at all).
+    :param env: extra environment; ``NOTIFY_SOCKET`` is the recorder's unless
+        ``notify=False``.
+    """
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        apps: Path,
+        recorder: NotifyRecorder | None,
+        config: str | None = "python:sdready.plugins.gunicorn",
+        env: Mapping[str, str] | None = None,
+        workers: int = 1,
+        worker_class: str = "sync",
+        wrapper: Sequence[str] = (),
+        pass_fds: Sequence[int] = (),
+    ) -> None:
+        self.log_path = apps / f"gunicorn-{time.monotonic_ns()}.log"
+        environ = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_", "LISTEN_", "SDREADY_", "APP_"))
+        }
+        environ.update(PYTHONPATH=str(apps), PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+        if recorder is not None:
+            environ["NOTIFY_SOCKET"] = recorder.address
+        environ.update(env or {})
+        # The venv's console script, not ``python -m gunicorn``: a USR2 re-exec runs
+        # sys.argv[0] as a script, and gunicorn/__main__.py as a script would put the
+        # package directory first on sys.path (its ``http`` shadowing the stdlib's).
+        argv = [*wrapper, str(Path(sys.executable).with_name("gunicorn"))]
+        if config is not None:
+            argv += ["-c", config]
+        argv += ["--workers", str(workers), "-k", worker_class, "--graceful-timeout", "5"]
+        if _supports("control_socket_disable"):
+            argv.append("--no-control-socket")  # else every run shares ~/.gunicorn/gunicorn.ctl
+        argv += list(args)
+        self.recorder = recorder
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                argv,
+                cwd=apps,
+                env=environ,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=pass_fds,
+            )
+        self.started = time.monotonic()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-6000:]
+        except OSError:
+            return "<no log>"
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def wait(self, timeout: float = 15.0) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"gunicorn did not exit within {timeout} s\n{self.log()}"
+            ) from None
+
+    def wait_for(self, match: object, timeout: float = 15.0, since: int = 0) -> NotifyMessage:
+        """The recorder's ``wait_for`` with gunicorn's log in the failure message."""
+        assert self.recorder is not None
+        try:
+            return self.recorder.wait_for(match, timeout, since=since)  # type: ignore[arg-type]
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- gunicorn log:\n{self.log()}") from None
+
+    def close(self) -> None:
+        """End the whole process group: TERM, then KILL after 5 s. Safe to call twice."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+        # Workers (or a USR2 master) may outlive the master: the group goes in any case.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+
+    def __enter__(self) -> Gunicorn:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
