@@ -1,0 +1,525 @@
+"""Listening sockets of *another* process tree: what ``sdready exec`` and ``wait-listen`` watch.
+
+The in-process walk of :mod:`sdready._listeners` asks the kernel about our own fds. Another
+process's sockets are reached in one of two ways, chosen per process:
+
+``pidfd``
+    ``pidfd_open(2)`` + ``pidfd_getfd(2)`` (Linux 5.6+) duplicate each socket of the target
+    into this process, where the same ``SO_ACCEPTCONN`` + ``getsockname`` questions are asked
+    and the duplicate is closed at once. Exact, and the cost does not grow with the host's
+    connection count. Needs ptrace-attach rights over the target: the same uid with Yama
+    ``ptrace_scope`` 0 or 1 (a child is our descendant, so 1 is fine), or ``CAP_SYS_PTRACE``;
+    a target that is not dumpable (it ran a setuid binary or called
+    ``prctl(PR_SET_DUMPABLE, 0)``) refuses.
+``proc``
+    The socket inodes from ``/proc/PID/fd`` matched against ``/proc/PID/net/{tcp,tcp6,unix}``
+    (``LISTEN``: state ``0A`` for TCP, ``__SO_ACCEPTCON`` for unix). Needs only
+    ptrace-*read* rights (same uid, or ``CAP_SYS_PTRACE``), but reads tables as large as the
+    network namespace's socket count; they are read only while a socket is undecided.
+
+``auto`` uses ``pidfd`` where the interpreter, the architecture (the syscall number is
+known) and the kernel allow it, and falls back to ``proc`` for a process that refuses.
+"""
+
+from __future__ import annotations
+
+import _socket
+import errno as _errno
+import logging
+import os
+import platform
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from ._listeners import Listener, _describe
+
+__all__ = [
+    "Method",
+    "TreeListeners",
+    "alive",
+    "namespace_listeners",
+    "pidfd_getfd_support",
+    "process_tree",
+]
+
+logger = logging.getLogger("sdready")
+
+Method = Literal["auto", "pidfd", "proc"]
+
+# pidfd_getfd is 438 wherever the kernel uses the unified syscall table of Linux 5.1+; alpha,
+# ia64 and the mips ABIs number it differently, so those fall back to /proc.
+_PIDFD_GETFD = 438
+_UNIFIED_TABLE_ARCHES = frozenset(
+    {
+        "x86_64",
+        "amd64",
+        "i386",
+        "i486",
+        "i586",
+        "i686",
+        "aarch64",
+        "arm64",
+        "armv6l",
+        "armv7l",
+        "armv8l",
+        "riscv64",
+        "ppc64",
+        "ppc64le",
+        "s390x",
+        "loongarch64",
+    }
+)
+# Errors that mean "pidfd_getfd cannot be used on this process", not "the fd went away".
+_REFUSED = frozenset({_errno.EPERM, _errno.EACCES, _errno.ENOSYS, _errno.EINVAL})
+_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6, socket.AF_UNIX})
+_SO_ACCEPTCONN: int = getattr(socket, "SO_ACCEPTCONN", 30)
+_SO_DOMAIN: int = getattr(socket, "SO_DOMAIN", 39)
+_SOCK_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
+# The C socket type: wraps a descriptor without Python-level bookkeeping; detach() returns it.
+_RawSocket = _socket.socket
+_TCP_LISTEN = "0A"
+_TCP_CLOSE = "07"  # created, maybe bound, not yet listening: may still listen later
+_UNIX_ACCEPTCON = 0x10000
+_UNIX_STREAM_TYPES = frozenset({"0001", "0005"})  # SOCK_STREAM, SOCK_SEQPACKET
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read(1024)
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ")".
+    fields = data[data.rfind(b")") + 2 :].split(b" ", 2)
+    try:
+        return int(fields[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _service_cgroup_pids() -> list[int] | None:
+    """Every pid in our cgroup when it is a systemd service's own cgroup, else None.
+
+    Reading one ``cgroup.procs`` is much cheaper than scanning all of ``/proc`` on a busy
+    host, and a service's descendants all live in its cgroup (without ``Delegate=``).
+    """
+    if "INVOCATION_ID" not in os.environ:
+        return None
+    try:
+        with open("/proc/self/cgroup") as lines:
+            path = next((line[3:].strip() for line in lines if line.startswith("0::")), None)
+    except OSError:
+        return None
+    if not path or not path.endswith(".service"):
+        return None
+    for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+        try:
+            with open(f"{root}{path}/cgroup.procs") as procs:
+                pids = [int(line) for line in procs if line.strip()]
+        except (OSError, ValueError):
+            continue
+        if os.getpid() in pids:
+            return pids
+    return None
+
+
+def alive(pid: int) -> bool:
+    """True while *pid* exists and is not a zombie (exited, not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read(1024)
+    except OSError:
+        return False
+    return data[data.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
+
+
+def process_tree(root: int) -> list[int]:
+    """*root* and its living descendants (root first; empty when *root* is gone)."""
+    if not alive(root):
+        return []
+    candidates = _service_cgroup_pids()
+    if candidates is None:
+        candidates = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    children: dict[int, list[int]] = {}
+    for pid in candidates:
+        if pid != root:
+            parent = _parent_pid(pid)
+            if parent is not None:
+                children.setdefault(parent, []).append(pid)
+    tree = [root]
+    for pid in tree:  # grows while iterating: breadth-first
+        tree.extend(children.get(pid, ()))
+    return tree
+
+
+def _socket_fds(pid: int) -> dict[int, int] | None:
+    """``{fd: inode}`` of the sockets *pid* holds; None when its fds cannot be read."""
+    sockets: dict[int, int] = {}
+    base = f"/proc/{pid}/fd/"
+    try:
+        names = os.listdir(base)
+    except FileNotFoundError:
+        return {}  # gone meanwhile
+    except OSError:
+        return None  # EACCES: another uid, or not dumpable
+    for name in names:
+        try:
+            target = os.readlink(base + name)
+        except OSError:
+            continue  # closed during the walk
+        if target.startswith("socket:["):
+            sockets[int(name)] = int(target[8:-1])
+    return sockets
+
+
+# -- pidfd_getfd ---------------------------------------------------------------------------
+
+_syscall: Callable[..., int] | None = None
+_support: tuple[bool, str] | None = None
+
+
+def pidfd_getfd_support() -> tuple[bool, str]:
+    """``(usable, why)``: can this interpreter on this kernel and architecture use pidfd_getfd?
+
+    Tested once against this process itself (always permitted); whether another process
+    permits it is only known when asked.
+    """
+    global _support, _syscall
+    if _support is not None:
+        return _support
+    machine = platform.machine().lower()
+    if not hasattr(os, "pidfd_open"):
+        _support = (False, "os.pidfd_open is missing (needs Linux 5.3+)")
+    elif machine not in _UNIFIED_TABLE_ARCHES:
+        _support = (False, f"pidfd_getfd's syscall number on {machine or 'this CPU'} is unknown")
+    else:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            syscall = libc.syscall
+            syscall.restype = ctypes.c_long
+        except (ImportError, OSError, AttributeError) as exc:
+            _support = (False, f"ctypes cannot call syscall(): {exc}")
+        else:
+            _syscall = syscall
+            _support = _probe_self()
+    return _support
+
+
+def _probe_self() -> tuple[bool, str]:
+    try:
+        pidfd = os.pidfd_open(os.getpid())
+    except OSError as exc:
+        return False, f"pidfd_open failed: {exc.strerror}"
+    try:
+        fd = _getfd(pidfd, pidfd)
+    except OSError as exc:
+        return False, f"pidfd_getfd failed: {exc.strerror} (needs Linux 5.6+)"
+    finally:
+        os.close(pidfd)
+    os.close(fd)
+    return True, f"pidfd_getfd available (Linux {platform.release()}, {platform.machine()})"
+
+
+def _getfd(pidfd: int, target_fd: int) -> int:
+    assert _syscall is not None
+    import ctypes
+
+    fd = _syscall(_PIDFD_GETFD, pidfd, target_fd, 0)
+    if fd < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return fd
+
+
+# -- /proc/net tables ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _TableEntry:
+    listening: bool
+    final: bool  # this socket can never start listening (connected, or not a stream socket)
+    family: int
+    host: str
+    port: int
+    path: str
+
+
+def _ipv4(hex_address: str) -> str:
+    # The kernel prints the __be32 as a host-order integer.
+    return socket.inet_ntop(socket.AF_INET, int(hex_address, 16).to_bytes(4, sys.byteorder))
+
+
+def _ipv6(hex_address: str) -> str:
+    raw = b"".join(
+        int(hex_address[i : i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, 32, 8)
+    )
+    return socket.inet_ntop(socket.AF_INET6, raw)
+
+
+def _read_tables(netdir: str, inodes: set[int] | None) -> dict[int, _TableEntry]:
+    """Parse tcp, tcp6 and unix tables under *netdir*; only *inodes* (None: listeners only)."""
+    entries: dict[int, _TableEntry] = {}
+    for name, family, parse in (
+        ("tcp", socket.AF_INET, _ipv4),
+        ("tcp6", socket.AF_INET6, _ipv6),
+    ):
+        try:
+            with open(f"{netdir}/{name}") as table:
+                next(table, None)
+                for line in table:
+                    fields = line.split()
+                    if len(fields) < 10:
+                        continue
+                    inode = int(fields[9])
+                    listening = fields[3] == _TCP_LISTEN
+                    if not (listening if inodes is None else inode in inodes):
+                        continue
+                    host_hex, _, port_hex = fields[1].partition(":")
+                    entries[inode] = _TableEntry(
+                        listening,
+                        not listening and fields[3] != _TCP_CLOSE,
+                        family,
+                        parse(host_hex),
+                        int(port_hex, 16),
+                        "",
+                    )
+        except OSError:
+            continue  # no IPv6 in this kernel, or no /proc/net
+    try:
+        with open(f"{netdir}/unix", errors="replace") as table:
+            next(table, None)
+            for line in table:
+                fields = line.split(None, 7)
+                if len(fields) < 7:
+                    continue
+                inode = int(fields[6])
+                stream = fields[4] in _UNIX_STREAM_TYPES
+                listening = stream and bool(int(fields[3], 16) & _UNIX_ACCEPTCON)
+                if not (listening if inodes is None else inode in inodes):
+                    continue
+                path = fields[7].rstrip("\n") if len(fields) > 7 else ""
+                # St 01 is SS_UNCONNECTED: the only state that can still become a listener.
+                final = not listening and (not stream or fields[5] != "01")
+                entries[inode] = _TableEntry(listening, final, socket.AF_UNIX, "", 0, path)
+    except OSError:
+        pass
+    return entries
+
+
+def _listener_from_entry(fd: int, inode: int, entry: _TableEntry) -> Listener:
+    sockname: object
+    if entry.family == socket.AF_UNIX:
+        # The table shows an abstract name as "@name"; getsockname() gives b"\0name".
+        path = entry.path
+        sockname = b"\0" + path[1:].encode() if path.startswith("@") else path
+    elif entry.family == socket.AF_INET6:
+        sockname = (entry.host, entry.port, 0, 0)
+    else:
+        sockname = (entry.host, entry.port)
+    text, connect_address, port = _describe(entry.family, sockname)
+    return Listener(fd, socket.AddressFamily(entry.family), text, connect_address, port, inode)
+
+
+def _inspect_duplicate(dup: int, fd: int, inode: int) -> tuple[Listener | None, bool]:
+    """``(listener, final)`` for *dup*, our duplicate of another process's socket *fd*.
+
+    ``final`` is True when the socket can never become a listener, so it need not be asked
+    about again: not a TCP or unix stream socket, or connected already. The duplicate
+    shares its open file with the app's socket: it is wrapped with SOCK_NONBLOCK, which
+    keeps CPython from ever calling setblocking() (O_NONBLOCK would change the app's socket).
+    """
+    probe = _RawSocket(socket.AF_UNIX, socket.SOCK_STREAM | _SOCK_NONBLOCK, 0, dup)
+    try:
+        family = probe.getsockopt(socket.SOL_SOCKET, _SO_DOMAIN)
+        kind = probe.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
+    except OSError:
+        return None, False
+    finally:
+        probe.detach()
+    if kind != socket.SOCK_STREAM or family not in _FAMILIES:
+        return None, True
+    # getsockname() decodes addresses by the wrapper's family: wrap again with the real one.
+    sock = _RawSocket(family, socket.SOCK_STREAM | _SOCK_NONBLOCK, 0, dup)
+    try:
+        if sock.getsockopt(socket.SOL_SOCKET, _SO_ACCEPTCONN):
+            text, connect_address, port = _describe(family, sock.getsockname())
+            return Listener(
+                fd, socket.AddressFamily(family), text, connect_address, port, inode
+            ), False
+        try:
+            sock.getpeername()
+        except OSError:
+            return None, False  # not connected: it may still listen()
+        return None, True
+    except OSError:
+        return None, False
+    finally:
+        sock.detach()
+
+
+def namespace_listeners(pid: int | None = None) -> list[Listener]:
+    """Every listening TCP and unix socket in the network namespace of *pid* (default ours).
+
+    For ``wait-listen`` without a pid: the owner is unknown, so ``fd`` is -1.
+    """
+    netdir = "/proc/net" if pid is None else f"/proc/{pid}/net"
+    entries = _read_tables(netdir, None)
+    return [
+        _listener_from_entry(-1, inode, entry)
+        for inode, entry in entries.items()
+        if entry.listening
+    ]
+
+
+# -- the watcher ---------------------------------------------------------------------------
+
+
+class TreeListeners:
+    """The listening sockets of a process and its descendants, polled on demand.
+
+    Verdicts about sockets that can never listen (connected, datagram) are cached by inode,
+    so a poll redoes only what can have changed. Not thread-safe.
+
+    Example::
+
+        watch = TreeListeners(child.pid)
+        while not (found := watch.poll()):
+            time.sleep(0.01)
+        watch.close()
+    """
+
+    def __init__(self, root: int, method: Method = "auto") -> None:
+        if method not in ("auto", "pidfd", "proc"):
+            raise ValueError(f"method must be 'auto', 'pidfd' or 'proc', got {method!r}")
+        self.root = root
+        self.requested: Method = method
+        self._use_pidfd = method != "proc" and pidfd_getfd_support()[0]
+        if method == "pidfd" and not self._use_pidfd:
+            raise OSError(_errno.ENOSYS, pidfd_getfd_support()[1])
+        self._pidfds: dict[int, int] = {}
+        self._refused: set[int] = set()  # pids that refused pidfd_getfd: use /proc for them
+        self._unreadable: set[int] = set()
+        self._never: set[int] = set()  # inodes that can never become listeners
+        self._found: dict[int, Listener] = {}  # inode -> listener (sockets stay listening)
+        self.methods_used: set[str] = set()
+
+    @property
+    def method(self) -> str:
+        """The method in use: ``"pidfd"``, ``"proc"`` or ``"pidfd+proc"`` after a fallback."""
+        return "+".join(sorted(self.methods_used)) or ("pidfd" if self._use_pidfd else "proc")
+
+    @property
+    def unreadable(self) -> set[int]:
+        """Pids in the tree whose fds could not be read at all (another uid, not dumpable)."""
+        return set(self._unreadable)
+
+    def poll(self) -> list[Listener]:
+        """The listeners the tree holds now, one per socket (inode), in discovery order."""
+        tree = process_tree(self.root)
+        alive = set(tree)
+        for pid in [p for p in self._pidfds if p not in alive]:
+            os.close(self._pidfds.pop(pid))
+        self._unreadable &= alive
+        result: dict[int, Listener] = {}
+        table_wanted: dict[int, tuple[int, int]] = {}  # inode -> (pid, fd)
+        for pid in tree:
+            sockets = _socket_fds(pid)
+            if sockets is None:
+                if pid not in self._unreadable:
+                    self._unreadable.add(pid)
+                    logger.warning(
+                        "cannot read /proc/%d/fd (another user, or not dumpable): the listening "
+                        "sockets of that process are not seen",
+                        pid,
+                    )
+                continue
+            for fd, inode in sockets.items():
+                if inode in result or inode in self._never:
+                    continue
+                known = self._found.get(inode)
+                if known is not None:
+                    result[inode] = known
+                    continue
+                if self._use_pidfd and pid not in self._refused:
+                    listener = self._ask_pidfd(pid, fd, inode)
+                    if listener is not None:
+                        result[inode] = listener
+                    if pid not in self._refused:
+                        continue
+                if self.requested != "pidfd":  # "pidfd" alone: a refusing process is not seen
+                    table_wanted.setdefault(inode, (pid, fd))
+        if table_wanted:
+            self._ask_tables(table_wanted, result)
+        return list(result.values())
+
+    def close(self) -> None:
+        """Close the pidfds held for the tree's processes."""
+        for pidfd in self._pidfds.values():
+            os.close(pidfd)
+        self._pidfds.clear()
+
+    def __enter__(self) -> TreeListeners:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _ask_pidfd(self, pid: int, fd: int, inode: int) -> Listener | None:
+        pidfd = self._pidfds.get(pid)
+        try:
+            if pidfd is None:
+                pidfd = self._pidfds[pid] = os.pidfd_open(pid)
+            dup = _getfd(pidfd, fd)
+        except OSError as exc:
+            if exc.errno in _REFUSED:
+                self._refuse(pid, exc)
+            return None  # ESRCH/EBADF: the process or the fd went away meanwhile
+        self.methods_used.add("pidfd")
+        try:
+            listener, final = _inspect_duplicate(dup, fd, inode)
+        finally:
+            os.close(dup)  # ours alone: closing it never touches the app's socket
+        if listener is not None:
+            self._found[inode] = listener
+        elif final:
+            self._never.add(inode)
+        return listener
+
+    def _refuse(self, pid: int, exc: OSError) -> None:
+        self._refused.add(pid)
+        if self.requested == "pidfd":
+            logger.warning(
+                "pidfd_getfd on pid %d refused (%s): with method 'pidfd' its sockets are not seen",
+                pid,
+                exc.strerror,
+            )
+            return
+        logger.info(
+            "pidfd_getfd on pid %d refused (%s): reading /proc/%d/net tables instead",
+            pid,
+            exc.strerror,
+            pid,
+        )
+
+    def _ask_tables(self, wanted: dict[int, tuple[int, int]], result: dict[int, Listener]) -> None:
+        self.methods_used.add("proc")
+        owner = next(iter(wanted.values()))[0]
+        entries = _read_tables(f"/proc/{owner}/net", set(wanted))
+        for inode, (_pid, fd) in wanted.items():
+            entry = entries.get(inode)
+            if entry is None:
+                continue  # not TCP/unix, or not bound yet: ask again next time
+            if entry.listening:
+                listener = _listener_from_entry(fd, inode, entry)
+                self._found[inode] = listener
+                result[inode] = listener
+            elif entry.final:
+                self._never.add(inode)

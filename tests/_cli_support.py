@@ -1,0 +1,181 @@
+"""Helpers for the ``sdready`` command-line tests: run it, find its READY, clean up after it.
+
+Every run goes through :func:`sdready_run`, which never leaves a process behind: at the end
+it asks ``sdready`` to stop (SIGTERM, forwarded to the command), then kills whatever is
+left of the process tree. Servers bind port 0; the port is read from the READY status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sdready._proctree import process_tree
+from sdready.testing import NotifyMessage, NotifyRecorder
+
+__all__ = [
+    "NODE",
+    "SDREADY",
+    "Run",
+    "http_get",
+    "ready_address",
+    "sdready_console_script",
+    "sdready_run",
+]
+
+#: How the tests start the command: the running interpreter, so a 3.10 venv tests itself.
+SDREADY = (sys.executable, "-m", "sdready")
+NODE = shutil.which("node")
+_ADDRESS = re.compile(r"listening on (\S+?)(?:,| and| \(pid)")
+
+
+def sdready_console_script() -> str | None:
+    """The ``sdready`` console script installed next to this interpreter, if any."""
+    path = Path(sys.executable).parent / "sdready"
+    return str(path) if path.exists() else None
+
+
+def ready_address(message: NotifyMessage) -> tuple[str, int]:
+    """``(host, port)`` of the first address in a READY message's STATUS."""
+    status = message.get("STATUS") or ""
+    match = _ADDRESS.search(status)
+    assert match, f"no address in STATUS {status!r}"
+    host, _, port = match.group(1).rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def http_get(host: str, port: int, path: str = "/", timeout: float = 5.0) -> int:
+    """Status of one ``GET`` (raises ``OSError`` when the connection is refused)."""
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+@dataclass
+class Run:
+    """One ``sdready`` process reporting to ``recorder``; ``log`` holds its and the command's
+    output."""
+
+    proc: subprocess.Popen[bytes]
+    recorder: NotifyRecorder
+    log: Path
+    _tree: set[int] = field(default_factory=set)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def messages(self) -> list[NotifyMessage]:
+        """What this run sent (the recorder may be shared by concurrent runs)."""
+        return [m for m in self.recorder.messages if m.pid == self.pid]
+
+    def wait_for(self, name: str, timeout: float = 10.0) -> NotifyMessage:
+        """The first message from this run carrying field *name* (or ``NAME=value``)."""
+        key, _, value = name.partition("=")
+
+        def mine(message: NotifyMessage) -> bool:
+            if message.pid != self.pid or key not in message:
+                return False
+            return not value or message[key] == value
+
+        try:
+            return self.recorder.wait_for(mine, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- output:\n{self.output()}") from None
+
+    def statuses(self) -> list[str]:
+        return [m["STATUS"] for m in self.messages() if "STATUS" in m]
+
+    def ready_messages(self) -> list[NotifyMessage]:
+        return [m for m in self.messages() if m.get("READY") == "1"]
+
+    def children(self) -> list[int]:
+        """The command's process tree (remembered for cleanup)."""
+        tree = process_tree(self.pid)[1:]
+        self._tree.update(tree)
+        return tree
+
+    def child_pid(self, timeout: float = 5.0) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            tree = self.children()
+            if tree:
+                return tree[0]
+            assert time.monotonic() < deadline, f"no child of sdready appeared\n{self.output()}"
+            time.sleep(0.01)
+
+    def signal(self, signum: int) -> None:
+        self.children()
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 10.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"sdready did not exit within {timeout} s\n{self.output()}"
+            ) from None
+
+    def output(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-4000:]
+        except OSError:
+            return "(no output)"
+
+    def cleanup(self) -> None:
+        if self.proc.poll() is None:
+            self.children()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        for pid in self._tree:  # anything that outlived sdready (it never should)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def sdready_run(
+    recorder: NotifyRecorder,
+    *args: str,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
+    prefix: Sequence[str] = (),
+) -> Iterator[Run]:
+    """Start ``sdready ARGS`` with ``NOTIFY_SOCKET`` pointing at *recorder*; clean up after.
+
+    *prefix* runs before it (e.g. a shell that sets ``LISTEN_PID=$$``).
+    """
+    environment = {**recorder.env, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with open(log, "ab") as output:
+        proc = subprocess.Popen(
+            [*prefix, *SDREADY, *args],
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            pass_fds=pass_fds,
+        )
+    run = Run(proc, recorder, log)
+    try:
+        yield run
+    finally:
+        run.cleanup()
