@@ -1,0 +1,90 @@
+"""examples/flask/app.py works as its README says: waitress, werkzeug's reloader, fd 3."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _flask_support import Server, http_get, ready_address
+from sdready.testing import NotifyRecorder
+
+pytest.importorskip("flask")
+pytest.importorskip("waitress")
+
+pytestmark = pytest.mark.timeout(60)
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flask" / "app.py"
+
+
+@pytest.fixture
+def recorder() -> Iterator[NotifyRecorder]:
+    recorder = NotifyRecorder(set_environment=False).start()
+    try:
+        yield recorder
+    finally:
+        recorder.close()
+
+
+def _start(
+    argv: list[str], recorder: NotifyRecorder, tmp_path: Path, pass_fds: tuple[int, ...] = ()
+) -> Server:
+    env = {"PATH": "/usr/bin:/bin", "NOTIFY_SOCKET": recorder.address, "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "example.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            argv,
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            pass_fds=pass_fds,
+            start_new_session=True,
+        )
+    return Server(process, log, recorder)
+
+
+@pytest.mark.parametrize("mode", [[], ["--dev"]], ids=["waitress", "werkzeug-reloader"])
+def test_example_serves_when_ready(
+    mode: list[str], recorder: NotifyRecorder, tmp_path: Path
+) -> None:
+    shutil.copy(EXAMPLE, tmp_path / "app.py")
+    server = _start([sys.executable, "app.py", *mode, "--port", "0"], recorder, tmp_path)
+    try:
+        ready = server.wait_ready()
+        assert http_get(ready_address(ready))[0] == 200
+        if mode:  # the reloader's child serves; the parent stays silent
+            assert ready.pid != server.pid
+        server.signal(signal.SIGTERM)
+        server.wait()
+    finally:
+        server.kill()
+
+
+def test_example_socket_activation_waits_for_the_probe(
+    recorder: NotifyRecorder, tmp_path: Path
+) -> None:
+    shutil.copy(EXAMPLE, tmp_path / "app.py")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        fd = listener.fileno()
+        # As systemd does it: the socket at fd 3, LISTEN_PID naming the process that execs.
+        trampoline = (
+            f"import os, sys; os.dup2({fd}, 3); os.close({fd}); "
+            "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1'); "
+            "os.execv(sys.executable, [sys.executable, 'app.py'])"
+        )
+        server = _start([sys.executable, "-c", trampoline], recorder, tmp_path, (fd,))
+        try:
+            ready = server.wait_ready()
+            assert http_get(ready_address(ready))[0] == 200
+            assert "READY waits until a GET (http:/) answers below 500" in server.output()
+        finally:
+            server.kill()
