@@ -1,0 +1,191 @@
+"""uvicorn + FastAPI + SystemdNotify under a real (private) systemd user manager.
+
+The A-depends-on-B story: unit B serves; unit A (``After=``/``Requires=`` B) does one HTTP
+GET with a 1 s timeout. With ``Type=notify`` and SystemdNotify, systemd starts A only once
+B really accepts, so A succeeds every time; the same pair with ``Type=simple`` fails,
+which proves the test can fail. And ``WatchdogSec=1``: an endpoint that blocks the event
+loop for 3 s stops the pings, so systemd restarts B.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _systemd import UnitTimeout, UserManager, python_for_units
+
+pytestmark = [pytest.mark.systemd, pytest.mark.timeout(240)]
+
+TESTS_DIR = Path(__file__).resolve().parent.parent
+STARTUP_DELAY = "0.3"  # B's own startup work, after the import of FastAPI (~0.4 s)
+GET_SCRIPT = (
+    "import sys, urllib.request; "
+    "urllib.request.urlopen(f'http://127.0.0.1:{sys.argv[1]}/', timeout=1).read()"
+)
+
+
+@pytest.fixture
+def systemd(user_manager: UserManager) -> Iterator[UserManager]:
+    """The session's manager; units written by the test are removed when it ends."""
+    with user_manager.scoped() as manager:
+        yield manager
+
+
+@contextlib.contextmanager
+def reserved_port() -> Iterator[int]:
+    """A loopback port nobody else gets meanwhile: a bound, never-listening SO_REUSEADDR
+    socket holds it, and uvicorn (also SO_REUSEADDR) may still bind and listen on it."""
+    guard = socket.socket()
+    try:
+        guard.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        guard.bind(("127.0.0.1", 0))
+        yield guard.getsockname()[1]
+    finally:
+        guard.close()
+
+
+def _environment(extra: dict[str, str]) -> str:
+    _, env = python_for_units()
+    env = {**env, **extra}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), env.get("PYTHONPATH")) if p)
+    return " ".join(f'"{key}={value}"' for key, value in env.items())
+
+
+def write_server_unit(
+    systemd: UserManager,
+    *,
+    service_type: str,
+    bind: list[str],
+    extra: str = "",
+    env: dict[str, str] | None = None,
+) -> str:
+    python, _ = python_for_units()
+    name = systemd.unit_name("fastapi-b")
+    log = systemd.work_dir / f"{name}.log"
+    argv = " ".join([python, "-m", "uvicorn", "_asgi_fastapi:app", "--log-level", "warning", *bind])
+    systemd.write_unit(
+        name,
+        f"""\
+        [Service]
+        Type={service_type}
+        ExecStart={argv}
+        WorkingDirectory={systemd.work_dir}
+        Environment={_environment({"SDREADY_TEST_STARTUP_DELAY": STARTUP_DELAY, **(env or {})})}
+        StandardOutput=append:{log}
+        StandardError=append:{log}
+        TimeoutStartSec=20
+        TimeoutStopSec=5
+        {extra}
+        """,
+    )
+    return name
+
+
+def write_client_unit(systemd: UserManager, server: str, port: int) -> str:
+    name = systemd.unit_name("client-a")
+    log = systemd.work_dir / f"{name}.log"
+    systemd.write_unit(
+        name,
+        f"""\
+        [Unit]
+        Requires={server}
+        After={server}
+
+        [Service]
+        Type=oneshot
+        ExecStart={sys.executable} -c "{GET_SCRIPT}" {port}
+        StandardOutput=append:{log}
+        StandardError=append:{log}
+        """,
+    )
+    return name
+
+
+def run_pair(systemd: UserManager, client: str, server: str) -> str:
+    """Start the client (which pulls in the server); return its Result; stop both."""
+    try:
+        # For a oneshot unit, `systemctl start` returns once its ExecStart has exited.
+        systemd.run("start", client, check=False, timeout=40)
+        state = systemd.show(client, "ActiveState", "Result")
+        assert state["ActiveState"] in ("inactive", "failed"), state
+        started = systemd.show(server, "ExecMainStartTimestampMonotonic")
+        assert int(started["ExecMainStartTimestampMonotonic"]) > 0  # B really ran
+        return state["Result"]
+    finally:
+        systemd.stop_units(client, server)
+        systemd.reset(client, server)
+
+
+@pytest.mark.slow
+def test_dependent_unit_always_reaches_a_notify_fastapi_unit(systemd: UserManager) -> None:
+    with reserved_port() as port:
+        server = write_server_unit(
+            systemd, service_type="notify", bind=["--host", "127.0.0.1", "--port", str(port)]
+        )
+        client = write_client_unit(systemd, server, port)
+        results = [run_pair(systemd, client, server) for _ in range(20)]
+    assert results == ["success"] * 20, systemd.describe(client) + systemd.describe(server)
+
+
+def test_same_pair_with_type_simple_fails(systemd: UserManager) -> None:
+    # Proves the test above can fail: without READY, A starts as soon as B is forked.
+    with reserved_port() as port:
+        server = write_server_unit(
+            systemd, service_type="simple", bind=["--host", "127.0.0.1", "--port", str(port)]
+        )
+        client = write_client_unit(systemd, server, port)
+        results = [run_pair(systemd, client, server) for _ in range(3)]
+    assert results == ["exit-code"] * 3, systemd.describe(client)
+
+
+def test_notify_unit_shows_the_ready_status(systemd: UserManager) -> None:
+    with reserved_port() as port:
+        server = write_server_unit(
+            systemd, service_type="notify", bind=["--host", "127.0.0.1", "--port", str(port)]
+        )
+        systemd.start_unit(server, wait_started=True, timeout=30)
+        state = systemd.wait_for(server, ActiveState="active", SubState="running")
+        assert (
+            state["StatusText"] == f"Ready: listening on 127.0.0.1:{port} (pid {state['MainPID']})"
+        )
+        systemd.stop_units(server)
+        state = systemd.show(server, "ActiveState", "Result", "StatusText")
+        assert state["Result"] == "success"
+
+
+def test_watchdog_restarts_a_blocked_event_loop(systemd: UserManager) -> None:
+    uds = systemd.work_dir / f"wd-{os.getpid()}-{id(systemd)}.sock"
+    server = write_server_unit(
+        systemd,
+        service_type="notify",
+        bind=["--uds", str(uds)],
+        extra="WatchdogSec=1\nRestart=on-watchdog\nRestartSec=0.2",
+        env={"SDREADY_TEST_STARTUP_DELAY": "0"},
+    )
+    try:
+        systemd.start_unit(server, wait_started=True, timeout=30)
+        first = systemd.wait_for(server, ActiveState="active", NRestarts="0")
+        # Healthy: pings from the loop keep it alive well past WatchdogSec.
+        systemd.hold(server, 2.5, ActiveState="active", NRestarts="0")
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            _get_unix(str(uds), "/block?s=3", timeout=5)  # killed mid-request: fine
+        restarted = systemd.wait_for(
+            server, lambda p: int(p["NRestarts"]) >= 1 and p["ActiveState"] == "active", timeout=20
+        )
+        assert restarted["MainPID"] != first["MainPID"]
+    except UnitTimeout as exc:
+        raise AssertionError(f"{exc}\n{systemd.describe(server)}") from None
+
+
+def _get_unix(path: str, target: str, timeout: float) -> int:
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(timeout)
+        client.connect(path)
+        client.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        return len(client.recv(1024))
