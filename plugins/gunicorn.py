@@ -16,11 +16,13 @@ environment variables (the environment wins, as with ``GUNICORN_CMD_ARGS``):
 ``ready_workers`` (1, or ``"all"``; ``"all"`` under ``reuse_port``), ``ready_timeout``
 (30 s), ``on_timeout`` (``"fail"``), ``watchdog`` (true). See README for the table.
 
-How: in ``on_starting`` the arbiter takes ``NOTIFY_SOCKET`` out of the environment, so
-gunicorn's own READY and anything in the workers stay silent. Each worker reports over a
-pipe created before the fork once it can serve (WSGI: after ``post_worker_init``; ASGI:
-after its lifespan startup completed) and with its sockets listening; a thread in the
-arbiter reads the pipe and sends READY, STATUS, RELOADING and STOPPING.
+How: before gunicorn's own ``READY`` (and before ``--preload`` imports the app) the
+arbiter takes ``NOTIFY_SOCKET`` out of the environment, so gunicorn and everything in the
+workers stay silent. Each worker reports over a pipe created before the fork once it can
+serve (WSGI: after ``post_worker_init``; ASGI: once its lifespan startup completed) and
+which of its sockets listen; a thread in the arbiter reads the pipe and sends READY,
+STATUS and STOPPING (RELOADING comes from ``on_reload``). Without ``NOTIFY_SOCKET``
+nothing happens: no pipe, no thread, nothing logged above DEBUG.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import select
 import signal
@@ -159,6 +162,7 @@ class _ArbiterSide:
         self._mainpid_sent = False
         self.phase = "starting"  # starting | ready | reloading | stopping | exited
         self._booted: dict[int, _Booted] = {}  # by worker age, which never repeats
+        self._spawned: dict[int, float] = {}  # age: when forked (the watchdog's boot clock)
         self._exited: set[int] = set()
         self._failure = ""
         self._status = ""
@@ -233,12 +237,18 @@ class _ArbiterSide:
                 self._update()
         self._wake()
 
+    def forking(self, worker: Worker) -> None:
+        if self.active:
+            with self._lock:
+                self._spawned[worker.age] = time.monotonic()
+
     def worker_exited(self, worker: Worker) -> None:
         if not self.active:
             return
         with self._lock:
             self._exited.add(worker.age)
             self._booted.pop(worker.age, None)
+            self._spawned.pop(worker.age, None)
             if len(self._exited) > 4096:  # ages only grow: forget the oldest
                 self._exited = set(sorted(self._exited)[-1024:])
             self._update()
@@ -265,7 +275,7 @@ class _ArbiterSide:
         reason = getattr(halt, "reason", None)
         with self._lock:
             if reason and self.phase not in ("stopping", "exited"):
-                message = f"{reason} {self._failure}".strip()
+                message = f"{reason.rstrip('.')} ({self._failure})" if self._failure else reason
                 text = texts.STARTUP_FAILED if not self.ready_sent else _FAILED
                 self._send_status(text.format(message=message))
             self.phase = "exited"
@@ -401,7 +411,7 @@ class _ArbiterSide:
         return int(self.server.num_workers) if self.server is not None else 1
 
     def _required(self) -> int:
-        total = self._total()
+        total = max(1, self._total())
         wanted = self.options.ready_workers
         return total if wanted is None else min(wanted, total)
 
@@ -414,6 +424,8 @@ class _ArbiterSide:
     def _update(self) -> None:
         if self.phase in ("stopping", "exited"):
             return
+        if self.server is not None and self.server.reexec_pid:
+            return  # USR2: the new master speaks for the unit now
         current = self._current()
         if not self._ready_this_gen:
             if len(current) >= self._required():
@@ -480,7 +492,13 @@ class _ArbiterSide:
         self._watchdog = Watchdog(self.notifier, interval, health=self._healthy).start()
 
     def _healthy(self) -> bool:
-        """At least one booted worker is alive and heartbeating (gunicorn's own test)."""
+        """A worker is alive and not stuck, by gunicorn's own rule and its ``timeout``.
+
+        Booted workers must have heartbeated within ``timeout``; a worker still booting
+        counts for ``timeout`` after its fork (a reload or a respawn takes that long at
+        most before gunicorn's own test applies), so only hung or missing workers stop
+        the pings.
+        """
         server = self.server
         if server is None:
             return False
@@ -488,8 +506,11 @@ class _ArbiterSide:
         now = time.monotonic()
         with self._lock:
             booted = set(self._booted)
+            spawned = dict(self._spawned)
         for worker in list(server.WORKERS.values()):
             if worker.age not in booted:
+                if now - spawned.get(worker.age, -math.inf) <= limit:
+                    return True
                 continue
             try:
                 if now - worker.tmp.last_update() <= limit:
@@ -643,6 +664,7 @@ _HOOKS: dict[str, tuple[int, Callable[..., None], bool]] = {
     "nworkers_changed": (3, lambda server, new, old: _workers_changed(server), False),
     "when_ready": (1, _arbiter.when_ready, False),
     "on_reload": (1, _arbiter.reloading, False),
+    "pre_fork": (2, lambda server, worker: _arbiter.forking(worker), False),
     "post_fork": (2, _forked, False),
     "post_worker_init": (1, _worker_initialized, True),
     "worker_abort": (1, _worker_aborted, False),
@@ -686,7 +708,7 @@ def _chain(name: str, theirs: Callable[..., None] | None) -> Callable[..., None]
             call((a, b, c))
 
     hook.__name__ = hook.__qualname__ = name
-    hook.__sdready__ = True  # type: ignore[attr-defined]  # install() skips it
+    hook.__dict__["__sdready__"] = True  # install() and _ensure_hooks() skip it
     return hook
 
 

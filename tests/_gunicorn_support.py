@@ -18,7 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from sdready.testing import NotifyMessage, NotifyRecorder
@@ -281,11 +281,16 @@ class Gunicorn:
                 f"gunicorn did not exit within {timeout} s\n{self.log()}"
             ) from None
 
-    def wait_for(self, match: object, timeout: float = 15.0, since: int = 0) -> NotifyMessage:
+    def wait_for(
+        self,
+        match: str | Callable[[NotifyMessage], bool],
+        timeout: float = 15.0,
+        since: int = 0,
+    ) -> NotifyMessage:
         """The recorder's ``wait_for`` with gunicorn's log in the failure message."""
         assert self.recorder is not None
         try:
-            return self.recorder.wait_for(match, timeout, since=since)  # type: ignore[arg-type]
+            return self.recorder.wait_for(match, timeout, since=since)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- gunicorn log:\n{self.log()}") from None
 

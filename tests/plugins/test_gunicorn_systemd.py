@@ -4,16 +4,23 @@ Unit A runs gunicorn (one sync worker) on a loopback port with an app that sleep
 import. Unit B (``Requires=``/``After=`` A, ``Type=oneshot``) does one GET with a 1 s
 timeout. With this plugin, systemd starts B only after a worker can serve: every GET
 succeeds. With gunicorn's built-in notify, READY comes from the arbiter before any worker
-imported the app: every GET times out (this proves the test can fail).
+imported the app: every GET times out (this proves the test can fail). Four pairs run at
+a time, each on its own reserved port.
+
+Also: ``systemctl reload`` (``ExecReload=/bin/kill -HUP $MAINPID``) under traffic, and the
+README's USR2 recipe (``NotifyAccess=all``) against its failing variant.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -26,6 +33,7 @@ pytestmark = [pytest.mark.systemd, pytest.mark.slow, pytest.mark.timeout(300)]
 
 ROUNDS = 20
 CONTROL_ROUNDS = 3
+PAIRS = 4  # started together: 20 runs in 5 rounds
 
 CLIENT = """\
 import http.client, sys
@@ -60,6 +68,9 @@ def _server_unit(
     plugin: bool,
     workers: int = 1,
     env: str = "",
+    access: str = "main",
+    extra: str = "",
+    reload: bool = True,
 ) -> str:
     _python, python_env = python_for_units()
     apps = write_apps(directory / "apps")
@@ -73,15 +84,18 @@ def _server_unit(
         f"""\
         [Service]
         Type=notify
+        NotifyAccess={access}
         ExecStart={_gunicorn()} {config}--bind 127.0.0.1:{port} --workers {workers} \\
             --no-control-socket --graceful-timeout 5 wsgi_app:app
         ExecReload=/bin/kill -HUP $MAINPID
         WorkingDirectory={apps}
         Environment={environment} {env}
         TimeoutStartSec=30
+        {extra}
         StandardOutput=append:{directory}/server.log
         StandardError=append:{directory}/server.log
         """,
+        reload=reload,
     )
     return name
 
@@ -94,53 +108,79 @@ def _logs(directory: Path) -> str:
     )
 
 
-def _pair(manager: UserManager, directory: Path, port: int, *, plugin: bool) -> list[str]:
+def _pairs(
+    manager: UserManager, base: Path, ports: list[int], *, plugin: bool
+) -> list[tuple[str, str, int, Path]]:
+    """One server unit and one client unit per port: ``(server, client, port, directory)``."""
     python, python_env = python_for_units()
-    (directory / "client.py").write_text(CLIENT)
-    server = _server_unit(manager, directory, port, plugin=plugin, env="APP_IMPORT_DELAY=1.5")
     environment = " ".join(f"{k}={v}" for k, v in python_env.items())
-    client = manager.unit_name("gunicorn-b")
-    manager.write_unit(
-        client,
-        f"""\
-        [Unit]
-        Requires={server}
-        After={server}
+    pairs = []
+    for index, port in enumerate(ports):
+        directory = base / f"pair-{index}"
+        directory.mkdir()
+        (directory / "client.py").write_text(CLIENT)
+        server = _server_unit(
+            manager, directory, port, plugin=plugin, env="APP_IMPORT_DELAY=1.5", reload=False
+        )
+        client = manager.unit_name("gunicorn-b")
+        manager.write_unit(
+            client,
+            f"""\
+            [Unit]
+            Requires={server}
+            After={server}
 
-        [Service]
-        Type=oneshot
-        ExecStart={python} {directory}/client.py {port}
-        Environment={environment}
-        StandardOutput=append:{directory}/client.log
-        StandardError=append:{directory}/client.log
-        """,
-    )
-    results = []
-    for _ in range(ROUNDS if plugin else CONTROL_ROUNDS):
-        manager.run("start", client, check=False, timeout=60)
-        results.append(manager.show(client, "Result")["Result"])
-        if plugin:
-            status = manager.show(server, "StatusText")["StatusText"]
-            assert status.startswith(f"Ready: 1 worker, listening on 127.0.0.1:{port} (pid ")
-        manager.run("stop", server, timeout=30)
-        manager.reset(client, server)
+            [Service]
+            Type=oneshot
+            ExecStart={python} {directory}/client.py {port}
+            Environment={environment}
+            StandardOutput=append:{directory}/client.log
+            StandardError=append:{directory}/client.log
+            """,
+            reload=False,
+        )
+        pairs.append((server, client, port, directory))
+    manager.daemon_reload()
+    return pairs
+
+
+def _run_pairs(manager: UserManager, base: Path, runs: int, *, plugin: bool) -> list[str]:
+    """*runs* starts in total, PAIRS at a time: each client pulls its server in."""
+    results: list[str] = []
+    with ExitStack() as stack:
+        ports = [stack.enter_context(reserved_port()) for _ in range(min(PAIRS, runs))]
+        pairs = _pairs(manager, base, ports, plugin=plugin)
+        servers = [server for server, _, _, _ in pairs]
+        clients = [client for _, client, _, _ in pairs]
+        for _ in range(runs // len(pairs)):
+            manager.run("start", *clients, check=False, timeout=90)
+            for server, client, port, _ in pairs:
+                results.append(manager.show(client, "Result")["Result"])
+                if plugin:
+                    status = manager.show(server, "StatusText")["StatusText"]
+                    expected = f"Ready: 1 worker, listening on 127.0.0.1:{port} (pid "
+                    assert status.startswith(expected), status
+            manager.run("stop", *servers, timeout=60)
+            manager.reset(*clients, *servers)
     return results
+
+
+def _all_logs(base: Path) -> str:
+    return "\n".join(_logs(directory) for directory in sorted(base.glob("pair-*")))
 
 
 def test_dependent_unit_gets_an_answer_with_the_plugin(
     systemd: UserManager, tmp_path: Path
 ) -> None:
-    with reserved_port() as port:
-        results = _pair(systemd, tmp_path, port, plugin=True)
-    assert results == ["success"] * ROUNDS, f"{results}\n{_logs(tmp_path)}"
+    results = _run_pairs(systemd, tmp_path, ROUNDS, plugin=True)
+    assert results == ["success"] * ROUNDS, f"{results}\n{_all_logs(tmp_path)}"
 
 
 def test_dependent_unit_fails_with_gunicorns_own_notify(
     systemd: UserManager, tmp_path: Path
 ) -> None:
-    with reserved_port() as port:
-        results = _pair(systemd, tmp_path, port, plugin=False)
-    assert results == ["exit-code"] * CONTROL_ROUNDS, f"{results}\n{_logs(tmp_path)}"
+    results = _run_pairs(systemd, tmp_path, CONTROL_ROUNDS, plugin=False)
+    assert results == ["exit-code"] * CONTROL_ROUNDS, f"{results}\n{_all_logs(tmp_path)}"
 
 
 class _Client(threading.Thread):
@@ -211,4 +251,38 @@ def test_reload_under_traffic(systemd: UserManager, tmp_path: Path) -> None:
     assert client.answers[first_v2][0] <= seen + 0.5
     assert final["NRestarts"] == "0" and final["MainPID"] == before["MainPID"], details
     with contextlib.suppress(Exception):
+        systemd.run("stop", unit, timeout=30)
+
+
+@pytest.mark.parametrize(("access", "survives"), [("all", True), ("main", False)])
+def test_usr2_upgrade_hands_the_unit_to_the_new_master(
+    systemd: UserManager, tmp_path: Path, access: str, survives: bool
+) -> None:
+    """README's USR2 recipe: with NotifyAccess=all the new master claims MAINPID (and the
+    watchdog), and the old one can be retired with TERM; without it, retiring the old
+    master ends the unit."""
+    with reserved_port() as port:
+        unit = _server_unit(
+            systemd, tmp_path, port, plugin=True, access=access, extra="WatchdogSec=2"
+        )
+        systemd.start_unit(unit, wait_started=True, timeout=30)
+        old = int(systemd.wait_for(unit, ActiveState="active")["MainPID"])
+        os.kill(old, signal.SIGUSR2)
+        if survives:
+            props = systemd.wait_for(unit, lambda p: p["MainPID"] not in ("0", str(old)))
+            new = int(props["MainPID"])
+        else:
+            time.sleep(2.0)  # the new master's MAINPID/READY are refused: nothing changes
+            assert systemd.show(unit)["MainPID"] == str(old)
+        os.kill(old, signal.SIGTERM)
+        wait_until(lambda: not os.path.exists(f"/proc/{old}"), timeout=15, message="old master")
+        if not survives:
+            systemd.wait_for(unit, lambda p: p["ActiveState"] != "active", timeout=15)
+            return
+        # Over WatchdogSec: the new master feeds the watchdog the old one was fed for.
+        systemd.hold(unit, 3.0, ActiveState="active", SubState="running", MainPID=new)
+        final = systemd.wait_for(unit, NRestarts="0")
+        assert final["StatusText"].startswith("Ready: 1 worker, listening on ")
+        assert f"(pid {new})" in final["StatusText"]
+        assert http_get(("127.0.0.1", port), timeout=1.0)[0] == 200
         systemd.run("stop", unit, timeout=30)
