@@ -1,4 +1,4 @@
-"""For ``make demo --compare`` only: B sending READY=1 from its own startup code.
+"""For ``examples/demo.py --compare`` only: B sending READY=1 from its own startup code.
 
 This is how the sdnotify and systemd-python libraries are used in web apps: the app says
 READY when its startup code is done. The server binds and listens only afterwards, so

@@ -1,0 +1,402 @@
+"""Every example in examples/ keeps working, so the examples cannot rot.
+
+* each example app, run as its README says, reaches READY=1 under a NotifyRecorder and
+  answers a GET at that moment;
+* every example unit file passes ``systemd-analyze verify`` (with stand-in executables for
+  its /srv paths);
+* under a private systemd, every example unit, with its paths pointed at this checkout and
+  its port at a free one, becomes active and answers (the dependent pair: A succeeds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from _systemd import UserManager, python_for_units
+from sdready.testing import NotifyRecorder, RecorderTimeout
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+BIN = Path(sys.executable).parent
+PY = sys.executable
+# Examples default to 0.5-1 s of pretend startup work; shorter keeps the suite quick while
+# still putting the server's bind well after the app's own code started.
+FAST = {"EXAMPLE_STARTUP_DELAY": "0.2", "B_STARTUP_SECONDS": "0.2", "PYTHONUNBUFFERED": "1"}
+READY_TIMEOUT = 45.0  # generous: a loaded 2-core machine takes seconds to import FastAPI
+GET_TIMEOUT = 5.0
+PORT_ATTEMPTS = 3
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@dataclass(frozen=True)
+class App:
+    """One example app and the command its README gives for it."""
+
+    id: str
+    folder: str
+    argv: Callable[[int], list[str]]
+    env: Mapping[str, str] = field(default_factory=dict)
+    files: tuple[str, ...] = ()  # the example files this case covers
+
+
+def _uvicorn(app: str, *extra: str) -> Callable[[int], list[str]]:
+    return lambda port: [
+        PY,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *extra,
+    ]
+
+
+def _hypercorn(app: str) -> Callable[[int], list[str]]:
+    return lambda port: [str(BIN / "hypercorn"), "--bind", f"127.0.0.1:{port}", app]
+
+
+APPS = [
+    App("asgi-plain-uvicorn", "asgi", _uvicorn("app:app"), files=("app.py",)),
+    App(
+        "asgi-starlette-uvicorn", "asgi", _uvicorn("starlette_app:app"), files=("starlette_app.py",)
+    ),
+    App("asgi-starlette-hypercorn", "asgi", _hypercorn("starlette_app:app")),
+    App("fastapi-uvicorn", "fastapi", _uvicorn("app:app"), files=("app.py",)),
+    App("fastapi-uvicorn-workers", "fastapi", _uvicorn("app:app", "--workers", "2")),
+    App(
+        "b-fastapi-uvicorn",
+        "dependent-services",
+        _uvicorn("service_b:app"),
+        files=("service_b.py",),
+    ),
+    App(
+        "b-flask-waitress",
+        "dependent-services",
+        lambda port: [PY, "service_b_flask.py", "--port", str(port)],
+        files=("service_b_flask.py",),
+    ),
+    App(
+        "b-flask-gunicorn",
+        "dependent-services",
+        lambda port: [
+            str(BIN / "gunicorn"),
+            "-c",
+            "python:sdready.plugins.gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "service_b_flask:app",
+        ],
+    ),
+    App(
+        "b-asgi-sdready-exec-hypercorn",
+        "dependent-services",
+        lambda port: [str(BIN / "sdready"), "exec", "--", *_hypercorn("service_b_asgi:app")(port)],
+        files=("service_b_asgi.py",),
+    ),
+    App(
+        "b-asgi-sdready-exec-granian",
+        "dependent-services",
+        lambda port: [
+            str(BIN / "sdready"),
+            "exec",
+            "--",
+            str(BIN / "granian"),
+            "--interface",
+            "asgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "service_b_asgi:app",
+        ],
+    ),
+    App(
+        "flask-waitress",
+        "flask",
+        lambda port: [PY, "app.py", "--port", str(port)],
+        files=("app.py",),
+    ),
+    App(
+        "gunicorn-flask-conf",
+        "gunicorn",
+        lambda port: [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "flask_app:app"],
+        env={"WORKERS": "1"},  # BIND is added per port below
+        files=("flask_app.py", "gunicorn.conf.py"),
+    ),
+    App(
+        "gunicorn-fastapi-uvicorn-worker",
+        "gunicorn",
+        lambda port: [
+            str(BIN / "gunicorn"),
+            "-c",
+            "python:sdready.plugins.gunicorn",
+            "-k",
+            "uvicorn_worker.UvicornWorker",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "fastapi_app:app",
+        ],
+        files=("fastapi_app.py",),
+    ),
+]
+# Files in example folders that are not apps to serve, and why.
+NOT_APPS = {
+    "dependent-services/client_a.py": "the client; test_dependent_client_a runs it",
+    "dependent-services/alternative_sdnotify.py": "demo --compare only: READY sent too early",
+}
+
+
+def _skip_missing(folder: str) -> None:
+    if not (EXAMPLES / folder).is_dir():
+        pytest.skip(f"examples/{folder} does not exist yet")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(port: int, path: str = "/") -> tuple[int, bytes]:
+    url = f"http://127.0.0.1:{port}{path}"
+    with urllib.request.urlopen(url, timeout=GET_TIMEOUT) as response:
+        return response.status, response.read()
+
+
+@dataclass
+class Running:
+    process: subprocess.Popen[bytes]
+    log: Path
+    port: int
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        """SIGTERM the whole process group, then SIGKILL what is left (bounded)."""
+        for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(wait)
+                # The group may outlive its leader (workers): kill stragglers too.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def _start(app: App, port: int, recorder: NotifyRecorder, log: Path) -> Running:
+    env = {**os.environ, **recorder.env, **FAST, **app.env, "BIND": f"127.0.0.1:{port}"}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            app.argv(port),
+            cwd=EXAMPLES / app.folder,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # one group: the server and its workers stop together
+        )
+    return Running(process, log, port)
+
+
+def _wait_ready(running: Running, recorder: NotifyRecorder) -> bool:
+    """True at READY=1; False if the process exited first (raises on timeout)."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        with contextlib.suppress(RecorderTimeout):
+            recorder.wait_for("READY=1", timeout=0.2)
+            return True
+        if running.process.poll() is not None:
+            return False
+    raise AssertionError(
+        f"no READY=1 within {READY_TIMEOUT:g} s; got {[str(m) for m in recorder.messages]}\n"
+        + running.output()
+    )
+
+
+@contextlib.contextmanager
+def serving(app: App, recorder: NotifyRecorder, tmp_path: Path) -> Iterator[Running]:
+    """The app, started on a free port and READY (retrying when the port got taken)."""
+    for attempt in range(PORT_ATTEMPTS):
+        recorder.clear()
+        running = _start(app, free_port(), recorder, tmp_path / f"{app.id}-{attempt}.log")
+        try:
+            if _wait_ready(running, recorder):
+                yield running
+                return
+        finally:
+            running.stop()
+        if "in use" not in running.output().lower() or attempt == PORT_ATTEMPTS - 1:
+            raise AssertionError(f"{app.id} exited before READY=1:\n{running.output()}")
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("app", APPS, ids=lambda app: app.id)
+def test_example_ready_means_reachable(
+    app: App, notify_socket: NotifyRecorder, tmp_path: Path
+) -> None:
+    _skip_missing(app.folder)
+    with serving(app, notify_socket, tmp_path) as running:
+        # The moment READY arrived: a client systemd starts now must be answered.
+        status, body = http_get(running.port)
+        assert status == 200, body
+        ready = notify_socket.wait_for("READY=1", timeout=0)
+        assert "STATUS" in ready, str(ready)
+
+
+def test_dependent_client_a(notify_socket: NotifyRecorder, tmp_path: Path) -> None:
+    """A succeeds against a READY B and fails (exit 1, with the reason) without one."""
+    client = EXAMPLES / "dependent-services" / "client_a.py"
+    b = next(app for app in APPS if app.id == "b-fastapi-uvicorn")
+    with serving(b, notify_socket, tmp_path) as running:
+        url = f"http://127.0.0.1:{running.port}/"
+        ok = subprocess.run(
+            [PY, str(client), url], check=False, capture_output=True, text=True, timeout=30
+        )
+    assert ok.returncode == 0, ok.stderr
+    assert '"service":"B"' in ok.stdout
+    with socket.socket() as unused:  # bound, not listening: connections are refused
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}/"
+        failed = subprocess.run(
+            [PY, str(client), url], check=False, capture_output=True, text=True, timeout=30
+        )
+    assert failed.returncode == 1
+    assert "failed: " in failed.stderr and "refused" in failed.stderr
+
+
+def test_every_example_app_is_covered() -> None:
+    """A new example app must be added to APPS (or NOT_APPS), so it is tested too."""
+    covered = {f"{app.folder}/{name}" for app in APPS for name in app.files}
+    for folder in sorted(p for p in EXAMPLES.iterdir() if p.is_dir()):
+        if folder.name.startswith((".", "_")):
+            continue
+        assert (folder / "README.md").is_file(), f"examples/{folder.name} has no README.md"
+        assert list(folder.glob("*.service")), f"examples/{folder.name} has no unit file"
+        for path in sorted(folder.glob("*.py")):
+            key = f"{folder.name}/{path.name}"
+            assert key in covered or key in NOT_APPS, f"examples/{key} is not tested: add to APPS"
+
+
+# -- unit files ----------------------------------------------------------------------------
+
+UNITS = sorted(EXAMPLES.glob("*/*.service"))
+_EXEC = re.compile(
+    r"^(?:ExecStart|ExecStartPre|ExecStartPost|ExecReload|ExecStop)=[-@+!:]*(\S+)", re.M
+)
+_SRV = re.compile(r"/srv/[\w.-]+")
+
+
+def _unit_id(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+@pytest.mark.parametrize("unit", UNITS, ids=_unit_id)
+def test_unit_file_verifies(unit: Path, tmp_path: Path) -> None:
+    """``systemd-analyze verify``: no unknown keys, no bad values, executables exist.
+
+    The units name /srv/<app>/... paths; they are moved under tmp_path, with stand-in
+    executables, since verify checks that every Exec*= program exists.
+    """
+    units = tmp_path / "units"
+    units.mkdir()
+    for sibling in unit.parent.glob("*.service"):  # After=/Requires= load the neighbours
+        text = _SRV.sub(lambda m: f"{tmp_path}{m.group(0)}", sibling.read_text())
+        (units / sibling.name).write_text(text)
+        for program in _EXEC.findall(text):
+            stub = Path(program)
+            if stub.is_relative_to(tmp_path) and not stub.exists():
+                stub.parent.mkdir(parents=True, exist_ok=True)
+                stub.write_text("#!/bin/sh\n")
+                stub.chmod(0o755)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(units / unit.name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
+def _localize(text: str, folder: Path, ports: Mapping[str, int], names: Mapping[str, str]) -> str:
+    """An example unit pointed at this checkout: venv programs, the example dir, free ports."""
+    python, python_env = python_for_units()
+    venv_bin = str(Path(python).parent)
+    text = re.sub(r"/srv/[\w.-]+/\.venv/bin", venv_bin, text)
+    text = _SRV.sub(str(folder), text)
+    for old, new in ports.items():
+        text = re.sub(rf"(?<=[ :]){old}\b", str(new), text)
+    for old, new in names.items():
+        text = text.replace(old, new)
+    env = {**python_env, **FAST, "BIND": f"127.0.0.1:{ports['8000']}", "WORKERS": "1"}
+    extra = "\n".join(f'Environment="{k}={v}"' for k, v in env.items())
+    return text.replace("[Service]\n", f"[Service]\n{extra}\n", 1)
+
+
+SYSTEMD_UNITS = [u for u in UNITS if u.name != "service-a.service"]
+
+
+@pytest.mark.systemd
+@pytest.mark.parametrize("unit", SYSTEMD_UNITS, ids=_unit_id)
+def test_unit_runs_under_systemd(unit: Path, user_manager: UserManager) -> None:
+    """The example unit, as written (paths and port aside), starts and serves."""
+    with user_manager.scoped():
+        ports = {"8000": free_port(), "8001": free_port()}
+        name = user_manager.unit_name(unit.stem)
+        text = _localize(unit.read_text(), unit.parent, ports, {unit.name: name})
+        user_manager.write_unit(name, text)
+        user_manager.start_unit(name)
+        user_manager.wait_for(name, ActiveState="active", timeout=READY_TIMEOUT)
+        port = ports["8001"] if re.search(rf"\b{ports['8001']}\b", text) else ports["8000"]
+        status, body = http_get(port)
+        assert status == 200, body
+        assert user_manager.show(name, "StatusText")["StatusText"].startswith("Ready")
+
+
+@pytest.mark.systemd
+def test_dependent_units_under_systemd(user_manager: UserManager) -> None:
+    """service-a.service pulls in service-b.service, starts after its READY and succeeds."""
+    folder = EXAMPLES / "dependent-services"
+    with user_manager.scoped():
+        ports = {"8000": free_port()}
+        names = {
+            "service-a.service": user_manager.unit_name("service-a"),
+            "service-b.service": user_manager.unit_name("service-b"),
+        }
+        for original, name in names.items():
+            text = _localize((folder / original).read_text(), folder, ports, names)
+            user_manager.write_unit(name, text, reload=False)
+        user_manager.daemon_reload()
+        a, b = names["service-a.service"], names["service-b.service"]
+        user_manager.start_unit(a)
+        props = user_manager.wait_for(
+            a, lambda p: p["ActiveState"] in ("active", "failed"), timeout=READY_TIMEOUT
+        )
+        assert props["ActiveState"] == "active", user_manager.describe(a)
+        b_ready = user_manager.show(b, "ActiveEnterTimestampMonotonic")
+        a_start = user_manager.show(a, "ExecMainStartTimestampMonotonic")
+        assert int(a_start["ExecMainStartTimestampMonotonic"]) >= int(
+            b_ready["ActiveEnterTimestampMonotonic"]
+        )
