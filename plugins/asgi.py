@@ -61,9 +61,11 @@ class SystemdMiddleware:
     ``STATUS=Waiting for the listening socket…`` and, once the server listens,
     ``READY=1`` with ``STATUS=Ready: listening on <addresses> (pid N)``. A failed startup
     sends ``STATUS=Startup failed: <error>`` (plus ``ERRNO=`` when known) and never READY;
-    ``lifespan.shutdown`` sends ``STOPPING=1`` before the app's own shutdown runs. With
-    ``WatchdogSec=`` it pings from the event loop (gated by *health*). An app without
-    lifespan support still gets READY: the middleware completes the protocol itself.
+    ``lifespan.shutdown`` sends ``STOPPING=1`` before the app's own shutdown runs, except in
+    a worker (``SYSTEMD_EXEC_PID`` names another process), whose restart must not read as
+    the whole service stopping. With ``WatchdogSec=`` it pings from the event loop (gated
+    by *health*). An app without lifespan support still gets READY: the middleware
+    completes the protocol itself.
 
     :param ready_timeout: seconds to wait for the listening socket after startup.
     :param on_timeout: ``"warn"`` (log an error, READY anyway), ``"fail"`` (no READY;
@@ -177,7 +179,13 @@ class LifespanCycle:
         elif kind == "lifespan.shutdown":
             self._shutdown_received = True
             with _contained("reporting shutdown"):
-                self.readiness.stopping()  # before the app's own shutdown runs
+                if _is_main_process():
+                    self.readiness.stopping()  # before the app's own shutdown runs
+                else:
+                    # A worker's shutdown is not the service's: uvicorn's supervisor restarts
+                    # workers, and STOPPING=1 from one (NotifyAccess=all) would make systemd
+                    # stop the whole unit, killing it after TimeoutStopSec.
+                    logger.debug("worker pid %d stopping: no STOPPING=1", os.getpid())
             if self._background is not None:
                 await self._background.stop()
         return message
@@ -410,6 +418,12 @@ async def _quiet(work: Callable[[], Awaitable[object]], what: str) -> None:
         await work()
     except Exception:
         logger.exception("sdready: %s failed", what)
+
+
+def _is_main_process() -> bool:
+    """False when systemd says another process is the unit's main one (SYSTEMD_EXEC_PID)."""
+    exec_pid = os.environ.get("SYSTEMD_EXEC_PID", "")
+    return not exec_pid.isdigit() or int(exec_pid) == os.getpid()
 
 
 def _add_unlistened_sockets(readiness: Readiness) -> None:

@@ -632,3 +632,27 @@ def test_under_trio(notify_socket: NotifyRecorder, monkeypatch: pytest.MonkeyPat
     assert notify_socket.statuses[:2] == [texts.STARTING, texts.WAITING]
     assert len(notify_socket.values("WATCHDOG")) >= 3  # pinged from the trio loop
     assert notify_socket.values("STOPPING") == ["1"]
+
+
+# -- multi-process servers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("main", [True, False])
+def test_stopping_only_from_the_units_main_process(
+    notify_socket: NotifyRecorder, monkeypatch: pytest.MonkeyPatch, main: bool
+) -> None:
+    # uvicorn --workers restarts a worker on its own: with NotifyAccess=all, that worker's
+    # STOPPING=1 would make systemd stop (and after TimeoutStopSec kill) the whole unit.
+    monkeypatch.setenv("SYSTEMD_EXEC_PID", str(os.getpid() if main else 1))
+
+    async def main_() -> None:
+        server = LifespanServer(SystemdMiddleware(make_app()))
+        with listening():
+            await server.startup()
+            await asyncio.to_thread(notify_socket.wait_for, "READY=1", 5)
+            await server.shutdown()
+
+    run(main_())
+    time.sleep(0.1)
+    assert notify_socket.values("STOPPING") == (["1"] if main else [])
+    assert (texts.STOPPING in notify_socket.statuses) is main

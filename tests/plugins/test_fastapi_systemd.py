@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import signal
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,3 +191,53 @@ def _get_unix(path: str, target: str, timeout: float) -> int:
         client.connect(path)
         client.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         return len(client.recv(1024))
+
+
+def test_uvicorn_worker_restart_does_not_stop_the_unit(systemd: UserManager) -> None:
+    """--workers 2 with NotifyAccess=all: every worker may send READY (the first counts),
+    and a worker that uvicorn's supervisor restarts must not send STOPPING=1, which would
+    make systemd stop the whole unit and kill it after TimeoutStopSec."""
+    with reserved_port() as port:
+        server = write_server_unit(
+            systemd,
+            service_type="notify",
+            bind=["--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+            extra="NotifyAccess=all\nTimeoutStopSec=3",
+        )
+        try:
+            systemd.start_unit(server, wait_started=True, timeout=40)
+            state = systemd.wait_for(server, ActiveState="active", SubState="running")
+            workers = _worker_pids(int(state["MainPID"]))
+            assert len(workers) == 2, workers
+            os.kill(workers[0], signal.SIGTERM)  # the supervisor starts a new one
+            deadline = time.monotonic() + 60
+            while True:  # active all along, until the new worker's READY status shows
+                now = systemd.show(server, "ActiveState", "SubState", "StatusText")
+                assert (now["ActiveState"], now["SubState"]) == ("active", "running"), now
+                pid = now["StatusText"].rpartition("(pid ")[2].rstrip(")")
+                if now["StatusText"].startswith("Ready: listening on 127.0.0.1:") and (
+                    pid.isdigit() and int(pid) not in workers
+                ):
+                    break
+                assert time.monotonic() < deadline, now
+                time.sleep(0.1)
+            systemd.hold(server, 1.5, ActiveState="active", SubState="running")
+        except UnitTimeout as exc:
+            raise AssertionError(f"{exc}\n{systemd.describe(server)}") from None
+
+
+def _worker_pids(main_pid: int) -> list[int]:
+    """uvicorn's worker processes (multiprocessing spawn children of the supervisor)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == main_pid and b"spawn_main" in cmdline:
+            pids.append(int(entry.name))
+    return sorted(pids)
