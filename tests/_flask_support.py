@@ -167,12 +167,14 @@ def command(kind: str, app: Path, args: Sequence[str] = ()) -> list[str]:
         port = args[0] if args else "0"
         debug = ["--debug"] if kind == "flask-run-debug" else []
         return [python, "-m", "flask", "--app", APP_MODULE, "run", *debug, "--port", port]
-    if kind == "gunicorn":
+    if kind in ("gunicorn", "gunicorn-plugin"):
         bind = f"127.0.0.1:{args[0] if args else 0}"
+        config = ["-c", "python:sdready.plugins.gunicorn"] if kind == "gunicorn-plugin" else []
         return [
             python,
             "-m",
             "gunicorn",
+            *config,
             "-b",
             bind,
             "-w",

@@ -170,3 +170,18 @@ def test_status_command_without_the_extension() -> None:
     app.cli.add_command(plugin._cli)
     result = app.test_cli_runner().invoke(args=["sdready", "status"])
     assert "not registered" in result.output
+
+
+def test_second_app_with_other_readiness_options_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One READY per process: the process-wide waiter keeps the first app's options.
+    first, second = create_app(), create_app(SDREADY_READY_TIMEOUT=3)
+    SystemdNotify(first)
+    SystemdNotify(second)
+    process = plugin._Process(first.extensions["sdready"])  # not started: no thread
+    process.attach(first, first.extensions["sdready"])
+    process.attach(second, second.extensions["sdready"])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "ready_timeout differ from the first app's" in warnings[0]

@@ -6,6 +6,7 @@ NotifyRecorder standing in for systemd, and kills the process group at the end.
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -176,6 +177,20 @@ def test_gunicorn_worker_logs_the_plugin_hint_once_and_never_stops(
     output = server.output()
     assert output.count("without sdready's gunicorn plugin") == 1, output
     assert recorder.values("STOPPING") == []  # a worker's exit is not the service stopping
+
+
+def test_gunicorn_plugin_leaves_the_extension_silent(app: Path, recorder: NotifyRecorder) -> None:
+    pytest.importorskip("gunicorn")
+    with run_server("gunicorn-plugin", app, recorder) as server:
+        ready = recorder.wait_for("READY=1", timeout=30)
+        address = re.search(r"listening on (\S+?)(?:,| \()", ready["STATUS"])
+        assert address is not None, ready
+        assert http_get(address.group(1)) == (200, "ok")
+        _settle(recorder)
+    assert {m.pid for m in recorder.messages} == {server.pid}, recorder.messages  # the arbiter
+    output = server.output()
+    assert "sdready inert for app 'flask_app': no NOTIFY_SOCKET" in output
+    assert "without sdready's gunicorn plugin" not in output
 
 
 # -- watchdog ---------------------------------------------------------------------------------
