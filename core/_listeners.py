@@ -72,8 +72,10 @@ _SO_TYPE: int = socket.SO_TYPE
 _SOCK_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
 _POLLOUT: int = getattr(select, "POLLOUT", 4)
 _POLLNVAL: int = getattr(select, "POLLNVAL", 32)
-_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6, socket.AF_UNIX})
+_AF_UNIX: int = getattr(socket, "AF_UNIX", 1)
+_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6, _AF_UNIX})
 _FD_DIRS = ("/proc/thread-self/fd", "/proc/self/fd")
+_UNSUPPORTED = "listener discovery needs Linux's /proc/thread-self/fd or /proc/self/fd"
 
 # Polling schedule of the waiters: a burst while the listener most likely appears (uvicorn
 # listens right after lifespan startup), then doubling up to a cap that bounds latency.
@@ -534,13 +536,9 @@ def _parse_entry(entry: object) -> _Expectation:
 
 def _parse_string(text: str) -> _Expectation:
     if text.startswith("/"):
-        return _Expectation(
-            text, lambda item: item.family == socket.AF_UNIX and item.address == text
-        )
+        return _Expectation(text, lambda item: item.family == _AF_UNIX and item.address == text)
     if text.startswith("@") and len(text) > 1:
-        return _Expectation(
-            text, lambda item: item.family == socket.AF_UNIX and item.address == text
-        )
+        return _Expectation(text, lambda item: item.family == _AF_UNIX and item.address == text)
     if text.isdigit():
         return _port_expectation(int(text), None, f"port {text}")
     host, sep, port_text = text.rpartition(":")
@@ -635,6 +633,8 @@ class _Walker:
     def _candidates(self) -> set[int]:
         """Descriptors that may be listening sockets: those poll(POLLOUT) does not rule out."""
         if self._poll is None:
+            if not hasattr(select, "poll"):  # Windows
+                raise NotImplementedError(_UNSUPPORTED)
             self._poll = select.poll()
         if self._fds:
             events = self._poll.poll(0)
@@ -671,9 +671,7 @@ class _Walker:
                 continue
             self._fd_dir = path
             return names
-        raise NotImplementedError(
-            "listener discovery needs Linux's /proc/thread-self/fd or /proc/self/fd"
-        )
+        raise NotImplementedError(_UNSUPPORTED)
 
     def _open_count(self) -> int:
         # Linux 6.2+ reports the number of open descriptors as the directory's size; older
@@ -737,7 +735,7 @@ def _wrap(fd: int, family: int) -> _socket.socket | None:
 
 def _learn(fd: int, inode: int) -> _SocketFacts | None:
     """Ask the kernel what a socket is; None if the descriptor changed meanwhile."""
-    raw = _wrap(fd, socket.AF_UNIX)  # a placeholder family: getsockopt does not use it
+    raw = _wrap(fd, _AF_UNIX)  # a placeholder family: getsockopt does not use it
     if raw is None:
         return None
     try:
