@@ -379,6 +379,13 @@ class _Process:
         # werkzeug's reloader watcher says nothing about the service: its child serves.
         return not self.silent and (not self.quiet or self.readiness.ready_sent)
 
+    def _may_stop(self) -> bool:
+        # A child process's exit is not the service's (the reloader's child, a supervisor's
+        # worker): with NotifyAccess=all its STOPPING=1 would make systemd stop the whole
+        # unit and kill it after TimeoutStopSec.
+        exec_pid = os.environ.get("SYSTEMD_EXEC_PID", "")
+        return self._speaks() and (not exec_pid.isdigit() or int(exec_pid) == os.getpid())
+
     def _stop_watchdog(self) -> None:
         if self.watchdog is not None:
             self.watchdog.stop(timeout=0)  # from a signal handler: never wait for a health check
@@ -444,7 +451,10 @@ class _Process:
             return
         self.gate.close(reason)
         self._stop_watchdog()
-        if not self._speaks():
+        if not self._may_stop():
+            logger.debug(
+                "no STOPPING=1 from pid %d (%s): not the service's stop", os.getpid(), reason
+            )
             return
         try:  # runs inside a signal handler: an exception would surface anywhere in the app
             self.readiness.stopping()

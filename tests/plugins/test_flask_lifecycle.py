@@ -148,6 +148,19 @@ def test_sigterm_sends_stopping_and_still_kills(
     assert ["READY" in m for m in fields] == [True, False]
 
 
+def test_no_stopping_from_a_process_that_is_not_the_units_main_one(
+    app: Path, recorder: NotifyRecorder
+) -> None:
+    # SYSTEMD_EXEC_PID names the main process; a child's exit is not the service stopping.
+    with run_server("waitress", app, recorder, env={"SYSTEMD_EXEC_PID": "1"}) as server:
+        _serve_and_check(server)
+        server.signal(signal.SIGTERM)
+        assert server.wait() == -signal.SIGTERM
+        _settle(recorder)
+    assert recorder.values("STOPPING") == []
+    assert "NotifyAccess=all" in server.output()  # the core's hint for the READY above
+
+
 @pytest.mark.parametrize("kind", ["waitress", "werkzeug"])
 def test_sigint_sends_stopping_once_then_the_server_shuts_down(
     kind: str, app: Path, recorder: NotifyRecorder
