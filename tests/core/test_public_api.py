@@ -13,7 +13,7 @@ def test_all_is_sorted_and_complete() -> None:
     for module in (sdready, sdready.testing):
         assert module.__all__ == sorted(module.__all__)
         public = {name for name in vars(module) if not name.startswith("_")}
-        submodules = {"texts", "testing"}
+        submodules = {"texts", "testing", "plugins"}
         exported = set(module.__all__) - {"__version__"}
         assert exported <= public
         leftovers = public - exported - submodules - {"annotations"}
