@@ -292,3 +292,16 @@ def _wait_for_log(run: ServerRun, text: str, *, count: int, timeout: float = 20.
     while run.log().count(text) < count:
         assert time.monotonic() < deadline, run.log()
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("kind", ["uvicorn", "hypercorn-asyncio", "granian"])
+def test_app_without_lifespan_support_gets_ready(kind: str) -> None:
+    # Like Django's ASGI handler: it raises for the lifespan scope. The middleware speaks
+    # lifespan for it (uvicorn runs with --lifespan on here, which would otherwise exit).
+    with run_server(kind, "_asgi_apps:no_lifespan") as run:
+        ready, status, body = ready_then_get(run)
+        assert (status, body) == (200, b"ok")
+        assert run.stop() is not None
+        time.sleep(0.2)
+    told = story(run.recorder.messages, ready.pid)
+    assert told[:3] == [texts.STARTING, texts.WAITING, "READY"] and told[-1] == texts.STOPPING
