@@ -26,6 +26,7 @@ import re
 import shlex
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -110,6 +111,7 @@ EXEC_HYPERCORN = Variant(
     ],
 )
 VARIANTS = (FLASK_WAITRESS, FLASK_GUNICORN, EXEC_HYPERCORN)
+SIMPLE = Variant("FastAPI, Type=simple", "nothing (the default)", _uvicorn, type_="simple")
 
 # --compare: what people use instead of sdready, on the same pair.
 _SHELL_WRAPPER = (
@@ -520,7 +522,7 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
 Stage = SystemdStage | RecorderStage
 
 
-def story(stage: Stage, *, compare: bool) -> bool:
+def story(stage: Stage, *, compare: bool, rounds: int = 1) -> bool:
     """Print the parts of the story; return True when every run did what it should."""
     ok = True
     spawned = "B's process exists" if stage.name == "systemd" else "B is spawned"
@@ -547,7 +549,12 @@ def story(stage: Stage, *, compare: bool) -> bool:
     if any(r.variant is FLASK_GUNICORN and r.listening and r.ready for r in runs):
         print("   (gunicorn's arbiter listens before its worker has loaded the app; READY waits.)")
 
-    if compare:
+    if compare and rounds > 1:
+        print(f"\n4. sdready and the alternatives, {rounds} rounds each")
+        variants = [FASTAPI, FLASK_GUNICORN, *COMPARE, SIMPLE]
+        for line in summary({v: [stage.run_pair(v) for _ in range(rounds)] for v in variants}):
+            print("   " + line)
+    elif compare:
         print("\n4. The alternatives: the same pair without sdready (ms after B started)")
         for line in table([stage.run_pair(variant) for variant in COMPARE], "what tells systemd"):
             print("   " + line)
@@ -556,10 +563,6 @@ def story(stage: Stage, *, compare: bool) -> bool:
             " kernel's\n   backlog: it is answered if the app is up within A's timeout.)"
         )
     return ok
-
-
-# Causal order of the rows, used when two measurements fall within the same millisecond.
-_RANK = {"B started": 0, "A started": 5, "B listening": 3, "B READY": 4, "A": 6}
 
 
 def timeline(run: Run) -> list[str]:
@@ -628,6 +631,29 @@ def table(runs: Sequence[Run], how: str) -> list[str]:
     return lines
 
 
+def summary(runs: dict[Variant, list[Run]]) -> list[str]:
+    """Per variant: how often A succeeded; median READY minus listening, and A's answer."""
+    lines = [
+        f"{'B':<24}{'what tells systemd':<30}{'A ok':>6}{'READY-listen':>14}{'A answered':>12}",
+    ]
+    for variant, results in runs.items():
+        gaps = [
+            (r.ready - r.listening) * 1000
+            for r in results
+            if r.ready is not None and r.listening is not None
+        ]
+        answers = [r.a_done - r.b_start for r in results if r.a_ok and r.a_done and r.b_start]
+        median_gap = round(statistics.median(gaps)) if gaps else None
+        gap = f"{median_gap:+d} ms".replace("+0 ", "0 ") if median_gap is not None else "—"
+        answer = f"+{statistics.median(answers) * 1000:.0f} ms" if answers else "—"
+        ok = f"{sum(r.a_ok for r in results)}/{len(results)}"
+        lines.append(f"{variant.label:<24}{variant.how:<30}{ok:>6}{gap:>14}{answer:>12}")
+    lines.append(
+        "(medians; READY-listen < 0: READY came before B listened; A answered: after B started)"
+    )
+    return lines
+
+
 def _ms(run: Run, when: float | None) -> str:
     return run.ms(when).removesuffix(" ms")
 
@@ -670,6 +696,9 @@ def _stage(use_recorder: bool) -> Iterator[Stage]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compare", action="store_true", help="also run the alternatives")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="with --compare: rounds per variant, summarized"
+    )
     parser.add_argument("--recorder", action="store_true", help="NotifyRecorder, not systemd")
     parser.add_argument(
         "--startup", type=float, default=STARTUP_SECONDS, help="B's startup time in seconds"
@@ -688,7 +717,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(stage, SystemdStage):
             print(f"Running under {stage.describe()}.")
             tag = stage.manager.tag
-        ok = story(stage, compare=args.compare)
+        ok = story(stage, compare=args.compare, rounds=max(1, args.rounds))
     left = _leftovers(tag, USED_PORTS)
     took = time.monotonic() - began
     print(
