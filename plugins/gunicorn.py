@@ -258,6 +258,15 @@ class _ArbiterSide:
             with self._lock:
                 self._update()
 
+    def before_exec(self, server: Arbiter) -> None:
+        """USR2, in the child about to exec the new master: hand it NOTIFY_SOCKET.
+
+        gunicorn execs with ``cfg.env_orig``, a copy of the environment taken when the
+        config was loaded; after a SIGHUP that copy no longer has the variable.
+        """
+        if self.notifier is not None and self.notifier.address:
+            server.cfg.env_orig["NOTIFY_SOCKET"] = self.notifier.address
+
     def in_child(self) -> None:
         """After fork, in the worker: arbiter-only descriptors and duties are not ours."""
         for fd in (self._event_r, self._wake_r, self._wake_w):
@@ -670,6 +679,7 @@ _HOOKS: dict[str, tuple[int, Callable[..., None], bool]] = {
     "worker_abort": (1, _worker_aborted, False),
     "worker_exit": (2, _worker_exiting, False),
     "child_exit": (2, lambda server, worker: _arbiter.worker_exited(worker), False),
+    "pre_exec": (1, _arbiter.before_exec, False),
     "on_exit": (1, _arbiter.exiting, False),
 }
 

@@ -60,6 +60,9 @@ APPS: dict[str, str] = {
         """
     + _VERSION
     + """
+        if os.environ.get("APP_ENV_FILE"):  # what the app sees of NOTIFY_SOCKET
+            with open(os.environ["APP_ENV_FILE"], "a") as _file:
+                _file.write(f"{os.getpid()} {os.environ.get('NOTIFY_SOCKET', '-')}\\n")
         _delay = float(os.environ.get("APP_IMPORT_DELAY", "0"))
         if os.environ.get("APP_STAGGER_DIR"):
             for _rank in range(64):

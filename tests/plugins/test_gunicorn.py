@@ -605,6 +605,8 @@ def test_unix_and_tcp_binds(apps: Path, recorder: NotifyRecorder, short_dir: Pat
 
 
 def test_preload(apps: Path, recorder: NotifyRecorder, tmp_path: Path) -> None:
+    """--preload imports the app in the arbiter: NOTIFY_SOCKET is already gone by then."""
+    seen = tmp_path / "seen"
     with (
         reserved_port() as port,
         Gunicorn(
@@ -612,13 +614,33 @@ def test_preload(apps: Path, recorder: NotifyRecorder, tmp_path: Path) -> None:
             apps=apps,
             recorder=recorder,
             workers=2,
-            env={"APP_IMPORT_DELAY": "1"},
+            env={"APP_IMPORT_DELAY": "1", "APP_ENV_FILE": str(seen)},
         ) as g,
     ):
         g.wait_for("READY=1")
         assert http_get(("127.0.0.1", port))[0] == 200
+    assert seen.read_text() == f"{g.pid} -\n"  # imported once, in the arbiter, without it
     assert len(_readies(recorder)) == 1
     assert_no_builtin_ready(recorder)
+
+
+def test_workers_never_see_notify_socket(
+    apps: Path, recorder: NotifyRecorder, tmp_path: Path
+) -> None:
+    seen = tmp_path / "seen"
+    with (
+        reserved_port() as port,
+        Gunicorn(
+            ["--bind", f"127.0.0.1:{port}", "wsgi_app:app"],
+            apps=apps,
+            recorder=recorder,
+            workers=2,
+            env={"APP_ENV_FILE": str(seen), "SDREADY_READY_WORKERS": "all"},
+        ) as g,
+    ):
+        g.wait_for("READY=1")
+    lines = seen.read_text().splitlines()
+    assert len(lines) == 2 and all(line.endswith(" -") for line in lines), lines
 
 
 _ACTIVATE = """
@@ -681,7 +703,8 @@ def test_code_reload_restarts_the_worker_without_a_second_ready(
     assert len(_readies(recorder)) == 1
 
 
-def test_usr2_new_master_takes_over(apps: Path, recorder: NotifyRecorder) -> None:
+@pytest.mark.parametrize("after_hup", [False, True], ids=["fresh", "after-hup"])
+def test_usr2_new_master_takes_over(apps: Path, recorder: NotifyRecorder, after_hup: bool) -> None:
     """USR2: the new master claims MAINPID with READY; the old one then leaves silently."""
     with (
         reserved_port() as port,
@@ -690,6 +713,10 @@ def test_usr2_new_master_takes_over(apps: Path, recorder: NotifyRecorder) -> Non
         ) as g,
     ):
         g.wait_for("READY=1")
+        if after_hup:  # gunicorn then execs with an environment copied after we took it
+            since = len(recorder)
+            g.signal(signal.SIGHUP)
+            g.wait_for("READY=1", since=since)
         since = len(recorder)
         g.signal(signal.SIGUSR2)
         takeover = g.wait_for(lambda m: m.get("READY") == "1" and m.pid != g.pid, since=since)
@@ -711,6 +738,7 @@ def test_usr2_new_master_takes_over(apps: Path, recorder: NotifyRecorder) -> Non
 # -- watchdog -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_watchdog_pings_only_while_a_worker_heartbeats(
     apps: Path, recorder: NotifyRecorder
 ) -> None:
