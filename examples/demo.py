@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import re
 import shlex
@@ -76,6 +77,17 @@ class Variant:
     unit_lines: tuple[str, ...] = ()  # extra [Service] lines
     a_unit_lines: tuple[str, ...] = ()  # extra [Service] lines for A
     type_: str = "notify"
+    requires: tuple[str, ...] = ()  # programs in the venv's bin/ and "module:<name>"
+
+    def missing(self) -> str | None:
+        """Why this variant cannot run here (a program or module not installed), or None."""
+        for need in self.requires:
+            kind, _, name = need.rpartition(":")
+            if kind == "module" and importlib.util.find_spec(name) is None:
+                return f"Python package {name!r} is not installed"
+            if not kind and not os.access(BIN / name, os.X_OK):
+                return f"{BIN / name} is not installed"
+        return None
 
 
 def _uvicorn(port: int, app: str = "service_b:app") -> list[str]:
@@ -86,16 +98,23 @@ def _gunicorn(port: int, *config: str) -> list[str]:
     return [str(BIN / "gunicorn"), *config, "--bind", f"127.0.0.1:{port}", "service_b_flask:app"]
 
 
-FASTAPI = Variant("FastAPI + uvicorn", "sdready.plugins.fastapi", _uvicorn)
+FASTAPI = Variant(
+    "FastAPI + uvicorn",
+    "sdready.plugins.fastapi",
+    _uvicorn,
+    requires=("module:fastapi", "module:uvicorn"),
+)
 FLASK_WAITRESS = Variant(
     "Flask + waitress",
     "sdready.plugins.flask",
     lambda port: [PYTHON, "service_b_flask.py", "--port", str(port)],
+    requires=("module:flask", "module:waitress"),
 )
 FLASK_GUNICORN = Variant(
     "Flask + gunicorn",
     "sdready.plugins.gunicorn",
     lambda port: _gunicorn(port, "-c", "python:sdready.plugins.gunicorn"),
+    requires=("module:flask", "gunicorn"),
 )
 EXEC_HYPERCORN = Variant(
     "ASGI app + hypercorn",
@@ -109,6 +128,8 @@ EXEC_HYPERCORN = Variant(
         f"127.0.0.1:{port}",
         "service_b_asgi:app",
     ],
+    # `sdready exec` is the command line of issue 9 (sdready/_cli.py).
+    requires=("module:sdready._cli", "sdready", "hypercorn"),
 )
 VARIANTS = (FLASK_WAITRESS, FLASK_GUNICORN, EXEC_HYPERCORN)
 SIMPLE = Variant("FastAPI, Type=simple", "nothing (the default)", _uvicorn, type_="simple")
@@ -122,6 +143,7 @@ COMPARE = (
         "Flask + gunicorn",
         "gunicorn's own READY",
         _gunicorn,
+        requires=("module:flask", "gunicorn"),
     ),
     Variant(
         "FastAPI + uvicorn",
@@ -137,6 +159,7 @@ COMPARE = (
             _SHELL_WRAPPER.format(uvicorn=shlex.join(_uvicorn(port, "service_b_asgi:app"))),
         ],
         unit_lines=("NotifyAccess=all",),  # systemd-notify is a child of the shell
+        requires=("module:uvicorn",),
     ),
     Variant(
         "FastAPI, Type=simple",
@@ -525,8 +548,10 @@ Stage = SystemdStage | RecorderStage
 def story(stage: Stage, *, compare: bool, rounds: int = 1) -> bool:
     """Print the parts of the story; return True when every run did what it should."""
     ok = True
-    spawned = "B's process exists" if stage.name == "systemd" else "B is spawned"
-    print(f"\n1. Type=simple: systemd starts A as soon as {spawned}")
+    if stage.name == "systemd":
+        print("\n1. Type=simple: systemd starts A as soon as B's process exists")
+    else:
+        print("\n1. Type=simple: A starts as soon as B is spawned, as systemd would start it")
     run = stage.run_pair(FASTAPI, "simple", status=True)
     for line in timeline(run):
         print("   " + line)
@@ -542,21 +567,23 @@ def story(stage: Stage, *, compare: bool, rounds: int = 1) -> bool:
     ok &= run.a_ok and run.ready is not None
 
     print("\n3. The same pair with other servers (Type=notify; ms after B started)")
-    runs = [stage.run_pair(variant) for variant in VARIANTS]
-    for line in table(runs, "READY sent by"):
+    results = [v if v.missing() else stage.run_pair(v) for v in VARIANTS]
+    for line in table(results, "READY sent by"):
         print("   " + line)
+    runs = [r for r in results if isinstance(r, Run)]
     ok &= all(run.a_ok and run.ready is not None for run in runs)
     if any(r.variant is FLASK_GUNICORN and r.listening and r.ready for r in runs):
         print("   (gunicorn's arbiter listens before its worker has loaded the app; READY waits.)")
 
     if compare and rounds > 1:
         print(f"\n4. sdready and the alternatives, {rounds} rounds each")
-        variants = [FASTAPI, FLASK_GUNICORN, *COMPARE, SIMPLE]
+        variants = [v for v in (FASTAPI, FLASK_GUNICORN, *COMPARE, SIMPLE) if not v.missing()]
         for line in summary({v: [stage.run_pair(v) for _ in range(rounds)] for v in variants}):
             print("   " + line)
     elif compare:
         print("\n4. The alternatives: the same pair without sdready (ms after B started)")
-        for line in table([stage.run_pair(variant) for variant in COMPARE], "what tells systemd"):
+        results = [v if v.missing() else stage.run_pair(v) for v in COMPARE]
+        for line in table(results, "what tells systemd"):
             print("   " + line)
         print(
             "   (A's request to a socket that listens before the app is loaded waits in the"
@@ -594,19 +621,20 @@ def timeline(run: Run) -> list[str]:
     start = run.b_start or 0.0
     rows.sort(key=lambda row: (row[0] is None, round(((row[0] or 0.0) - start) * 1000), row[1]))
     lines = [f"{run.ms(when):>9}  {text}" for when, _rank, text in rows]
-    poll = f"{POLL * 1000:g} ms"
+    has_status = any(text.startswith("B STATUS") for _when, _rank, text in rows)
     if systemd:
-        delay = f", less its {lag * 1000:.1f} ms delay" if lag >= 0.0005 else ""
-        legend = (
-            f"start and READY: systemd's own timestamps; STATUS: systemd's log as it received"
-            f" them{delay}; listening: the kernel's socket table, polled every {poll};"
-            " A's answer: A's clock"
-        )
+        what = "start and READY" if run.ready is not None else "start"
+        parts = [f"{what}: systemd's own timestamps"]
+        if has_status:
+            delay = f", less its {lag * 1000:.1f} ms delay" if lag >= 0.0005 else ""
+            parts.append(f"STATUS: systemd's log as it received them{delay}")
     else:
-        legend = (
-            "STATUS and READY: reception at the recorder; listening: the kernel's socket"
-            f" table, polled every {poll}; A's answer: A's clock"
-        )
+        parts = ["start: the demo's clock"]
+        if has_status:
+            parts.append("STATUS and READY: when the recorder received them")
+    parts.append(f"listening: the kernel's socket table, polled every {POLL * 1000:g} ms")
+    parts.append("A's answer: A's clock")
+    legend = "; ".join(parts)
     lines += textwrap.wrap(f"({legend})", width=92, subsequent_indent=" ")
     return lines
 
@@ -616,10 +644,13 @@ def _a_line(run: Run) -> str:
     return text
 
 
-def table(runs: Sequence[Run], how: str) -> list[str]:
+def table(runs: Sequence[Run | Variant], how: str) -> list[str]:
     """One line per run: when B listened, when READY came, when A ran and what it got."""
     lines = [f"{'B':<24}{how:<30}{'listening':>10}{'READY':>8}{'A ran':>8}  A's GET"]
     for run in runs:
+        if isinstance(run, Variant):  # could not run here
+            lines.append(f"{run.label:<24}{run.how:<30}  skipped: {run.missing()}")
+            continue
         if run.a_ok:
             result = f"HTTP 200 at {_ms(run, run.a_done)}"
         else:
@@ -666,7 +697,14 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _leftovers(tag: str, ports: Sequence[int]) -> list[str]:
-    found = [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"**/sdready-{tag}") if p.exists()]
+    """What of ours would still exist: the manager's cgroups, listeners on our ports."""
+    found: list[str] = []
+    if tag:
+        root = Path("/sys/fs/cgroup")
+        trees = [root, *(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []
+        found += [
+            f"cgroup {t / f'sdready-{tag}'}" for t in trees if (t / f"sdready-{tag}").exists()
+        ]
     found += [f"a listener on 127.0.0.1:{port}" for port in ports if listening(port)]
     return found
 
@@ -713,21 +751,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{_startup:g} s;\nA makes one HTTP GET to B at once ({A_TIMEOUT:g} s timeout)."
     )
     tag = ""
-    with _stage(args.recorder) as stage:
-        if isinstance(stage, SystemdStage):
-            print(f"Running under {stage.describe()}.")
-            tag = stage.manager.tag
-        ok = story(stage, compare=args.compare, rounds=max(1, args.rounds))
+    interrupted = False
+    try:
+        with _stage(args.recorder) as stage:
+            if isinstance(stage, SystemdStage):
+                print(f"Running under {stage.describe()}.")
+                tag = stage.manager.tag
+            ok = story(stage, compare=args.compare, rounds=max(1, args.rounds))
+    except KeyboardInterrupt:  # the stage has stopped everything on its way out
+        interrupted, ok = True, False
     left = _leftovers(tag, USED_PORTS)
     took = time.monotonic() - began
-    print(
-        f"\nDone in {took:.1f} s. "
-        + (
-            f"LEFT BEHIND: {', '.join(left)}"
-            if left
-            else "Units stopped, manager gone, nothing left behind."
-        )
-    )
+    gone = "Units stopped, manager gone, nothing left behind."
+    verdict = f"LEFT BEHIND: {', '.join(left)}" if left else gone
+    print(f"\n{'Interrupted after' if interrupted else 'Done in'} {took:.1f} s. {verdict}")
+    if interrupted:
+        return 130
     if not ok:
         print("UNEXPECTED: a run above did not behave as described.")
     return 0 if ok and not left else 1
