@@ -400,3 +400,28 @@ def test_dependent_units_under_systemd(user_manager: UserManager) -> None:
         assert int(a_start["ExecMainStartTimestampMonotonic"]) >= int(
             b_ready["ActiveEnterTimestampMonotonic"]
         )
+
+
+# -- make demo -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_demo_tells_the_story_with_the_recorder() -> None:
+    """``examples/demo.py --recorder``: A fails under Type=simple, succeeds with sdready.
+
+    (``make demo`` itself runs the systemd version; this keeps the script from rotting
+    where no private systemd can run.)
+    """
+    result = subprocess.run(
+        [PY, str(EXAMPLES / "demo.py"), "--recorder"],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "Connection refused" in out
+    assert "B READY=1  STATUS=Ready: listening on 127.0.0.1:" in out
+    assert out.count("HTTP 200") >= 4, out  # scenario 2 and the three servers of scenario 3
+    assert "nothing left behind" in out
