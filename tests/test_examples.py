@@ -346,10 +346,10 @@ def _localize(text: str, folder: Path, ports: Mapping[str, int], names: Mapping[
     venv_bin = str(Path(python).parent)
     text = re.sub(r"/srv/[\w.-]+/\.venv/bin", venv_bin, text)
     text = _SRV.sub(str(folder), text)
-    for old, new in ports.items():
-        text = re.sub(rf"(?<=[ :]){old}\b", str(new), text)
-    for old, new in names.items():
-        text = text.replace(old, new)
+    for port, free in ports.items():
+        text = re.sub(rf"(?<=[ :]){port}\b", str(free), text)
+    for name, unique in names.items():
+        text = text.replace(name, unique)
     env = {**python_env, **FAST, "BIND": f"127.0.0.1:{ports['8000']}", "WORKERS": "1"}
     extra = "\n".join(f'Environment="{k}={v}"' for k, v in env.items())
     return text.replace("[Service]\n", f"[Service]\n{extra}\n", 1)

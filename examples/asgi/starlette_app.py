@@ -35,7 +35,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 async def database_ok() -> bool:
     """Gates each watchdog ping (sync or async): replace with a real check."""
-    return app.state.pool == "connected"
+    return bool(app.state.pool == "connected")
 
 
 async def index(request: Request) -> JSONResponse:

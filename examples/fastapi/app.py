@@ -35,7 +35,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 async def database_ok() -> bool:
     """Gates each watchdog ping: replace with a real check (``SELECT 1``)."""
-    return app.state.pool == "connected"
+    return bool(app.state.pool == "connected")
 
 
 app = FastAPI(lifespan=lifespan)
