@@ -134,6 +134,13 @@ EXEC_HYPERCORN = Variant(
 VARIANTS = (FLASK_WAITRESS, FLASK_GUNICORN, EXEC_HYPERCORN)
 SIMPLE = Variant("FastAPI, Type=simple", "nothing (the default)", _uvicorn, type_="simple")
 
+# What alternative_sdnotify.py will use: the same order of preference as there.
+_STARTUP_NOTIFIER = next(
+    (label for module, label in (("sdnotify", "sdnotify"), ("systemd", "systemd-python"))
+     if importlib.util.find_spec(module) is not None),
+    "raw sd_notify",
+)  # fmt: skip
+
 # --compare: what people use instead of sdready, on the same pair.
 _SHELL_WRAPPER = (
     "{uvicorn} & sleep 1; systemd-notify --ready --status='started (shell wrapper)'; wait"
@@ -147,7 +154,7 @@ COMPARE = (
     ),
     Variant(
         "FastAPI + uvicorn",
-        "sdnotify, in startup code",
+        f"{_STARTUP_NOTIFIER}, in startup code",
         lambda port: _uvicorn(port, "alternative_sdnotify:app"),
     ),
     Variant(
