@@ -7,13 +7,17 @@ PYTEST_ARGS ?= -n 4
 
 .PHONY: venv test test-unit lint demo bench clean
 
-$(VENV)/.installed: pyproject.toml
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+
+$(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,lint]'
+
+# One stamp per set of extras: `make demo` installs only what the demo runs.
+$(VENV)/.installed-%: pyproject.toml | $(PY)
+	$(PIP) -e '.[$*]'
 	touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed-test,lint
 
 ## make test: create .venv, install .[test], run the whole suite (real servers, real systemd where possible)
 test: venv
@@ -30,12 +34,12 @@ lint: venv
 	$(VENV)/bin/mypy
 
 ## make demo: the A-depends-on-B failure and its fix, under a private systemd user manager
-demo: venv
-	$(PY) examples/demo.py
+## (DEMO_ARGS=--compare adds the alternatives; --recorder runs without systemd)
+demo: $(VENV)/.installed-demo
+	$(PY) examples/demo.py $(DEMO_ARGS)
 
 ## make bench: every benchmark script; tables go to benchmarks/RESULTS.md
-bench: venv
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+bench: venv $(VENV)/.installed-bench
 	$(PY) benchmarks/run_all.py
 
 clean:
