@@ -8,6 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "GUNICORN_BOOTING",
+    "GUNICORN_DEGRADED",
+    "GUNICORN_FAILED",
+    "GUNICORN_READY",
+    "GUNICORN_RELOADING",
+    "GUNICORN_TIMEOUT_FAIL",
+    "GUNICORN_TIMEOUT_WARN",
     "READY",
     "READY_UNCHECKED",
     "STARTING",
@@ -34,6 +41,18 @@ TIMEOUT_FAIL = (
 #: ``.format(message=...)``
 STARTUP_FAILED = "Startup failed: {message}"
 STOPPING = "Stopping…"
+
+# gunicorn (sdready.plugins.gunicorn): the arbiter counts workers that can serve.
+GUNICORN_BOOTING = "Booting workers ({booted}/{total})"
+GUNICORN_RELOADING = "Reloading: booting workers ({booted}/{total}, generation {generation})"
+#: ``workers`` reads like "2/4 workers"; ``generation`` is empty or ", generation N".
+GUNICORN_READY = "Ready: {workers}, listening on {addresses} (pid {pid}{generation})"
+GUNICORN_DEGRADED = "Workers: {booted}/{total}, listening on {addresses} (pid {pid}{generation})"
+GUNICORN_TIMEOUT_WARN = (
+    "Ready (no worker booted within {timeout:g} s; check the workers) (pid {pid})"
+)
+GUNICORN_TIMEOUT_FAIL = "Not ready: no worker booted within {timeout:g} s; still waiting"
+GUNICORN_FAILED = "Failed: {message}"
 
 _MAX_SHOWN = 4
 

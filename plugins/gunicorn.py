@@ -59,13 +59,13 @@ __all__ = ["install"]
 
 logger = logging.getLogger("sdready")
 
-_BOOTING = "Booting workers ({booted}/{total})"
-_RELOADING = "Reloading: booting workers ({booted}/{total}, generation {generation})"
-_READY = "Ready: {workers}, listening on {addresses} (pid {pid}{generation})"  # "2/4 workers"
-_DEGRADED = "Workers: {booted}/{total}, listening on {addresses} (pid {pid}{generation})"
-_TIMEOUT_WARN = "Ready (no worker booted within {timeout:g} s; check the workers) (pid {pid})"
-_TIMEOUT_FAIL = "Not ready: no worker booted within {timeout:g} s; still waiting"
-_FAILED = "Failed: {message}"
+_BOOTING = texts.GUNICORN_BOOTING
+_RELOADING = texts.GUNICORN_RELOADING
+_READY = texts.GUNICORN_READY
+_DEGRADED = texts.GUNICORN_DEGRADED
+_TIMEOUT_WARN = texts.GUNICORN_TIMEOUT_WARN
+_TIMEOUT_FAIL = texts.GUNICORN_TIMEOUT_FAIL
+_FAILED = texts.GUNICORN_FAILED
 
 _OPTIONS = ("ready_workers", "ready_timeout", "on_timeout", "watchdog")
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
