@@ -225,12 +225,19 @@ PY_CLIENT = textwrap.dedent(
 
 
 def throughput(workdir: Path, rounds: int, seconds: float) -> str:
-    pairs = [
-        ("minimal ASGI", "raw", [("SystemdMiddleware", "raw_middleware")]),
+    # (app, the plain server's target, [(row label, target)]); the A/A row runs a second,
+    # identical plain server: its ratio shows how finely this machine can measure at all.
+    groups = [
+        (
+            "minimal ASGI",
+            "raw",
+            [("none, 2nd process (A/A)", "raw"), ("SystemdMiddleware", "raw_middleware")],
+        ),
         (
             "FastAPI",
             "fastapi_plain",
             [
+                ("none, 2nd process (A/A)", "fastapi_plain"),
                 ("add_middleware(SystemdMiddleware)", "fastapi_middleware"),
                 ("SystemdNotify", "fastapi_notify"),
             ],
@@ -239,43 +246,97 @@ def throughput(workdir: Path, rounds: int, seconds: float) -> str:
     connections = 16
     rows = []
     with NotifyRecorder(set_environment=False) as recorder:
-        for label, plain_target, variants in pairs:
-            targets = [plain_target] + [t for _, t in variants]
+        for app, plain, variants in groups:
             with contextlib.ExitStack() as stack:
-                ports = {
-                    t: stack.enter_context(uvicorn_server(workdir, t, recorder)) for t in targets
-                }
-                for target in targets:  # warm up: first requests pay for lazy setup
-                    load(ports[target], 1, connections)
-                rates: dict[str, list[float]] = {t: [] for t in targets}
-                ratios: dict[str, list[float]] = {t: [] for _, t in variants}
+                servers = [plain] + [target for _, target in variants]
+                ports = [stack.enter_context(uvicorn_server(workdir, t, recorder)) for t in servers]
+                for port in ports:  # warm up: first requests pay for lazy setup
+                    load(port, 1, connections)
+                base_rates: list[float] = []
+                rates: list[list[float]] = [[] for _ in variants]
+                ratios: list[list[float]] = [[] for _ in variants]
                 for index in range(rounds):
-                    for _, target in variants:
-                        order = [plain_target, target] if index % 2 == 0 else [target, plain_target]
-                        measured = {t: load(ports[t], seconds, connections) for t in order}
-                        rates[plain_target].append(measured[plain_target])
-                        rates[target].append(measured[target])
-                        ratios[target].append(measured[target] / measured[plain_target])
-                base = statistics.median(rates[plain_target])
-                rows.append(f"| {label} | (none) | {base:,.0f} | | |")
-                for name, target in variants:
-                    ratio = statistics.median(ratios[target])
-                    spread = f"{min(ratios[target]):.3f}–{max(ratios[target]):.3f}"
-                    verdict = "yes" if ratio >= 0.99 else "no"
-                    rows.append(
-                        f"| {label} | {name} | {statistics.median(rates[target]):,.0f} "
-                        f"| {ratio:.3f} ({spread}) | {verdict} |"
-                    )
+                    for number in range(len(variants)):
+                        pair = [ports[0], ports[number + 1]]
+                        if index % 2:
+                            pair.reverse()  # alternate who goes first
+                        measured = {port: load(port, seconds, connections) for port in pair}
+                        base = measured[ports[0]]
+                        rate = measured[ports[number + 1]]
+                        base_rates.append(base)
+                        rates[number].append(rate)
+                        ratios[number].append(rate / base)
+            rows.append(f"| {app} | none | {statistics.median(base_rates):,.0f} | | |")
+            for number, (label, _) in enumerate(variants):
+                ratio = statistics.median(ratios[number])
+                low, high = percentile(ratios[number], 25), percentile(ratios[number], 75)
+                verdict = "" if "A/A" in label else ("yes" if ratio >= 0.99 else "no")
+                rows.append(
+                    f"| {app} | {label} | {statistics.median(rates[number]):,.0f} "
+                    f"| {ratio:.3f} ({low:.3f}–{high:.3f}) | {verdict} |"
+                )
     tool = "wrk -t1 -c16" if shutil.which("wrk") else "Python keep-alive client, 16 connections"
     return "\n".join(
         [
-            f"### Requests per second under uvicorn ({tool}, {rounds} paired runs of "
-            f"{seconds:g} s, medians)",
+            f"### Requests per second under uvicorn ({tool}; {rounds} paired runs of "
+            f"{seconds:g} s per row; medians, interquartile range of the ratios)",
             "",
-            "| app | sdready | req/s | ratio to plain (min–max) | >= 0.99 |",
+            "| app | sdready | req/s | ratio to plain | >= 0.99 |",
             "|---|---|---:|---:|:---:|",
             *rows,
         ]
+    )
+
+
+def per_request_cost(workdir: Path) -> str:
+    """In-process: what one http request costs the middleware, against the plain app."""
+    code = textwrap.dedent(
+        """
+        import asyncio, statistics, sys, time
+        import apps
+        scope = {"type": "http", "path": "/", "method": "GET", "headers": []}
+        async def receive():
+            return {"type": "http.request", "body": b""}
+        async def send(message):
+            pass
+        async def timed(app, n):
+            started = time.perf_counter_ns()
+            for _ in range(n):
+                await app(scope, receive, send)
+            return (time.perf_counter_ns() - started) / n
+        async def main():
+            plain, wrapped = [], []
+            for _ in range(15):  # interleaved blocks; the minimum of each is the cost
+                plain.append(await timed(apps.raw, 20000))
+                wrapped.append(await timed(apps.raw_middleware, 20000))
+            print(min(plain), min(wrapped))
+        asyncio.run(main())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=workdir,
+        env={**os.environ, "PYTHONPATH": str(workdir)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    plain_ns, wrapped_ns = map(float, result.stdout.split())
+    extra = wrapped_ns - plain_ns
+    lines = [
+        "### Per-request cost of SystemdMiddleware, in-process (minimal ASGI app)",
+        "",
+        "| | ns per call | ",
+        "|---|---:|",
+        f"| plain app | {plain_ns:,.0f} |",
+        f"| app wrapped in SystemdMiddleware | {wrapped_ns:,.0f} |",
+        f"| added by the middleware | {extra:,.0f} |",
+    ]
+    return "\n".join(lines) + (
+        f"\n\nAt 10,000 req/s (100 µs per request) {extra:,.0f} ns is "
+        f"{extra / 1000:.2f} % of a request: a throughput ratio of "
+        f"{1 / (1 + extra / 100_000):.4f}. SystemdNotify adds nothing per request."
     )
 
 
@@ -365,13 +426,14 @@ def main() -> int:
     parser.add_argument("--starts", type=int, default=None, help="starts for the lag (200)")
     parser.add_argument("--only", choices=("throughput", "lag"), help="run one half only")
     args = parser.parse_args()
-    rounds, seconds = (3, 2.0) if args.quick else (5, 5.0)
+    rounds, seconds = (4, 1.0) if args.quick else (15, 2.0)
     starts = args.starts or (50 if args.quick else 200)
     workdir = Path(tempfile.mkdtemp(prefix="sdready-asgi-bench-"))
     try:
         (workdir / "apps.py").write_text(APPS)
         print("## ASGI plugins (benchmarks/asgi_overhead.py)\n")
         if args.only != "lag":
+            print(per_request_cost(workdir), end="\n\n", flush=True)
             print(throughput(workdir, rounds, seconds), end="\n\n", flush=True)
         if args.only != "throughput":
             print(readiness_lag(workdir, starts))
