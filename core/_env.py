@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-__all__ = ["listen_fds_count", "watchdog_interval"]
+__all__ = ["is_main_process", "listen_fds_count", "watchdog_interval"]
 
 _USEC_INFINITY = 2**64 - 1
 
@@ -38,3 +38,13 @@ def listen_fds_count(environ: Mapping[str, str] | None = None) -> int:
     if not count.isdigit() or (pid and (not pid.isdigit() or int(pid) != os.getpid())):
         return 0
     return int(count)
+
+
+def is_main_process(environ: Mapping[str, str] | None = None) -> bool:
+    """False when systemd names another process as the unit's main one (``SYSTEMD_EXEC_PID``).
+
+    True outside systemd, or where the variable is missing or unparsable (systemd < 248).
+    """
+    env = os.environ if environ is None else environ
+    exec_pid = env.get("SYSTEMD_EXEC_PID", "")
+    return not exec_pid.isdigit() or int(exec_pid) == os.getpid()

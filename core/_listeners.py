@@ -154,6 +154,10 @@ class ListenerSnapshot:
 
     listeners: tuple[Listener, ...]
     taken_at: float  # time.monotonic()
+    #: Stream sockets that existed then, neither listening nor connected: a server's socket
+    #: bound before the app started (uvicorn ``--workers`` binds in the parent, and a worker
+    #: listens only after its lifespan). They count as the server's once they listen.
+    pending: frozenset[int] = frozenset()
     _inodes: frozenset[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -180,7 +184,45 @@ def snapshot_listeners() -> ListenerSnapshot:
         run_app_startup()
         sdready.wait_until_listening(30, baseline=baseline)
     """
-    return ListenerSnapshot(tuple(listening_sockets()), time.monotonic())
+    return ListenerSnapshot(
+        tuple(listening_sockets()), time.monotonic(), frozenset(_unlistened_stream_sockets())
+    )
+
+
+def _unlistened_stream_sockets() -> Iterator[int]:
+    """Inodes of our TCP/unix stream sockets that neither listen nor are connected.
+
+    Taken once per snapshot, so a plain fstat walk is fine here (the poll trick of the
+    waiters rejects exactly these sockets, so it cannot find them).
+    """
+    for name in _Walker()._listdir():
+        fd = int(name)
+        try:
+            info = os.fstat(fd)
+        except OSError:
+            continue
+        if not stat.S_ISSOCK(info.st_mode):
+            continue
+        raw = _wrap(fd, _AF_UNIX)
+        if raw is None:
+            continue
+        try:
+            family = raw.getsockopt(socket.SOL_SOCKET, _SO_DOMAIN)
+            kind = raw.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
+            if (
+                kind == socket.SOCK_STREAM
+                and family in _FAMILIES
+                and not raw.getsockopt(socket.SOL_SOCKET, _SO_ACCEPTCONN)
+            ):
+                try:
+                    raw.getpeername()
+                except OSError:  # ENOTCONN: free to listen later
+                    if _same_inode(fd, info.st_ino):
+                        yield info.st_ino
+        except OSError:
+            continue
+        finally:
+            raw.detach()  # the descriptor is the app's: never close or change it
 
 
 class ListenTimeoutError(NotifyError, TimeoutError):
@@ -223,6 +265,7 @@ def wait_until_listening(
     probe: str | None = None,
     probe_timeout: float = 1.0,
     stop: threading.Event | None = None,
+    wait_started: ListenerSnapshot | None = None,
 ) -> list[Listener]:
     """Block until the app's listening sockets accept connections; return them.
 
@@ -240,6 +283,12 @@ def wait_until_listening(
     ``probe="http:/path"`` sends ``GET /path`` and wants a status below 500. A failed probe
     is retried until ``timeout``; each attempt is bounded by ``probe_timeout``.
 
+    ``baseline`` also covers sockets that existed then without listening yet (a server
+    that binds before the app starts and listens after): they are the server's too.
+    ``wait_started`` is a snapshot taken where the wait logically begins, when the call
+    itself may come later (from a thread or task that starts after the server could
+    listen); by default the call's first poll is that moment.
+
     Polls immediately, every 0.1 ms for the first 2 ms, then with a doubling interval capped
     at 5 ms. ``timeout=None`` waits forever. When ``stop`` is set the wait ends early and
     returns an empty list (a successful wait never returns one).
@@ -256,7 +305,7 @@ def wait_until_listening(
         listeners = sdready.wait_until_listening(30, baseline=baseline, probe="http:/health")
         sdready.ready(f"listening on {', '.join(map(str, listeners))}")
     """
-    waiter = _Wait(timeout, expect, baseline, probe, probe_timeout)
+    waiter = _Wait(timeout, expect, baseline, probe, probe_timeout, wait_started)
     delay = 0.0
     while True:
         if delay:
@@ -292,6 +341,7 @@ async def async_wait_until_listening(
     baseline: ListenerSnapshot | None = None,
     probe: str | None = None,
     probe_timeout: float = 1.0,
+    wait_started: ListenerSnapshot | None = None,
 ) -> list[Listener]:
     """Await the app's listening sockets without blocking the event loop; return them.
 
@@ -308,7 +358,7 @@ async def async_wait_until_listening(
     """
     import asyncio  # never at module level: `import sdready` must not import asyncio
 
-    waiter = _Wait(timeout, expect, baseline, probe, probe_timeout)
+    waiter = _Wait(timeout, expect, baseline, probe, probe_timeout, wait_started)
     delay = 0.0
     while True:
         if delay and waiter.in_fast_phase():
@@ -357,6 +407,7 @@ class _Wait:
         baseline: ListenerSnapshot | None,
         probe: str | None,
         probe_timeout: float,
+        wait_started: ListenerSnapshot | None = None,
     ) -> None:
         if timeout is not None and not timeout >= 0:  # also refuses NaN
             raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
@@ -379,6 +430,7 @@ class _Wait:
         self.probe_backoff = 0.0
         # Default rule: decided on the first walk (see the module docstring).
         self.baseline = baseline
+        self.wait_started = wait_started
         self.server_inodes: frozenset[int] = frozenset()
         self.auxiliary: frozenset[int] = frozenset()
 
@@ -396,12 +448,17 @@ class _Wait:
         """Walk once; return the complete selection, else None; raise once past the deadline."""
         current = self.walk()
         if self.polls == 1 and self.expectations is None:
+            # When the wait began: the caller's own look if it took one (a task or thread
+            # may start polling later, when the server may already listen), else now.
+            began = current if self.wait_started is None else self.wait_started.listeners
             if self.baseline is None:
-                self.server_inodes = frozenset(item.inode for item in current)
+                self.server_inodes = frozenset(item.inode for item in began)
             else:
-                self.server_inodes = frozenset(item.inode for item in self.baseline)
+                self.server_inodes = self.baseline.pending.union(
+                    item.inode for item in self.baseline
+                )
                 self.auxiliary = frozenset(
-                    item.inode for item in current if item.inode not in self.server_inodes
+                    item.inode for item in began if item.inode not in self.server_inodes
                 )
         selected = self.select(current)
         if selected is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Literal
 
 from . import texts
+from ._env import is_main_process
 from ._exceptions import NotifyError
 from ._listeners import (
     Expect,
@@ -145,6 +146,7 @@ class Readiness:
         self.options = options if options is not None else ReadyOptions()
         self.notifier = self.options.notifier if self.options.notifier is not None else Notifier()
         self.baseline: ListenerSnapshot | None = None
+        self.wait_started: ListenerSnapshot | None = None
         self.listeners: list[Listener] = []
         self.ready_sent = False
         self._closed = False  # startup failed or stopping began: READY would be a lie
@@ -165,9 +167,19 @@ class Readiness:
         self.notifier.status(texts.STARTING)
 
     def waiting(self) -> None:
-        """Send ``STATUS=Waiting for the listening socket…``."""
-        if self.enabled and not self._closed:
-            self.notifier.status(texts.WAITING)
+        """Mark the end of the app's startup: ``STATUS=Waiting for the listening socket…``.
+
+        Call it before the server can go on to listen (e.g. before forwarding ASGI's
+        ``lifespan.startup.complete``): listeners opened between :meth:`starting` and now
+        are the app's own, and this look decides which, whenever the waiter then runs.
+        """
+        if not self.enabled or self._closed:
+            return
+        try:
+            self.wait_started = snapshot_listeners()
+        except (NotImplementedError, OSError) as exc:
+            logger.debug("cannot snapshot listening sockets: %s", exc)
+        self.notifier.status(texts.WAITING)
 
     async def announce(self) -> bool:
         """Wait (asynchronously) for the server's listener, then send READY per the options.
@@ -179,7 +191,11 @@ class Readiness:
         options = self.options
         try:
             listeners = await async_wait_until_listening(
-                options.ready_timeout, options.expect, baseline=self.baseline, probe=options.probe
+                options.ready_timeout,
+                options.expect,
+                baseline=self.baseline,
+                probe=options.probe,
+                wait_started=self.wait_started,
             )
         except (NotifyError, NotImplementedError, OSError) as exc:  # timeout, or no /proc
             return self._timed_out(exc)
@@ -197,6 +213,7 @@ class Readiness:
                 baseline=self.baseline,
                 probe=options.probe,
                 stop=stop,
+                wait_started=self.wait_started,
             )
         except (NotifyError, NotImplementedError, OSError) as exc:
             if stop is not None and stop.is_set():
@@ -219,10 +236,19 @@ class Readiness:
         self.notifier.send(fields)
 
     def stopping(self) -> None:
-        """Send ``STOPPING=1`` with ``STATUS=Stopping…``; a pending READY is abandoned."""
+        """Send ``STOPPING=1`` with ``STATUS=Stopping…``; a pending READY is abandoned.
+
+        Not from a worker (``SYSTEMD_EXEC_PID`` names another process): a server restarting
+        one of its workers is not the service stopping, and with ``NotifyAccess=all``
+        systemd would take it as such and stop the whole unit.
+        """
         self._closed = True
-        if self.enabled:
-            self.notifier.stopping(texts.STOPPING)
+        if not self.enabled:
+            return
+        if not is_main_process():
+            logger.debug("pid %d is a worker: its shutdown sends no STOPPING=1", os.getpid())
+            return
+        self.notifier.stopping(texts.STOPPING)
 
     # -- internals --------------------------------------------------------------------------
 

@@ -20,12 +20,9 @@ starts nothing. A notify failure never reaches the app; a failed startup never g
 
 from __future__ import annotations
 
-import _socket
 import contextlib
 import logging
 import os
-import socket
-import stat
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -44,9 +41,6 @@ __all__ = ["SystemdMiddleware"]
 
 logger = logging.getLogger("sdready")
 
-_SO_ACCEPTCONN: int = getattr(socket, "SO_ACCEPTCONN", 30)
-_SO_DOMAIN: int = getattr(socket, "SO_DOMAIN", 39)
-_SOCK_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
 
 #: Set on the lifespan scope by the instance that tells the story; inner ones stay silent,
 #: so a middleware added twice (or SystemdNotify plus the middleware) sends one READY.
@@ -173,19 +167,14 @@ class LifespanCycle:
             self._startup_received = True
             with _contained("reporting startup"):
                 self.readiness.starting()  # the baseline, before the app's own listeners
-                _add_unlistened_sockets(self.readiness)
                 if self._background is not None:
                     self._background.start_watchdog()  # a slow startup must not starve it
         elif kind == "lifespan.shutdown":
             self._shutdown_received = True
             with _contained("reporting shutdown"):
-                if _is_main_process():
-                    self.readiness.stopping()  # before the app's own shutdown runs
-                else:
-                    # A worker's shutdown is not the service's: uvicorn's supervisor restarts
-                    # workers, and STOPPING=1 from one (NotifyAccess=all) would make systemd
-                    # stop the whole unit, killing it after TimeoutStopSec.
-                    logger.debug("worker pid %d stopping: no STOPPING=1", os.getpid())
+                # Before the app's own shutdown runs; in a worker (uvicorn --workers) the
+                # core sends nothing, as a worker restart is not the service stopping.
+                self.readiness.stopping()
             if self._background is not None:
                 await self._background.stop()
         return message
@@ -196,12 +185,12 @@ class LifespanCycle:
         if kind == "lifespan.startup.complete":
             self._startup_answered = True
             with _contained("reporting startup"):
+                # Before forwarding: its look at the listeners marks the end of the app's
+                # startup, and the server may listen as soon as it has the message.
                 self.readiness.waiting()
             if self._background is not None:
-                # The wait's first look must come before the server may listen: a listener
-                # that appears between the baseline and that look counts as the app's own.
                 with _contained("starting the listener wait"):
-                    await self._background.start_waiter()
+                    self._background.start_waiter()
         elif kind == "lifespan.startup.failed":
             self._startup_answered = True
             # Starlette sends this from inside its ``except`` block: the exception is at hand.
@@ -231,7 +220,7 @@ class _Background:
 
     def __init__(self, readiness: Readiness) -> None:
         self.readiness = readiness
-        self._stop = _FirstLook()
+        self._stop = threading.Event()
 
     @staticmethod
     def for_running_loop(readiness: Readiness) -> _Background:
@@ -267,24 +256,17 @@ class _Background:
             )
         return period
 
-    async def start_waiter(self) -> None:
-        """Wait for the listener and send READY from a daemon thread (no asyncio loop here).
-
-        Returns once the wait has taken its first look (at most ~50 ms later).
-        """
+    def start_waiter(self) -> None:
+        """Wait for the listener and send READY from a daemon thread (no asyncio loop here)."""
         if self._stop.is_set():
             return
         threading.Thread(
             target=self._announce_blocking, name="sdready-ready-waiter", daemon=True
         ).start()
-        self._stop.looked.wait(0.05)  # blocks the loop once, briefly, and only off asyncio
 
     def _announce_blocking(self) -> None:
-        try:
-            with _contained("waiting for the listening socket"):
-                self.readiness.announce_blocking(stop=self._stop)
-        finally:
-            self._stop.looked.set()
+        with _contained("waiting for the listening socket"):
+            self.readiness.announce_blocking(stop=self._stop)
 
     def start_watchdog(self) -> None:
         """Ping from the event loop; without a known loop there is nothing honest to ping from."""
@@ -294,22 +276,6 @@ class _Background:
     async def stop(self) -> None:
         """Abandon the wait and stop pinging; never raises."""
         self._stop.set()
-
-
-class _FirstLook(threading.Event):
-    """The waiter thread's stop flag; also tells when the wait has taken its first look.
-
-    ``wait_until_listening`` sleeps on its stop event between polls, so the first
-    ``wait()`` (or the thread ending) means the first walk is done.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.looked = threading.Event()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self.looked.set()
-        return super().wait(timeout)
 
 
 class _AsyncioBackground(_Background):
@@ -323,13 +289,9 @@ class _AsyncioBackground(_Background):
         task = asyncio.get_running_loop().create_task(_quiet(work, what), name=f"sdready: {what}")
         self._tasks.append(task)
 
-    async def start_waiter(self) -> None:
-        import asyncio
-
+    def start_waiter(self) -> None:
         if not self._stop.is_set():
             self._spawn(self.readiness.announce, "waiting for the listening socket")
-            # Its first step (the first look) runs before we resume: the loop is FIFO.
-            await asyncio.sleep(0)
 
     def start_watchdog(self) -> None:
         period = self._watchdog_period()
@@ -418,65 +380,6 @@ async def _quiet(work: Callable[[], Awaitable[object]], what: str) -> None:
         await work()
     except Exception:
         logger.exception("sdready: %s failed", what)
-
-
-def _is_main_process() -> bool:
-    """False when systemd says another process is the unit's main one (SYSTEMD_EXEC_PID)."""
-    exec_pid = os.environ.get("SYSTEMD_EXEC_PID", "")
-    return not exec_pid.isdigit() or int(exec_pid) == os.getpid()
-
-
-def _add_unlistened_sockets(readiness: Readiness) -> None:
-    """Count sockets we hold that do not listen yet as the server's, like listening ones.
-
-    uvicorn ``--workers`` binds in the parent without listening; the first worker to listen
-    makes the shared socket accept for every worker. Without this, a later worker, whose
-    wait begins after that, would take the socket for one its app opened during startup.
-    Only stream sockets that are neither listening nor connected qualify.
-    """
-    baseline = readiness.baseline
-    if baseline is None:
-        return
-    from sdready._listeners import Listener, ListenerSnapshot
-
-    extra = [
-        Listener(fd, socket.AddressFamily(family), f"fd {fd} (not listening yet)", "", None, inode)
-        for fd, family, inode in _unlistened_stream_sockets()
-    ]
-    if extra:
-        readiness.baseline = ListenerSnapshot(baseline.listeners + tuple(extra), baseline.taken_at)
-
-
-def _unlistened_stream_sockets() -> Iterator[tuple[int, int, int]]:
-    """(fd, family, inode) of our TCP/unix stream sockets that neither listen nor connect."""
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        try:
-            info = os.fstat(fd)
-        except OSError:
-            continue
-        if not stat.S_ISSOCK(info.st_mode):
-            continue
-        # The C type with SOCK_NONBLOCK: wraps the fd without touching its flags (a default
-        # timeout would make socket.socket() switch the server's socket to non-blocking).
-        raw = _socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | _SOCK_NONBLOCK, 0, fd)
-        try:
-            family = raw.getsockopt(socket.SOL_SOCKET, _SO_DOMAIN)
-            kind = raw.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
-            if (
-                kind != socket.SOCK_STREAM
-                or family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
-                or raw.getsockopt(socket.SOL_SOCKET, _SO_ACCEPTCONN)
-            ):
-                continue
-            try:
-                raw.getpeername()
-            except OSError:  # ENOTCONN: free to listen later
-                yield fd, family, info.st_ino
-        except OSError:
-            continue
-        finally:
-            raw.detach()  # the descriptor belongs to the server
 
 
 @contextlib.contextmanager

@@ -335,14 +335,16 @@ class NotifyRecorder:
                 self._cond.notify_all()
             return
         fields = _parse(data)
-        if self._answer_barrier and fields.get("BARRIER") == "1":
-            for fd in fds:  # closing the pipe's write end is the manager's answer
-                os.close(fd)
-            fds = []
-        message = NotifyMessage(data, fields, now, pid, uid, gid, tuple(fds))
+        barrier = self._answer_barrier and fields.get("BARRIER") == "1"
+        message = NotifyMessage(data, fields, now, pid, uid, gid, () if barrier else tuple(fds))
         with self._cond:
             self._messages.append(message)
             self._cond.notify_all()
+        if barrier:
+            # Closing the pipe's write end is the manager's answer; recorded first, so a
+            # sender returning from barrier() finds everything it sent in `messages`.
+            for fd in fds:
+                os.close(fd)
 
 
 def _parse(data: bytes) -> dict[str, str]:

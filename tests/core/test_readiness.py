@@ -251,3 +251,59 @@ def test_format_addresses() -> None:
     assert texts.format_addresses([]) == "(no socket)"
     assert texts.format_addresses(["a", "b", "a"]) == "a, b"
     assert texts.format_addresses([str(i) for i in range(6)]) == "0, 1, 2, 3 and 2 more"
+
+
+# -- the two moments that decide which socket is the server's --------------------------------
+
+
+def test_a_bound_socket_that_listens_later_is_the_servers(
+    notify_socket: NotifyRecorder, sockets: list[socket.socket]
+) -> None:
+    # uvicorn --workers: the parent binds without listening; another worker's listen() makes
+    # the shared socket accept before this worker's own wait begins.
+    shared = tcp_listener(sockets, listen=False)
+    readiness = Readiness(ReadyOptions(ready_timeout=5))
+    readiness.starting()
+    assert readiness.baseline is not None and readiness.baseline.pending
+    shared.listen()  # "another worker"
+    readiness.waiting()
+    started = time.monotonic()
+    assert readiness.announce_blocking() is True
+    assert time.monotonic() - started < 4  # selected at once, not taken for an auxiliary
+    assert address_of(shared) in notify_socket.wait_for("READY=1", 2)["STATUS"]
+
+
+def test_the_wait_begins_at_waiting_not_when_the_waiter_runs(
+    notify_socket: NotifyRecorder, sockets: list[socket.socket]
+) -> None:
+    readiness = Readiness(ReadyOptions(ready_timeout=5))
+    readiness.starting()
+    metrics = tcp_listener(sockets)  # the app's own, during startup
+    readiness.waiting()
+    server = tcp_listener(sockets)  # listens before the waiter thread gets to run
+    assert readiness.announce_blocking() is True
+    status = notify_socket.wait_for("READY=1", 2)["STATUS"]
+    assert address_of(server) in status and address_of(metrics) not in status
+
+
+def test_a_worker_sends_no_stopping(
+    notify_socket: NotifyRecorder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SYSTEMD_EXEC_PID", str(os.getpid() + 1))
+    readiness = Readiness()
+    readiness.stopping()
+    Notifier().barrier(2)
+    assert notify_socket.values("STOPPING") == []
+    assert any("is a worker" in r.getMessage() for r in caplog.records)
+    monkeypatch.setenv("SYSTEMD_EXEC_PID", str(os.getpid()))
+    Readiness().stopping()
+    notify_socket.wait_for("STOPPING=1", 2)
+
+
+def test_is_main_process() -> None:
+    from sdready._env import is_main_process
+
+    assert is_main_process({})
+    assert is_main_process({"SYSTEMD_EXEC_PID": str(os.getpid())})
+    assert not is_main_process({"SYSTEMD_EXEC_PID": str(os.getpid() + 1)})
+    assert is_main_process({"SYSTEMD_EXEC_PID": "garbage"})
