@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,16 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SKIP = {"run_all.py"}
+SAMPLES = HERE / "readiness_lag.jsonl"
+PLOT = "readiness_lag.png"
+
+
+def load_samples(path: Path) -> dict[str, list[float]]:
+    samples: dict[str, list[float]] = {}
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        samples.setdefault(record["server"], []).append(float(record["lag_ms"]))
+    return samples
 
 
 def cpu_model() -> str:
@@ -42,13 +53,20 @@ def plot(samples: dict[str, list[float]], out: Path) -> bool:
     except ImportError:
         print("matplotlib is missing (pip install 'sdready[bench]'): no plot", file=sys.stderr)
         return False
-    servers = sorted(samples)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.boxplot([samples[s] for s in servers], showfliers=True)
-    ax.set_xticks(range(1, len(servers) + 1), servers, rotation=15)
-    ax.set_ylabel("READY minus listen() [ms]")
+    servers = sorted(samples, key=lambda name: statistics.median(samples[name]), reverse=True)
+    fig, ax = plt.subplots(figsize=(9, 0.7 * len(servers) + 1.6))
+    # Horizontal, log scale: detection lags are below a millisecond, gunicorn's includes a
+    # worker loading the app (tens of ms); both must stay readable.
+    data = [samples[s] for s in servers]
+    try:
+        ax.boxplot(data, orientation="horizontal", showfliers=True)  # Matplotlib >= 3.10
+    except TypeError:
+        ax.boxplot(data, vert=False, showfliers=True)
+    ax.set_yticks(range(1, len(servers) + 1), [f"{s} (n={len(samples[s])})" for s in servers])
+    ax.set_xscale("log")
+    ax.set_xlabel("READY minus listen() [ms, log scale]")
     ax.set_title(f"sdready readiness lag per server ({cpu_model()}, {os.cpu_count()} CPUs)")
-    ax.grid(axis="y", alpha=0.3)
+    ax.grid(axis="x", which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -58,7 +76,12 @@ def plot(samples: dict[str, list[float]], out: Path) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="pass --quick to every script")
+    parser.add_argument(
+        "--replot", action="store_true", help=f"only redraw the plot from {SAMPLES.name}"
+    )
     args = parser.parse_args()
+    if args.replot:
+        return 0 if plot(load_samples(SAMPLES), HERE / PLOT) else 1
     scripts = sorted(
         p for p in HERE.glob("*.py") if p.name not in SKIP and not p.name.startswith("_")
     )
@@ -81,19 +104,16 @@ def main() -> int:
             sections.append(f"## {script.name}\n\nFAILED (exit {result.returncode}).\n")
         else:
             sections.append(f"<!-- {script.name}: {took:.0f} s -->\n{result.stdout.strip()}\n")
-    samples: dict[str, list[float]] = {}
-    for line in lag_file.read_text().splitlines():
-        record = json.loads(line)
-        samples.setdefault(record["server"], []).append(float(record["lag_ms"]))
+    samples = load_samples(lag_file)
+    SAMPLES.write_text(lag_file.read_text())  # kept: --replot redraws without rerunning
     lag_file.unlink()
     header = (
         "# Benchmark results\n\n"
         f"Made by `make bench` on {time.strftime('%Y-%m-%d')}: {cpu_model()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, Linux {platform.release()}.\n"
     )
-    plot_name = "readiness_lag.png"
-    if samples and plot(samples, HERE / plot_name):
-        header += f"\n![readiness lag per server]({plot_name})\n"
+    if samples and plot(samples, HERE / PLOT):
+        header += f"\n![readiness lag per server]({PLOT})\n"
     (HERE / "RESULTS.md").write_text(header + "\n" + "\n".join(sections))
     print(f"wrote {HERE / 'RESULTS.md'}")
     return 1 if failed else 0

@@ -384,14 +384,17 @@ class Notifier:
     def status(self, text: str) -> bool:
         """Set the one-line status shown by ``systemctl status`` (truncated to fit)."""
         fast = self._fast_send
-        if fast is not None and text.__class__ is str and "\n" not in text and "\0" not in text:
+        if fast is not None:
             try:
-                data = b"STATUS=" + text.encode()
-                if len(data) <= NOTIFY_BUFFER_MAX:
-                    fast(data)
-                    return True
-            except (OSError, UnicodeError):
-                pass  # the full path below handles it
+                # One C-level check: newline and NUL are not printable. Tabs, other control
+                # characters, non-str values and errors all take the full path below.
+                if text.isprintable():
+                    data = b"STATUS=" + text.encode()
+                    if len(data) <= 4096:  # NOTIFY_BUFFER_MAX
+                        fast(data)
+                        return True
+            except (AttributeError, OSError, UnicodeError):
+                pass
         if self._address is None:
             return self._disabled()
         return self.send({"STATUS": text})

@@ -48,6 +48,7 @@ from sdready import (
     texts,
     watchdog_interval,
 )
+from sdready._env import is_main_process
 
 __all__ = ["SystemdNotify"]
 
@@ -383,8 +384,7 @@ class _Process:
         # A child process's exit is not the service's (the reloader's child, a supervisor's
         # worker): with NotifyAccess=all its STOPPING=1 would make systemd stop the whole
         # unit and kill it after TimeoutStopSec.
-        exec_pid = os.environ.get("SYSTEMD_EXEC_PID", "")
-        return self._speaks() and (not exec_pid.isdigit() or int(exec_pid) == os.getpid())
+        return self._speaks() and is_main_process()
 
     def _stop_watchdog(self) -> None:
         if self.watchdog is not None:
