@@ -305,7 +305,7 @@ def wait_until_listening(
         listeners = sdready.wait_until_listening(30, baseline=baseline, probe="http:/health")
         sdready.ready(f"listening on {', '.join(map(str, listeners))}")
     """
-    waiter = _Wait(timeout, expect, baseline, probe, probe_timeout, wait_started)
+    waiter = _Wait(timeout, expect, baseline, probe, probe_timeout, wait_started=wait_started)
     delay = 0.0
     while True:
         if delay:
@@ -358,7 +358,7 @@ async def async_wait_until_listening(
     """
     import asyncio  # never at module level: `import sdready` must not import asyncio
 
-    waiter = _Wait(timeout, expect, baseline, probe, probe_timeout, wait_started)
+    waiter = _Wait(timeout, expect, baseline, probe, probe_timeout, wait_started=wait_started)
     delay = 0.0
     while True:
         if delay and waiter.in_fast_phase():
@@ -407,6 +407,7 @@ class _Wait:
         baseline: ListenerSnapshot | None,
         probe: str | None,
         probe_timeout: float,
+        *,
         wait_started: ListenerSnapshot | None = None,
     ) -> None:
         if timeout is not None and not timeout >= 0:  # also refuses NaN
