@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Literal
@@ -21,6 +22,7 @@ from ._listeners import (
     Listener,
     ListenerSnapshot,
     async_wait_until_listening,
+    listening_sockets,
     snapshot_listeners,
     validate_wait_options,
     wait_until_listening,
@@ -176,7 +178,9 @@ class Readiness:
         if not self.enabled or self._closed:
             return
         try:
-            self.wait_started = snapshot_listeners()
+            # Only what listens now matters here: no need for the snapshot's extra walk
+            # over unlistened sockets, on the event loop, at the end of startup.
+            self.wait_started = ListenerSnapshot(tuple(listening_sockets()), time.monotonic())
         except (NotImplementedError, OSError) as exc:
             logger.debug("cannot snapshot listening sockets: %s", exc)
         self.notifier.status(texts.WAITING)
