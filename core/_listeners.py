@@ -32,11 +32,9 @@ directory is listed again only when the descriptor table changed.
 
 from __future__ import annotations
 
-import _socket
 import logging
 import os
 import select
-import socket
 import stat
 import threading
 import time
@@ -46,6 +44,15 @@ from typing import TypeAlias
 
 from ._exceptions import NotifyError
 from ._probe import Probe, parse_probe, probe_async, probe_blocking
+from ._sockets import (
+    AF_UNIX,
+    Address,
+    ConnectAddress,
+    Listener,
+    inspect_socket,
+    listener,
+    same_inode,
+)
 
 __all__ = [
     "ConnectAddress",
@@ -62,18 +69,8 @@ __all__ = [
 
 logger = logging.getLogger("sdready")
 
-# Linux values as fallbacks, so that importing never fails on other systems.
-_SO_ACCEPTCONN: int = getattr(socket, "SO_ACCEPTCONN", 30)
-_SO_DOMAIN: int = getattr(socket, "SO_DOMAIN", 39)
-_SO_TYPE: int = socket.SO_TYPE
-# Passing SOCK_NONBLOCK when wrapping a descriptor keeps CPython from calling
-# setblocking(False) on it when socket.setdefaulttimeout() is in effect: O_NONBLOCK lives
-# on the open file, so that would change the app's own listening socket.
-_SOCK_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
 _POLLOUT: int = getattr(select, "POLLOUT", 4)
 _POLLNVAL: int = getattr(select, "POLLNVAL", 32)
-_AF_UNIX: int = getattr(socket, "AF_UNIX", 1)
-_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6, _AF_UNIX})
 _FD_DIRS = ("/proc/thread-self/fd", "/proc/self/fd")
 _UNSUPPORTED = "listener discovery needs Linux's /proc/thread-self/fd or /proc/self/fd"
 
@@ -86,31 +83,6 @@ _MAX_INTERVAL = 0.005
 _MAX_DUTY = 0.05
 _PROBE_RETRY_MIN = 0.01
 _PROBE_RETRY_MAX = 0.1
-
-ConnectAddress: TypeAlias = str | bytes | tuple[str, int] | tuple[str, int, int, int]
-
-
-@dataclass(frozen=True, slots=True)
-class Listener:
-    """A socket of this process in the listening state.
-
-    ``address`` is readable: ``127.0.0.1:8000``, ``[::]:8000``, ``/run/app.sock`` or
-    ``@abstract``; ``str(listener)`` is the same. ``connect_address`` can be passed to
-    ``socket.connect`` on a socket of ``family``: a wildcard bind maps to loopback
-    (``0.0.0.0`` to ``127.0.0.1``, ``::`` to ``::1``), an abstract name is the raw
-    ``bytes`` with its leading NUL. ``port`` is ``None`` for unix sockets. ``inode`` names
-    the socket itself: two descriptors for one socket share it.
-    """
-
-    fd: int
-    family: socket.AddressFamily
-    address: str
-    connect_address: ConnectAddress
-    port: int | None
-    inode: int
-
-    def __str__(self) -> str:
-        return self.address
 
 
 def listening_sockets() -> list[Listener]:
@@ -198,31 +170,17 @@ def _unlistened_stream_sockets() -> Iterator[int]:
     for name in _Walker()._listdir():
         fd = int(name)
         try:
-            info = os.fstat(fd)
+            inode = os.fstat(fd).st_ino
         except OSError:
             continue
-        if not stat.S_ISSOCK(info.st_mode):
-            continue
-        raw = _wrap(fd, _AF_UNIX)
-        if raw is None:
-            continue
-        try:
-            family = raw.getsockopt(socket.SOL_SOCKET, _SO_DOMAIN)
-            kind = raw.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
-            if (
-                kind == socket.SOCK_STREAM
-                and family in _FAMILIES
-                and not raw.getsockopt(socket.SOL_SOCKET, _SO_ACCEPTCONN)
-            ):
-                try:
-                    raw.getpeername()
-                except OSError:  # ENOTCONN: free to listen later
-                    if _same_inode(fd, info.st_ino):
-                        yield info.st_ino
-        except OSError:
-            continue
-        finally:
-            raw.detach()  # the descriptor is the app's: never close or change it
+        state = inspect_socket(fd, peer=True)
+        if (
+            state is not None
+            and state.family is not None
+            and not (state.listening or state.connected)
+            and same_inode(fd, inode)
+        ):
+            yield inode
 
 
 class ListenTimeoutError(NotifyError, TimeoutError):
@@ -594,9 +552,9 @@ def _parse_entry(entry: object) -> _Expectation:
 
 def _parse_string(text: str) -> _Expectation:
     if text.startswith("/"):
-        return _Expectation(text, lambda item: item.family == _AF_UNIX and item.address == text)
+        return _Expectation(text, lambda item: item.family == AF_UNIX and item.address == text)
     if text.startswith("@") and len(text) > 1:
-        return _Expectation(text, lambda item: item.family == _AF_UNIX and item.address == text)
+        return _Expectation(text, lambda item: item.family == AF_UNIX and item.address == text)
     if text.isdigit():
         return _port_expectation(int(text), None, f"port {text}")
     host, sep, port_text = text.rpartition(":")
@@ -659,7 +617,7 @@ class _SocketFacts:
     """What one socket inode cannot change: its family, and its address once it listens."""
 
     family: int | None  # None: cannot ever listen (datagram, another family)
-    address: tuple[str, ConnectAddress, int | None] | None = None
+    address: Address | None = None
 
 
 class _Walker:
@@ -748,93 +706,23 @@ class _Walker:
             return None
         inode = info.st_ino
         facts = self._facts.get(inode) or seen.get(inode)
-        if facts is None:
-            facts = _learn(fd, inode)
-            if facts is None:
-                return None
+        if facts is not None and facts.family is None:  # can never listen: ask nothing
+            seen[inode] = facts
+            return None
+        state = inspect_socket(
+            fd,
+            None if facts is None else facts.family,
+            address=None if facts is None else facts.address,
+        )
+        # Cache nothing when the descriptor was reused for another socket meanwhile.
+        if state is None or not same_inode(fd, inode):
+            return None
+        if facts is None or (state.address is not None and facts.address is None):
+            facts = _SocketFacts(state.family, state.address)
         seen[inode] = facts
-        if facts.family is None:
+        if state.family is None or state.address is None:
             return None
-        raw = _wrap(fd, facts.family)
-        if raw is None:
-            return None
-        try:
-            if not raw.getsockopt(socket.SOL_SOCKET, _SO_ACCEPTCONN):
-                return None
-            address = facts.address or _describe(facts.family, raw.getsockname())
-        except OSError:  # closed, or reused for something that is not a socket
-            return None
-        finally:
-            raw.detach()  # never close: the descriptor belongs to the app
-        if not _same_inode(fd, inode):  # reused for another socket meanwhile
-            return None
-        if facts.address is None:
-            seen[inode] = _SocketFacts(facts.family, address)
-        text, connect_address, port = address
-        return Listener(fd, socket.AddressFamily(facts.family), text, connect_address, port, inode)
-
-
-# The C socket type wraps a descriptor without the Python-level bookkeeping of
-# socket.socket, and detach() hands the descriptor back without closing it.
-_RawSocket = _socket.socket
-
-
-def _wrap(fd: int, family: int) -> _socket.socket | None:
-    """A socket object on the app's descriptor, or None if it is no longer a socket.
-
-    The caller must ``detach()`` it: closing it would close the app's descriptor.
-    """
-    try:
-        # CPython checks the descriptor with getsockname(): it may be gone by now.
-        return _RawSocket(family, socket.SOCK_STREAM | _SOCK_NONBLOCK, 0, fd)
-    except OSError:
-        return None
-
-
-def _learn(fd: int, inode: int) -> _SocketFacts | None:
-    """Ask the kernel what a socket is; None if the descriptor changed meanwhile."""
-    raw = _wrap(fd, _AF_UNIX)  # a placeholder family: getsockopt does not use it
-    if raw is None:
-        return None
-    try:
-        family = raw.getsockopt(socket.SOL_SOCKET, _SO_DOMAIN)
-        kind = raw.getsockopt(socket.SOL_SOCKET, _SO_TYPE)
-    except OSError:
-        return None
-    finally:
-        raw.detach()
-    if not _same_inode(fd, inode):
-        return None  # what we asked about may be another socket: cache nothing
-    if kind != socket.SOCK_STREAM or family not in _FAMILIES:
-        return _SocketFacts(None)
-    return _SocketFacts(family)
-
-
-def _same_inode(fd: int, inode: int) -> bool:
-    try:
-        return os.fstat(fd).st_ino == inode
-    except OSError:
-        return False
-
-
-def _describe(family: int, sockname: object) -> tuple[str, ConnectAddress, int | None]:
-    """Return (readable address, connect address, port) for a getsockname() result."""
-    if family == socket.AF_INET:
-        assert isinstance(sockname, tuple)
-        host, port = sockname[0], sockname[1]
-        target = "127.0.0.1" if host == "0.0.0.0" else host
-        return f"{host}:{port}", (target, port), port
-    if family == socket.AF_INET6:
-        assert isinstance(sockname, tuple)
-        host, port, flowinfo, scope_id = sockname
-        if host == "::":
-            return f"[::]:{port}", ("::1", port, 0, 0), port
-        return f"[{host}]:{port}", (host, port, flowinfo, scope_id), port
-    if isinstance(sockname, bytes):  # Linux abstract namespace: a leading NUL
-        name = sockname[1:].decode("utf-8", "backslashreplace")
-        return f"@{name}", sockname, None
-    assert isinstance(sockname, str)
-    return sockname or "(unnamed)", sockname, None
+        return listener(fd, inode, state.family, state.address)
 
 
 _shared_walker = _Walker()

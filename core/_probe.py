@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._listeners import Listener
+    from ._sockets import Listener
 
 __all__ = ["Probe", "parse_probe", "probe_async", "probe_blocking"]
 

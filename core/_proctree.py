@@ -23,7 +23,6 @@ known) and the kernel allow it, and falls back to ``proc`` for a process that re
 
 from __future__ import annotations
 
-import _socket
 import errno as _errno
 import logging
 import os
@@ -34,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from ._listeners import Listener, _describe
+from ._sockets import Listener, describe, inspect_socket, listener
 
 __all__ = [
     "Method",
@@ -74,12 +73,6 @@ _UNIFIED_TABLE_ARCHES = frozenset(
 )
 # Errors that mean "pidfd_getfd cannot be used on this process", not "the fd went away".
 _REFUSED = frozenset({_errno.EPERM, _errno.EACCES, _errno.ENOSYS, _errno.EINVAL})
-_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6, socket.AF_UNIX})
-_SO_ACCEPTCONN: int = getattr(socket, "SO_ACCEPTCONN", 30)
-_SO_DOMAIN: int = getattr(socket, "SO_DOMAIN", 39)
-_SOCK_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
-# The C socket type: wraps a descriptor without Python-level bookkeeping; detach() returns it.
-_RawSocket = _socket.socket
 _TCP_LISTEN = "0A"
 _TCP_CLOSE = "07"  # created, maybe bound, not yet listening: may still listen later
 _UNIX_ACCEPTCON = 0x10000
@@ -324,45 +317,23 @@ def _listener_from_entry(fd: int, inode: int, entry: _TableEntry) -> Listener:
         sockname = (entry.host, entry.port, 0, 0)
     else:
         sockname = (entry.host, entry.port)
-    text, connect_address, port = _describe(entry.family, sockname)
-    return Listener(fd, socket.AddressFamily(entry.family), text, connect_address, port, inode)
+    return listener(fd, inode, entry.family, describe(entry.family, sockname))
 
 
 def _inspect_duplicate(dup: int, fd: int, inode: int) -> tuple[Listener | None, bool]:
     """``(listener, final)`` for *dup*, our duplicate of another process's socket *fd*.
 
     ``final`` is True when the socket can never become a listener, so it need not be asked
-    about again: not a TCP or unix stream socket, or connected already. The duplicate
-    shares its open file with the app's socket: it is wrapped with SOCK_NONBLOCK, which
-    keeps CPython from ever calling setblocking() (O_NONBLOCK would change the app's socket).
+    about again: not a TCP or unix stream socket, or connected already.
     """
-    probe = _RawSocket(socket.AF_UNIX, socket.SOCK_STREAM | _SOCK_NONBLOCK, 0, dup)
-    try:
-        family = probe.getsockopt(socket.SOL_SOCKET, _SO_DOMAIN)
-        kind = probe.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
-    except OSError:
+    state = inspect_socket(dup, peer=True)
+    if state is None:
         return None, False
-    finally:
-        probe.detach()
-    if kind != socket.SOCK_STREAM or family not in _FAMILIES:
+    if state.family is None or state.connected:
         return None, True
-    # getsockname() decodes addresses by the wrapper's family: wrap again with the real one.
-    sock = _RawSocket(family, socket.SOCK_STREAM | _SOCK_NONBLOCK, 0, dup)
-    try:
-        if sock.getsockopt(socket.SOL_SOCKET, _SO_ACCEPTCONN):
-            text, connect_address, port = _describe(family, sock.getsockname())
-            return Listener(
-                fd, socket.AddressFamily(family), text, connect_address, port, inode
-            ), False
-        try:
-            sock.getpeername()
-        except OSError:
-            return None, False  # not connected: it may still listen()
-        return None, True
-    except OSError:
-        return None, False
-    finally:
-        sock.detach()
+    if state.address is None:
+        return None, False  # not connected: it may still listen()
+    return listener(fd, inode, state.family, state.address), False
 
 
 def namespace_listeners(pid: int | None = None) -> list[Listener]:
