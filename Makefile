@@ -5,21 +5,28 @@ PY := $(VENV)/bin/python
 # pytest-xdist: the slow tests mostly wait on real servers and systemd, so 4 workers pay off on 2 cores.
 PYTEST_ARGS ?= -n 4
 
-.PHONY: venv test test-unit lint demo bench clean
+.PHONY: venv test test-unit lint demo bench dist clean
 
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+comma := ,
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# One stamp per set of extras: `make demo` installs only what the demo runs.
-$(VENV)/.installed-%: pyproject.toml | $(PY)
-	$(PIP) -e '.[$*]'
+# The development dependencies are PEP 735 groups in pyproject.toml (not published extras);
+# pip installs them with --group from 25.1 on, newer than many a Python's bundled pip.
+$(VENV)/.pip-25.1: | $(PY)
+	$(PIP) 'pip>=25.1'
+	touch $@
+
+# One stamp per set of groups: `make demo` installs only what the demo runs.
+$(VENV)/.installed-%: pyproject.toml | $(VENV)/.pip-25.1
+	$(PIP) -e . $(patsubst %,--group %,$(subst $(comma), ,$*))
 	touch $@
 
 venv: $(VENV)/.installed-test,lint
 
-## make test: create .venv, install .[test], run the whole suite (real servers, real systemd where possible)
+## make test: create .venv, install sdready with the test and lint groups, run the whole suite (real servers, real systemd where possible)
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -42,5 +49,21 @@ demo: $(VENV)/.installed-demo
 bench: venv $(VENV)/.installed-bench
 	$(PY) benchmarks/run_all.py
 
+## make dist: sdist and wheel in dist/, metadata checked by twine (as the package index renders
+## it); the sdist must carry what its tests need: they are collected, and the docs and
+## examples checks run, from the unpacked sdist
+SDIST_CHECK := build/sdist-check
+dist: venv $(VENV)/.installed-release
+	rm -rf dist $(SDIST_CHECK)
+	$(PY) -m build --quiet --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
+	mkdir -p $(SDIST_CHECK)
+	tar -xzf dist/sdready-*.tar.gz -C $(SDIST_CHECK) --strip-components=1
+	cd $(SDIST_CHECK) && $(abspath $(PY)) -m pytest -p no:cacheprovider -p no:xdist -q \
+		--collect-only >/dev/null
+	cd $(SDIST_CHECK) && $(abspath $(PY)) -m pytest -p no:cacheprovider -p no:xdist -q \
+		tests/test_docs_units.py tests/test_examples.py::test_every_example_app_is_covered
+	rm -rf $(SDIST_CHECK)
+
 clean:
-	rm -rf $(VENV) .venv310 build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv310 build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
