@@ -1,13 +1,14 @@
-"""The sd_notify sender: one persistent datagram socket, the whole protocol, no surprises.
+"""The sd_notify sender: one persistent datagram socket to the manager, no surprises.
 
+What may be sent and how it is encoded is :mod:`._protocol`'s job; this module delivers it.
 Policy, in one place:
 
 * No ``NOTIFY_SOCKET``: every call is a silent no-op returning ``False``.
 * Environment faults (bad address, missing socket, permission denied, refused, a full
   receiver queue) log one warning per distinct problem and return ``False``; with
   ``strict=True`` they raise :class:`~sdready.NotifyError` instead.
-* Programming errors (a newline inside a value, an unknown field name, a message that
-  cannot fit the manager's buffer) raise :class:`ValueError` at the call.
+* Programming errors (a malformed field, a message that cannot fit the manager's buffer)
+  raise :class:`ValueError` at the call, from :func:`._protocol.encode`.
 * State changes (READY, RELOADING, STOPPING, ERRNO, EXIT_STATUS, FDSTORE, ...) are never
   lost to a momentarily full queue: they are retried, in order, off the caller's path.
 """
@@ -26,15 +27,31 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import ClassVar
 
 from ._exceptions import NotifyError
+from ._protocol import (
+    NOTIFY_BUFFER_MAX,
+    SCM_MAX_FD,
+    WATCHDOG_PING,
+    Fields,
+    FieldValue,
+    NotifyAddress,
+    encode,
+    fd_list,
+)
 
+# The protocol names are re-exported: the CLI and the test kit import them from here.
 __all__ = [
     "NOTIFY_BUFFER_MAX",
+    "SCM_MAX_FD",
+    "FieldValue",
+    "Fields",
     "Notifier",
+    "NotifyAddress",
+    "encode",
     "notify",
     "ready",
     "reloading",
@@ -45,210 +62,13 @@ __all__ = [
 
 logger = logging.getLogger("sdready")
 
-#: The manager reads at most PIPE_BUF bytes and silently drops a longer datagram whole.
-NOTIFY_BUFFER_MAX = 4096
-#: The kernel's SCM_MAX_FD: more file descriptors in one message are refused.
-SCM_MAX_FD = 253
-
-FieldValue = str | int | bool
-Fields = Mapping[str, FieldValue] | str
-
-# Every assignment sd_notify(3) documents up to systemd 258, plus the X_ namespace below.
-KNOWN_FIELDS = frozenset(
-    {
-        "READY",
-        "RELOADING",
-        "STOPPING",
-        "MONOTONIC_USEC",
-        "STATUS",
-        "NOTIFYACCESS",
-        "ERRNO",
-        "BUSERROR",
-        "VARLINKERROR",
-        "EXIT_STATUS",
-        "MAINPID",
-        "MAINPIDFDID",
-        "WATCHDOG",
-        "WATCHDOG_USEC",
-        "EXTEND_TIMEOUT_USEC",
-        "FDSTORE",
-        "FDSTOREREMOVE",
-        "FDNAME",
-        "FDPOLL",
-        "BARRIER",
-    }
-)
-# Messages carrying one of these change what the manager believes about the service; they
-# must reach it even when its queue is momentarily full. STATUS and WATCHDOG pings may be lost.
-STATE_FIELDS = frozenset(
-    {
-        "READY",
-        "RELOADING",
-        "STOPPING",
-        "ERRNO",
-        "BUSERROR",
-        "VARLINKERROR",
-        "EXIT_STATUS",
-        "MAINPID",
-        "NOTIFYACCESS",
-        "FDSTORE",
-        "FDSTOREREMOVE",
-        "EXTEND_TIMEOUT_USEC",
-        "WATCHDOG_USEC",
-    }
-)
-_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _FULL_ERRNOS = frozenset({_errno.EAGAIN, _errno.EWOULDBLOCK, _errno.ENOBUFS})
-_VSOCK_KINDS = {
-    "vsock": None,
-    "vsock-stream": socket.SOCK_STREAM,
-    "vsock-dgram": socket.SOCK_DGRAM,
-    "vsock-seqpacket": socket.SOCK_SEQPACKET,
-}
-_VMADDR_CID_ANY = 0xFFFFFFFF
 _PEER_GONE = frozenset(
     {_errno.ECONNREFUSED, _errno.ENOTCONN, _errno.ECONNRESET, _errno.EPIPE, _errno.EDESTADDRREQ}
 )
 _NO_VSOCK_DGRAM = frozenset(
     {_errno.ENODEV, _errno.EOPNOTSUPP, _errno.ESOCKTNOSUPPORT, _errno.EPROTONOSUPPORT}
 )
-_WATCHDOG_PING = b"WATCHDOG=1"
-
-
-@dataclass(frozen=True)
-class NotifyAddress:
-    """A parsed ``NOTIFY_SOCKET`` value."""
-
-    family: int
-    type: int | None  # None: vsock without an explicit type (datagram, falling back to seqpacket)
-    sockaddr: str | tuple[int, int]
-    text: str
-
-    @classmethod
-    def parse(cls, value: str) -> NotifyAddress:
-        """Parse *value* the way libsystemd does; raise :class:`ValueError` if it is invalid.
-
-        Accepted: an absolute path, ``@abstract``, ``vsock:CID:PORT`` and the typed
-        ``vsock-stream:``, ``vsock-dgram:``, ``vsock-seqpacket:`` forms.
-        """
-        if value.startswith("/"):
-            return cls(socket.AF_UNIX, socket.SOCK_DGRAM, value, value)
-        if value.startswith("@") and len(value) > 1:
-            return cls(socket.AF_UNIX, socket.SOCK_DGRAM, "\0" + value[1:], value)
-        kind, sep, rest = value.partition(":")
-        if sep and kind in _VSOCK_KINDS:
-            cid_text, sep, port_text = rest.partition(":")
-            if sep and port_text.isdigit() and (cid_text == "" or cid_text.isdigit()):
-                cid = int(cid_text) if cid_text else _VMADDR_CID_ANY
-                port = int(port_text)
-                if cid <= 0xFFFFFFFF and port <= 0xFFFFFFFF:
-                    family = getattr(socket, "AF_VSOCK", -1)
-                    return cls(family, _VSOCK_KINDS[kind], (cid, port), value)
-        if not value:
-            raise ValueError("NOTIFY_SOCKET is set but empty")
-        raise ValueError(
-            f"{value!r} is not a notify socket address "
-            "(expected an absolute path, '@abstract' or 'vsock:CID:PORT')"
-        )
-
-
-def encode(fields: Fields) -> tuple[bytes, bool]:
-    """Validate and serialise *fields*; return ``(datagram, is_state_change)``.
-
-    Raises :class:`ValueError` for programming errors: an unknown field name, a newline
-    or NUL inside a value, an invalid FDNAME, or a message that cannot fit in
-    :data:`NOTIFY_BUFFER_MAX` bytes even after truncating STATUS.
-    """
-    pairs: list[tuple[str, str]] = []
-    if isinstance(fields, str):
-        text = fields[:-1] if fields.endswith("\n") else fields
-        if "\0" in text:
-            raise ValueError("a notification must not contain NUL characters")
-        for line in text.split("\n"):
-            name, sep, value = line.partition("=")
-            if not sep:
-                raise ValueError(f"notification line {line!r} is not of the form NAME=VALUE")
-            pairs.append((name, value))
-    else:
-        for name, raw in fields.items():
-            if isinstance(raw, bool):
-                value = "1" if raw else "0"
-            elif isinstance(raw, (int, str)):
-                value = str(raw) if isinstance(raw, int) else raw
-            else:
-                raise ValueError(
-                    f"value of {name} must be str, int or bool, not {type(raw).__name__}"
-                )
-            if "\n" in value or "\0" in value:
-                raise ValueError(f"value of {name} must not contain a newline or NUL: {value!r}")
-            pairs.append((name, value))
-    if not pairs:
-        raise ValueError("an empty notification says nothing")
-    state = False
-    status_index = -1
-    for index, (name, value) in enumerate(pairs):
-        if name not in KNOWN_FIELDS and not _is_custom_name(name):
-            raise ValueError(
-                f"unknown sd_notify field {name!r}: use a field from sd_notify(3) "
-                "or a custom one starting with X_ (uppercase letters, digits, underscores)"
-            )
-        if name == "FDNAME":
-            _check_fdname(value)
-        elif name == "STATUS":
-            status_index = index
-        if name in STATE_FIELDS:
-            state = True
-    data = "\n".join([f"{name}={value}" for name, value in pairs]).encode("utf-8", "replace")
-    if len(data) > NOTIFY_BUFFER_MAX:
-        data = _truncate_status(pairs, status_index, len(data))
-    return data, state
-
-
-def _is_custom_name(name: str) -> bool:
-    return name.startswith("X_") and len(name) > 2 and _NAME_CHARS.issuperset(name)
-
-
-def _check_fdname(value: str) -> None:
-    # systemd's fdname_is_valid(): printable ASCII, no ':', at most 255 characters.
-    if not value or len(value) > 255:
-        raise ValueError(f"FDNAME must be 1 to 255 characters long, got {len(value)}")
-    if not value.isascii() or not value.isprintable() or ":" in value:
-        raise ValueError(f"FDNAME {value!r} must be printable ASCII without ':'")
-
-
-def _truncate_status(pairs: list[tuple[str, str]], status_index: int, size: int) -> bytes:
-    if status_index < 0:
-        raise ValueError(
-            f"notification is {size} bytes; the manager drops datagrams over "
-            f"{NOTIFY_BUFFER_MAX} bytes whole, and only STATUS can be shortened"
-        )
-    status = pairs[status_index][1].encode("utf-8", "replace")
-    room = len(status) - (size - NOTIFY_BUFFER_MAX)
-    if room < 0:
-        raise ValueError(
-            f"notification is {size} bytes even without STATUS; the limit is {NOTIFY_BUFFER_MAX}"
-        )
-    # Cut on a character boundary: "ignore" drops a trailing partial UTF-8 sequence.
-    shortened = status[:room].decode("utf-8", "ignore")
-    logger.debug(
-        "STATUS truncated from %d to %d bytes to fit the manager's buffer", len(status), room
-    )
-    pairs = [*pairs[:status_index], ("STATUS", shortened), *pairs[status_index + 1 :]]
-    return "\n".join([f"{name}={value}" for name, value in pairs]).encode("utf-8", "replace")
-
-
-def _fd_list(fds: Iterable[object]) -> list[int]:
-    result: list[int] = []
-    for item in fds:
-        fd = item if isinstance(item, int) else getattr(item, "fileno", lambda: None)()
-        if not isinstance(fd, int) or fd < 0:
-            raise ValueError(f"not a file descriptor: {item!r}")
-        result.append(fd)
-    if len(result) > SCM_MAX_FD:
-        raise ValueError(
-            f"at most {SCM_MAX_FD} file descriptors fit in one message, got {len(result)}"
-        )
-    return result
 
 
 class _Message:
@@ -375,7 +195,7 @@ class Notifier:
         if self._address is None:
             return self._disabled()
         data, state = encode(fields)
-        return self._submit(_Message(data, state, _fd_list(fds) if fds else [], pid))
+        return self._submit(_Message(data, state, fd_list(fds) if fds else [], pid))
 
     def ready(self, status: str | None = None) -> bool:
         """Tell the manager start-up (or a reload) finished: ``READY=1``."""
@@ -413,13 +233,13 @@ class Notifier:
         fast = self._fast_send
         if fast is not None:
             try:
-                fast(_WATCHDOG_PING)
+                fast(WATCHDOG_PING)
                 return True
             except OSError:
                 pass
         if self._address is None:
             return self._disabled()
-        return self._submit(_Message(_WATCHDOG_PING, False, [], None))
+        return self._submit(_Message(WATCHDOG_PING, False, [], None))
 
     def watchdog_trigger(self) -> bool:
         """Ask the manager to act as if the watchdog expired: ``WATCHDOG=trigger``."""
