@@ -11,16 +11,13 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from _servers import Address, ServerProcess, child_env, http_get, parse_address
 from sdready.testing import NotifyMessage, NotifyRecorder
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -41,106 +38,48 @@ SERVERS = (
 _READY_ADDRESS = re.compile(r"listening on (\S+?)(?:,| \(pid| and)")
 
 
-@dataclass
-class ServerRun:
+class ServerRun(ServerProcess):
     """A running server: its process, recorder, and where a client reaches it."""
 
-    kind: str
-    process: subprocess.Popen[bytes]
-    recorder: NotifyRecorder
-    workdir: Path
-    uds: str | None = None
-    log_path: Path | None = None
-    inherited: socket.socket | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    def __init__(
+        self,
+        kind: str,
+        argv: Sequence[str],
+        *,
+        recorder: NotifyRecorder,
+        workdir: Path,
+        env: Mapping[str, str],
+        uds: str | None = None,
+        inherited: socket.socket | None = None,
+    ) -> None:
+        fds = (inherited.fileno(),) if inherited is not None else ()
+        super().__init__(argv, env=env, log=workdir / "server.log", cwd=workdir, pass_fds=fds)
+        self.kind = kind
+        self.recorder = recorder
+        self.workdir = workdir
+        self.uds = uds
+        self.inherited = inherited
+        self.extra: dict[str, object] = {}
 
     def log(self) -> str:
         """The server's combined output so far (for assertion messages)."""
-        if self.log_path is None:
-            return ""
-        try:
-            return self.log_path.read_text(errors="replace")[-6000:]
-        except OSError as exc:
-            return f"<no log: {exc}>"
+        return self.output(6000)
 
     def wait_ready(self, timeout: float = 20.0) -> NotifyMessage:
         """The first READY=1 (gunicorn's own arbiter READY excluded: it is not ours)."""
         return self.recorder.wait_for(_is_our_ready, timeout)
 
-    def address_of(self, message: NotifyMessage) -> tuple[int, object]:
-        """(family, connect address) of the first listener a READY's STATUS names."""
+    def address_of(self, message: NotifyMessage) -> Address:
+        """Where a client reaches the first listener a READY's STATUS names."""
         if self.uds is not None:
-            return socket.AF_UNIX, self.uds
+            return self.uds
         match = _READY_ADDRESS.search(message.get("STATUS", "") or "")
         assert match is not None, f"no address in {message}"
         return parse_address(match.group(1))
 
-    def kill(self) -> None:
-        """SIGKILL the whole process group at once (when how it ends does not matter)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM (a graceful shutdown: lifespan.shutdown runs), then wait; None on timeout."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
 
 def _is_our_ready(message: NotifyMessage) -> bool:
     return message.get("READY") == "1" and not (message.get("STATUS") or "").startswith("Gunicorn")
-
-
-def parse_address(text: str) -> tuple[int, object]:
-    """``127.0.0.1:8000`` / ``[::1]:8000`` / ``/path`` → (family, connect address)."""
-    if text.startswith("/"):
-        return socket.AF_UNIX, text
-    host, _, port = text.rpartition(":")
-    if host.startswith("["):
-        host = host[1:-1]
-        host = "::1" if host == "::" else host
-        return socket.AF_INET6, (host, int(port))
-    return socket.AF_INET, ("127.0.0.1" if host == "0.0.0.0" else host, int(port))
-
-
-def http_get(
-    family: int, address: object, path: str = "/", timeout: float = 2.0
-) -> tuple[int, bytes]:
-    """One HTTP/1.1 GET on a fresh connection; return (status, body). Raises on failure."""
-    with socket.socket(family, socket.SOCK_STREAM) as client:
-        client.settimeout(timeout)
-        client.connect(address)  # type: ignore[arg-type]
-        client.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
-        chunks = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            chunk = client.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    data = b"".join(chunks)
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line = head.split(b"\r\n", 1)[0]
-    assert status_line.startswith(b"HTTP/1."), f"not an HTTP response: {data[:200]!r}"
-    if b"transfer-encoding: chunked" in head.lower():
-        body = _dechunk(body)
-    return int(status_line.split()[1]), body
-
-
-def _dechunk(body: bytes) -> bytes:
-    out = []
-    while body:
-        size_text, _, rest = body.partition(b"\r\n")
-        size = int(size_text.split(b";")[0] or b"0", 16)
-        if size == 0:
-            break
-        out.append(rest[:size])
-        body = rest[size + 2 :]
-    return b"".join(out)
 
 
 def server_command(
@@ -177,23 +116,6 @@ def server_command(
     raise ValueError(f"unknown server {kind!r}")
 
 
-def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a server child: tests/ importable, no systemd leftovers."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
-        and not k.startswith("SDREADY_TEST_")
-        and not k.startswith("PYTEST_")
-    }
-    path = [str(TESTS_DIR), env.get("PYTHONPATH", "")]
-    env["PYTHONPATH"] = os.pathsep.join(p for p in path if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.update(extra or {})
-    return env
-
-
 @contextlib.contextmanager
 def run_server(
     kind: str,
@@ -213,7 +135,7 @@ def run_server(
     workdir = Path(tempfile.mkdtemp(prefix="sdready-asgi-"))
     recorder = NotifyRecorder(str(workdir / "notify.sock"), set_environment=False).start()
     inherited: socket.socket | None = None
-    process: subprocess.Popen[bytes] | None = None
+    run: ServerRun | None = None
     try:
         uds = str(workdir / "app.sock") if kind == "uvicorn-uds" else None
         fd = None
@@ -230,67 +152,43 @@ def run_server(
             if argv is not None
             else server_command(kind, target, uds=uds, fd=fd, port=port)
         )
-        child = child_env(env)
-        if notify:
-            child["NOTIFY_SOCKET"] = recorder.address
-        log_path = workdir / "server.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                command,
-                env=child,
-                cwd=workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: killed whole below
-                pass_fds=(fd,) if fd is not None else (),
-            )
-        run = ServerRun(kind, process, recorder, workdir, uds, log_path, inherited)
+        path = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH")) if p)
+        child = child_env(
+            {"PYTHONPATH": path, **(env or {})},  # tests/ importable
+            notify=recorder if notify else None,
+            drop=("SDREADY_TEST_", "PYTEST_"),
+        )
+        run = ServerRun(
+            kind,
+            command,
+            recorder=recorder,
+            workdir=workdir,
+            env=child,
+            uds=uds,
+            inherited=inherited,
+        )
         if inherited is not None:
-            host, port = inherited.getsockname()
-            run.extra["address"] = (socket.AF_INET, (host, port))
+            host, bound_port = inherited.getsockname()
+            run.extra["address"] = (socket.AF_INET, (host, bound_port))
         yield run
     finally:
-        if process is not None:
-            _kill_group(process)
+        if run is not None:
+            run.close()
         if inherited is not None:
             inherited.close()
         recorder.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    # The group outlives its leader (uvicorn/granian/gunicorn workers): always signal it.
-    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            if process.poll() is not None and not _group_alive(process.pid):
-                return
-            time.sleep(0.02)
-    process.wait(5)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def ready_then_get(run: ServerRun, timeout: float = 20.0) -> tuple[NotifyMessage, int, bytes]:
+def ready_then_get(run: ServerRun, timeout: float = 20.0) -> tuple[NotifyMessage, int, str]:
     """Wait for READY, then at once connect and GET /; return the message and the response."""
     try:
         message = run.wait_ready(timeout)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\nserver output:\n{run.log()}") from None
-    family, address = run.address_of(message)
+    address = run.address_of(message)
     try:
-        status, body = http_get(family, address)
+        status, body = http_get(address, timeout=2.0)
     except OSError as exc:
         raise AssertionError(
             f"READY arrived but GET {address} failed: {exc!r}\n{message}\n{run.log()}"

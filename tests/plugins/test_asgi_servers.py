@@ -19,7 +19,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from _asgi_servers import SERVERS, ServerRun, http_get, ready_then_get, run_server
+from _asgi_servers import SERVERS, ServerRun, ready_then_get, run_server
+from _servers import http_get
 from sdready import texts
 from sdready.testing import NotifyMessage
 
@@ -61,7 +62,7 @@ def our_pids(run: ServerRun) -> list[int]:
 def test_connect_at_ready_always_succeeds(kind: str) -> None:
     """The moment READY arrives a client connects and GETs: 30 of 30, with a 0.3 s startup."""
 
-    def once(_: int) -> tuple[int, bytes]:
+    def once(_: int) -> tuple[int, str]:
         with run_server(kind, env=SLOW_STARTUP) as run:
             try:
                 _, status, body = ready_then_get(run)
@@ -72,7 +73,7 @@ def test_connect_at_ready_always_succeeds(kind: str) -> None:
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
         results = list(pool.map(once, range(REPETITIONS)))
-    assert results == [(200, b"ok")] * REPETITIONS
+    assert results == [(200, "ok")] * REPETITIONS
     assert time.monotonic() - started < 240
 
 
@@ -81,8 +82,8 @@ def test_story_from_start_to_stop(kind: str) -> None:
     with run_server(kind, env=SLOW_STARTUP) as run:
         ready, status, _ = ready_then_get(run)
         assert status == 200
-        family, address = run.address_of(ready)
-        _, pid_text = http_get(family, address, "/pid")
+        address = run.address_of(ready)
+        _, pid_text = http_get(address, "/pid", timeout=2.0)
         assert run.stop() is not None, run.log()
         time.sleep(0.2)  # let the recorder drain
         messages = run.recorder.messages
@@ -203,14 +204,14 @@ def test_http_and_websocket_traffic_unaffected(kind: str, target: str) -> None:
 
     with run_server(kind, target) as run:
         ready, status, body = ready_then_get(run)
-        assert status == 200 and body in (b"ok", b'"ok"')
-        family, address = run.address_of(ready)
+        assert status == 200 and body in ("ok", '"ok"')
+        address = run.address_of(ready)
         for _ in range(20):
-            assert http_get(family, address)[0] == 200
-        if family == socket.AF_UNIX:
-            ws = unix_connect(str(address), "ws://localhost/ws", open_timeout=5)
+            assert http_get(address, timeout=2.0)[0] == 200
+        if isinstance(address, str):
+            ws = unix_connect(address, "ws://localhost/ws", open_timeout=5)
         else:
-            host, port = address  # type: ignore[misc]
+            host, port = address
             ws = connect(f"ws://{host}:{port}/ws", open_timeout=5)
         with ws:
             for text in ("hello", "systemd", "é" * 100):
@@ -224,12 +225,12 @@ def test_watchdog_pings_stop_while_the_loop_is_blocked(kind: str) -> None:
     env = {"WATCHDOG_USEC": "400000"}
     with run_server(kind, env=env) as run:
         ready, _, _ = ready_then_get(run)
-        family, address = run.address_of(ready)
+        address = run.address_of(ready)
         time.sleep(0.6)
         before = len(run.recorder.values("WATCHDOG"))
         assert before >= 2
         started = time.monotonic()
-        assert http_get(family, address, "/block?s=1.2", timeout=5)[0] == 200
+        assert http_get(address, "/block?s=1.2", timeout=5)[0] == 200
         ended = time.monotonic()
         time.sleep(0.5)
         pings = [m.time for m in run.recorder.messages if "WATCHDOG" in m]
@@ -300,7 +301,7 @@ def test_app_without_lifespan_support_gets_ready(kind: str) -> None:
     # lifespan for it (uvicorn runs with --lifespan on here, which would otherwise exit).
     with run_server(kind, "_asgi_apps:no_lifespan") as run:
         ready, status, body = ready_then_get(run)
-        assert (status, body) == (200, b"ok")
+        assert (status, body) == (200, "ok")
         assert run.stop() is not None
         time.sleep(0.2)
     told = story(run.recorder.messages, ready.pid)
