@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -37,7 +38,8 @@ WATCHDOG_PING = b"WATCHDOG=1"
 FieldValue = str | int | bool
 Fields = Mapping[str, FieldValue] | str
 
-# Every assignment sd_notify(3) documents up to systemd 258, plus the X_ namespace below.
+# Every assignment sd_notify(3) documents up to systemd 258. Other well-formed names are sent
+# too (systemd ignores what it does not know), so this set only decides what is logged.
 KNOWN_FIELDS = frozenset(
     {
         "READY",
@@ -51,7 +53,9 @@ KNOWN_FIELDS = frozenset(
         "VARLINKERROR",
         "EXIT_STATUS",
         "MAINPID",
+        "MAINPIDFD",
         "MAINPIDFDID",
+        "RESTART_RESET",
         "WATCHDOG",
         "WATCHDOG_USEC",
         "EXTEND_TIMEOUT_USEC",
@@ -74,6 +78,8 @@ STATE_FIELDS = frozenset(
         "VARLINKERROR",
         "EXIT_STATUS",
         "MAINPID",
+        "MAINPIDFD",
+        "RESTART_RESET",
         "NOTIFYACCESS",
         "FDSTORE",
         "FDSTOREREMOVE",
@@ -81,7 +87,12 @@ STATE_FIELDS = frozenset(
         "WATCHDOG_USEC",
     }
 )
+# systemd compares names case-sensitively with its own, all uppercase: a name outside this
+# alphabet (or starting with a digit, as no environment name does) can never mean anything
+# to any version of it, so it is a mistake, not a newer field.
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_unknown_logged: set[str] = set()
+_unknown_lock = threading.Lock()
 _VSOCK_KINDS = {
     "vsock": None,
     "vsock-stream": socket.SOCK_STREAM,
@@ -131,9 +142,11 @@ class NotifyAddress:
 def encode(fields: Fields) -> tuple[bytes, bool]:
     """Validate and serialise *fields*; return ``(datagram, is_state_change)``.
 
-    Raises :class:`ValueError` for programming errors: an unknown field name, a newline
-    or NUL inside a value, an invalid FDNAME, or a message that cannot fit in
-    :data:`NOTIFY_BUFFER_MAX` bytes even after truncating STATUS.
+    Any well-formed name is encoded: uppercase letters, digits and underscores, not
+    starting with a digit. One that is neither in sd_notify(3) nor a custom ``X_`` field
+    is logged once at DEBUG. Raises :class:`ValueError` for programming errors: a
+    malformed name, a newline or NUL inside a value, an invalid FDNAME, or a message that
+    cannot fit in :data:`NOTIFY_BUFFER_MAX` bytes even after truncating STATUS.
     """
     pairs: list[tuple[str, str]] = []
     if isinstance(fields, str):
@@ -163,11 +176,8 @@ def encode(fields: Fields) -> tuple[bytes, bool]:
     state = False
     status_index = -1
     for index, (name, value) in enumerate(pairs):
-        if name not in KNOWN_FIELDS and not _is_custom_name(name):
-            raise ValueError(
-                f"unknown sd_notify field {name!r}: use a field from sd_notify(3) "
-                "or a custom one starting with X_ (uppercase letters, digits, underscores)"
-            )
+        if name not in KNOWN_FIELDS:
+            _check_name(name)
         if name == "FDNAME":
             _check_fdname(value)
         elif name == "STATUS":
@@ -180,8 +190,29 @@ def encode(fields: Fields) -> tuple[bytes, bool]:
     return data, state
 
 
-def _is_custom_name(name: str) -> bool:
-    return name.startswith("X_") and len(name) > 2 and _NAME_CHARS.issuperset(name)
+def _check_name(name: object) -> None:
+    """Raise for a malformed field name; log a well-formed one sdready does not know, once."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or name[0].isdigit()
+        or not _NAME_CHARS.issuperset(name)
+    ):
+        raise ValueError(
+            f"malformed sd_notify field name {name!r}: use uppercase letters, digits and "
+            "underscores, not starting with a digit (custom fields start with X_)"
+        )
+    if (name.startswith("X_") and len(name) > 2) or name in _unknown_logged:
+        return  # the custom namespace sd_notify(3) recommends, or already logged
+    with _unknown_lock:  # two threads sending the same new name log it once
+        if name in _unknown_logged:
+            return
+        _unknown_logged.add(name)
+    logger.debug(
+        "sending sd_notify field %s, which sdready does not know (newer, or a typo?); "
+        "a systemd that does not know it either ignores it",
+        name,
+    )
 
 
 def _check_fdname(value: str) -> None:
