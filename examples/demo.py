@@ -78,6 +78,10 @@ class Variant:
     a_unit_lines: tuple[str, ...] = ()  # extra [Service] lines for A
     type_: str = "notify"
     requires: tuple[str, ...] = ()  # programs in the venv's bin/ and "module:<name>"
+    # What READY waits for, by construction ("" when nothing: then A's success is a race
+    # that *relies_on* something the approach does not check).
+    guarantees: str = ""
+    relies_on: str = ""
 
     def missing(self) -> str | None:
         """Why this variant cannot run here (a program or module not installed), or None."""
@@ -103,18 +107,21 @@ FASTAPI = Variant(
     "sdready.plugins.fastapi",
     _uvicorn,
     requires=("module:fastapi", "module:uvicorn"),
+    guarantees="READY only once B listened",
 )
 FLASK_WAITRESS = Variant(
     "Flask + waitress",
     "sdready.plugins.flask",
     lambda port: [PYTHON, "service_b_flask.py", "--port", str(port)],
     requires=("module:flask", "module:waitress"),
+    guarantees="READY only once B listened",
 )
 FLASK_GUNICORN = Variant(
     "Flask + gunicorn",
     "sdready.plugins.gunicorn",
     lambda port: _gunicorn(port, "-c", "python:sdready.plugins.gunicorn"),
     requires=("module:flask", "gunicorn"),
+    guarantees="READY only once a worker could serve",
 )
 EXEC_HYPERCORN = Variant(
     "ASGI app + hypercorn",
@@ -130,9 +137,16 @@ EXEC_HYPERCORN = Variant(
     ],
     # `sdready exec` is the command line of issue 9 (sdready/_cli.py).
     requires=("module:sdready._cli", "sdready", "hypercorn"),
+    guarantees="READY only once B listened",
 )
 VARIANTS = (FLASK_WAITRESS, FLASK_GUNICORN, EXEC_HYPERCORN)
-SIMPLE = Variant("FastAPI, Type=simple", "nothing (the default)", _uvicorn, type_="simple")
+SIMPLE = Variant(
+    "FastAPI, Type=simple",
+    "nothing (the default)",
+    _uvicorn,
+    type_="simple",
+    relies_on="B listening before A's GET",
+)
 
 # What alternative_sdnotify.py will use: the same order of preference as there.
 _STARTUP_NOTIFIER = next(
@@ -151,11 +165,13 @@ COMPARE = (
         "gunicorn's own READY",
         _gunicorn,
         requires=("module:flask", "gunicorn"),
+        relies_on="a worker loading the app within A's timeout (the GET waits in the backlog)",
     ),
     Variant(
         "FastAPI + uvicorn",
         f"{_STARTUP_NOTIFIER}, in startup code",
         lambda port: _uvicorn(port, "alternative_sdnotify:app"),
+        relies_on="uvicorn binding soon after the startup code sent READY",
     ),
     Variant(
         "ASGI app + uvicorn",
@@ -167,6 +183,7 @@ COMPARE = (
         ],
         unit_lines=("NotifyAccess=all",),  # systemd-notify is a child of the shell
         requires=("module:uvicorn",),
+        relies_on="B being up within the 1 s guess",
     ),
     Variant(
         "FastAPI, Type=simple",
@@ -174,6 +191,7 @@ COMPARE = (
         _uvicorn,
         a_unit_lines=("ExecStartPre=/bin/sleep 1",),
         type_="simple",
+        relies_on="B being up within the 1 s guess",
     ),
 )
 
@@ -247,7 +265,10 @@ def _diag_listeners() -> set[tuple[str, int]]:
 class Watcher:
     """Background polls, timestamped with time.monotonic() (systemd's monotonic clock).
 
-    * the first moment 127.0.0.1:port is seen listening (polled every 1 ms);
+    * when 127.0.0.1:port starts listening, as a window from the kernel's socket table
+      (polled every 1 ms): ``listen()`` came after ``not_listening_at`` (when the last
+      poll that found no listener began) and by ``listening_at`` (when the first poll that
+      found it returned);
     * with *log*: systemd's "Got notification message" lines for *unit*, read as the
       manager writes them on receipt (the demo's manager runs at log level debug for this).
     """
@@ -257,6 +278,7 @@ class Watcher:
     def __init__(self, port: int, log: Path | None = None, unit: str = "") -> None:
         self.port = port
         self.listening_at: float | None = None
+        self.not_listening_at: float | None = None
         self.messages: list[tuple[float, dict[str, str]]] = []
         self._log = log
         self._unit = unit
@@ -280,8 +302,11 @@ class Watcher:
 
     def _poll_listen(self) -> None:
         while self.listening_at is None and not self._stop.wait(POLL):
+            began = time.monotonic()
             if listening(self.port):
                 self.listening_at = time.monotonic()
+            else:
+                self.not_listening_at = began
 
     def _poll_log(self) -> None:
         assert self._log is not None
@@ -314,7 +339,8 @@ class Run:
     a_start: float | None = None
     a_done: float | None = None
     ready: float | None = None
-    listening: float | None = None
+    listening: float | None = None  # B's listen() came by this time…
+    not_listening: float | None = None  # …and after this one (None: before B started)
     a_ok: bool = False
     a_output: str = ""
     messages: list[tuple[float, dict[str, str]]] = field(default_factory=list)
@@ -437,6 +463,7 @@ class SystemdStage:
                 while watcher.listening_at is None and time.monotonic() < deadline:
                     time.sleep(0.02)
             run.listening = watcher.listening_at
+            run.not_listening = watcher.not_listening_at
             run.messages = watcher.messages
             bp = manager.show(b, "ExecMainStartTimestampMonotonic", "ActiveEnterTimestampMonotonic")
             ap = manager.show(a, "ExecMainStartTimestampMonotonic", "ActiveState")
@@ -531,6 +558,7 @@ class RecorderStage:
                 if b.stdout:
                     b.stdout.close()
             run.listening = watcher.listening_at
+            run.not_listening = watcher.not_listening_at
             run.messages = [(m.time, dict(m.fields)) for m in recorder.messages]
         return run
 
@@ -578,7 +606,7 @@ def story(stage: Stage, *, compare: bool, rounds: int = 1) -> bool:
     for line in table(results, "READY sent by"):
         print("   " + line)
     runs = [r for r in results if isinstance(r, Run)]
-    ok &= all(run.a_ok and run.ready is not None for run in runs)
+    ok &= all(run.a_ok and verdict(run).startswith("guaranteed") for run in runs)
     if any(r.variant is FLASK_GUNICORN and r.listening and r.ready for r in runs):
         print("   (gunicorn's arbiter listens before its worker has loaded the app; READY waits.)")
 
@@ -615,10 +643,21 @@ def timeline(run: Run) -> list[str]:
         if "STATUS" in fields:
             rows.append((when - lag, 1, f"B STATUS={fields['STATUS']}"))
     listening = f"B listening on 127.0.0.1:{run.port}"
-    if run.listening is not None and run.ready is not None and run.listening > run.ready:
-        # The poll only bounds the moment from above; READY proves B listened before it.
-        listening += f" (seen by the {POLL * 1000:g} ms poll just after READY)"
-    rows.append((run.listening, 3, listening))
+    untimed = ""  # a row whose moment is a window, not one time
+    others = [when for when in (run.ready, run.a_start) if when is not None]
+    if run.listening is not None and _straddles(run, others):
+        # The poll brackets listen() between two polls; an event fell inside that window,
+        # so no single time can be claimed: the row sits where the window opens and says so.
+        start = run.b_start or 0.0
+        low = max(run.not_listening or start, start)
+        listening += (
+            f" (in the kernel's socket table between +{(low - start) * 1000:.0f}"
+            f" and +{(run.listening - start) * 1000:.0f} ms)"
+        )
+        rows.append((low, 3, listening))
+        untimed = listening
+    else:
+        rows.append((run.listening, 3, listening))
     if run.ready is not None:
         ready_status = next((f.get("STATUS") for _, f in run.messages if "READY" in f), None)
         text = "B READY=1" + (f"  STATUS={ready_status}" if ready_status else "")
@@ -627,7 +666,7 @@ def timeline(run: Run) -> list[str]:
     rows.append((run.a_done, 6, _a_line(run)))
     start = run.b_start or 0.0
     rows.sort(key=lambda row: (row[0] is None, round(((row[0] or 0.0) - start) * 1000), row[1]))
-    lines = [f"{run.ms(when):>9}  {text}" for when, _rank, text in rows]
+    lines = [f"{'' if text == untimed else run.ms(when):>9}  {text}" for when, _, text in rows]
     has_status = any(text.startswith("B STATUS") for _when, _rank, text in rows)
     if systemd:
         what = "start and READY" if run.ready is not None else "start"
@@ -644,6 +683,41 @@ def timeline(run: Run) -> list[str]:
     legend = "; ".join(parts)
     lines += textwrap.wrap(f"({legend})", width=92, subsequent_indent=" ")
     return lines
+
+
+def _straddles(run: Run, events: Sequence[float]) -> bool:
+    """Whether an event fell inside the poll window that brackets B's listen()."""
+    if run.listening is None:
+        return False
+    low = run.not_listening if run.not_listening is not None else run.b_start
+    return any((low is None or low < when) and when < run.listening for when in events)
+
+
+def order(run: Run, when: float | None) -> str:
+    """Whether *when* came before or after B listened, as the kernel's socket table shows."""
+    if when is None or run.listening is None:
+        return "" if when is None else "B never listened"
+    if when >= run.listening:
+        return "after B listened"
+    low = run.not_listening if run.not_listening is not None else run.b_start
+    if low is not None and when <= low:
+        return "before B listened"
+    return f"within {POLL * 1000:g} ms of B listening"
+
+
+def verdict(run: Run) -> str:
+    """One reading of the run no one can misread: guaranteed, or a race won or lost."""
+    what = "READY" if run.ready is not None else "A started"
+    seen = order(run, run.ready if run.ready is not None else run.a_start)
+    ordering = f"{what} {seen}" if seen else "no READY"
+    if run.variant.guarantees:
+        if run.a_ok and "before" not in seen:
+            return f"guaranteed: {run.variant.guarantees}; this round, {ordering}"
+        return f"UNEXPECTED for an approach that guarantees it: {ordering}"
+    relies = f"; relies on {run.variant.relies_on}" if run.variant.relies_on else ""
+    if run.a_ok:
+        return f"won the race this time: {ordering}{relies}"
+    return f"lost the race: {ordering}{relies}"
 
 
 def _a_line(run: Run) -> str:
@@ -666,29 +740,38 @@ def table(runs: Sequence[Run | Variant], how: str) -> list[str]:
             f"{run.variant.label:<24}{run.variant.how:<30}{_ms(run, run.listening):>10}"
             f"{_ms(run, run.ready):>8}{_ms(run, run.a_start):>8}  {result}"
         )
+        lines += textwrap.wrap(
+            verdict(run), width=92, initial_indent="  → ", subsequent_indent="    "
+        )
     return lines
 
 
 def summary(runs: dict[Variant, list[Run]]) -> list[str]:
-    """Per variant: how often A succeeded; median READY minus listening, and A's answer."""
+    """Per variant: how often A succeeded, READY came before B listened, and the verdict."""
     lines = [
-        f"{'B':<24}{'what tells systemd':<30}{'A ok':>6}{'READY-listen':>14}{'A answered':>12}",
+        f"{'B':<24}{'what tells systemd':<30}{'A ok':>6}{'READY<listen':>14}{'A answered':>12}"
+        "  verdict",
     ]
     for variant, results in runs.items():
-        gaps = [
-            (r.ready - r.listening) * 1000
-            for r in results
-            if r.ready is not None and r.listening is not None
-        ]
         answers = [r.a_done - r.b_start for r in results if r.a_ok and r.a_done and r.b_start]
-        median_gap = round(statistics.median(gaps)) if gaps else None
-        gap = f"{median_gap:+d} ms".replace("+0 ", "0 ") if median_gap is not None else "—"
         answer = f"+{statistics.median(answers) * 1000:.0f} ms" if answers else "—"
-        ok = f"{sum(r.a_ok for r in results)}/{len(results)}"
-        lines.append(f"{variant.label:<24}{variant.how:<30}{ok:>6}{gap:>14}{answer:>12}")
-    lines.append(
-        "(medians; READY-listen < 0: READY came before B listened; A answered: after B started)"
+        won = sum(r.a_ok for r in results)
+        ok = f"{won}/{len(results)}"
+        with_ready = [r for r in results if r.ready is not None]
+        early = sum(order(r, r.ready).startswith("before") for r in with_ready)
+        before = f"{early}/{len(with_ready)}" if with_ready else "no READY"
+        if variant.guarantees:
+            unexpected = sum(verdict(r).startswith("UNEXPECTED") for r in results)
+            call = "guaranteed" if not unexpected else f"UNEXPECTED in {unexpected}"
+        else:
+            call = f"a race: won {won}, lost {len(results) - won}"
+        lines.append(f"{variant.label:<24}{variant.how:<30}{ok:>6}{before:>14}{answer:>12}  {call}")
+    legend = (
+        "(READY<listen: rounds whose READY came before B listened, by the kernel's socket"
+        " table; A answered: the median, after B started; guaranteed: READY waits for the"
+        " socket by construction, so A's success does not depend on timing)"
     )
+    lines += textwrap.wrap(legend, width=92, subsequent_indent=" ")
     return lines
 
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from _systemd import UserManager, python_for_units
@@ -424,4 +426,58 @@ def test_demo_tells_the_story_with_the_recorder() -> None:
     assert "Connection refused" in out
     assert "B READY=1  STATUS=Ready: listening on 127.0.0.1:" in out
     assert out.count("HTTP 200") >= 4, out  # scenario 2 and the three servers of scenario 3
+    assert out.count("→ guaranteed: READY only once") == 3, out  # scenario 3's verdicts
+    assert "UNEXPECTED" not in out
     assert "nothing left behind" in out
+
+
+def _demo() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("sdready_demo", EXAMPLES / "demo.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rows(lines: list[str]) -> tuple[int, int]:
+    listening = next(i for i, line in enumerate(lines) if "B listening" in line)
+    ready = next(i for i, line in enumerate(lines) if "B READY=1" in line)
+    return listening, ready
+
+
+def test_demo_timeline_never_prints_ready_before_the_listen_it_reports() -> None:
+    """The 1 ms poll found no listener at +99.6 ms and one at +101.0 ms; READY came at +100.4.
+
+    The listen() happened somewhere in that window, so the row says so and comes first;
+    the 0.1 demo printed READY (+100 ms) one line above "listening" (+101 ms).
+    """
+    demo = _demo()
+    run = demo.Run(demo.FASTAPI, "notify", 8000, "recorder", b_start=10.0, ready=10.1004)
+    run.listening, run.not_listening = 10.101, 10.0996
+    run.a_start, run.a_ok = 10.102, True
+    lines = demo.timeline(run)
+    listening, ready = _rows(lines)
+    assert listening < ready, lines
+    assert "between +100 and +101 ms" in lines[listening]
+    assert "+101 ms" not in lines[listening].split("B listening")[0]  # no single time claimed
+    assert demo.verdict(run).startswith("guaranteed: READY only once B listened")
+
+
+def test_demo_verdicts_tell_a_race_from_a_guarantee() -> None:
+    """Control: READY before the window (startup code's notify) reads as a race, in order."""
+    demo = _demo()
+    startup_code = next(v for v in demo.COMPARE if "startup code" in v.how)
+    run = demo.Run(startup_code, "notify", 8000, "recorder", b_start=10.0, ready=10.099)
+    run.listening, run.not_listening = 10.101, 10.0996
+    run.a_start, run.a_ok = 10.102, True
+    lines = demo.timeline(run)
+    listening, ready = _rows(lines)
+    assert ready < listening, lines
+    assert lines[listening].split() == ["+101", "ms", "B", "listening", "on", "127.0.0.1:8000"]
+    assert demo.verdict(run).startswith("won the race this time: READY before B listened")
+    run.a_ok = False
+    assert demo.verdict(run).startswith("lost the race: READY before B listened")
+    # The same early READY from an approach that claims a guarantee is flagged, not excused.
+    run.variant, run.a_ok = demo.FASTAPI, True
+    assert demo.verdict(run).startswith("UNEXPECTED")
