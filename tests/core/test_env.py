@@ -1,0 +1,174 @@
+"""core/_env.py: what systemd put in the environment, read as sd_watchdog_enabled(3),
+sd_listen_fds(3) and SYSTEMD_EXEC_PID mean it.
+
+Each case is this process's real environment with systemd's variables replaced by the
+case's; one test runs a real child that gets them the way systemd passes them (set, then
+exec, so the pid they name is the child's own).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from sdready._env import is_main_process, listen_fds_count, watchdog_interval
+
+SYSTEMD_VARIABLES = (
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "SYSTEMD_EXEC_PID",
+)
+USEC_INFINITY = 2**64 - 1
+ME = str(os.getpid())
+OTHER = str(os.getppid())  # a real process, and not this one
+
+
+def environ(**variables: str) -> dict[str, str]:
+    """This process's environment, with exactly *variables* of systemd's set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SYSTEMD_VARIABLES)}
+    return {**env, **variables}
+
+
+# -- watchdog_interval ---------------------------------------------------------------------
+
+
+def test_watchdog_off_without_watchdog_usec() -> None:
+    assert watchdog_interval(environ()) is None
+
+
+@pytest.mark.parametrize(
+    ("usec", "seconds"), [("1", 0.000001), ("500000", 0.5), ("30000000", 30.0)]
+)
+def test_watchdog_interval_in_seconds(usec: str, seconds: float) -> None:
+    assert watchdog_interval(environ(WATCHDOG_USEC=usec)) == seconds
+
+
+def test_watchdog_pid_naming_this_process() -> None:
+    assert watchdog_interval(environ(WATCHDOG_USEC="2000000", WATCHDOG_PID=ME)) == 2.0
+
+
+@pytest.mark.parametrize("pid", [OTHER, "1"])
+def test_watchdog_pid_naming_another_process(pid: str) -> None:
+    # Meant for the process systemd started; a child that inherited it must not ping.
+    assert watchdog_interval(environ(WATCHDOG_USEC="2000000", WATCHDOG_PID=pid)) is None
+
+
+@pytest.mark.parametrize("pid", ["", "garbage", f"{ME}x", f" {ME}", "-1"])
+def test_watchdog_pid_unparsable(pid: str) -> None:
+    assert watchdog_interval(environ(WATCHDOG_USEC="2000000", WATCHDOG_PID=pid)) is None
+
+
+@pytest.mark.parametrize(
+    "usec",
+    [
+        pytest.param("0", id="zero"),
+        pytest.param(str(USEC_INFINITY), id="infinity"),
+        pytest.param(str(USEC_INFINITY + 1), id="beyond-infinity"),
+    ],
+)
+def test_watchdog_zero_or_infinite_is_off(usec: str) -> None:
+    assert watchdog_interval(environ(WATCHDOG_USEC=usec)) is None
+    assert watchdog_interval(environ(WATCHDOG_USEC=usec, WATCHDOG_PID=ME)) is None
+
+
+@pytest.mark.parametrize("usec", ["", "garbage", "-5", "1.5", "5s", " 5", "0x10", "1e6"])
+def test_watchdog_garbage_usec_is_off(usec: str) -> None:
+    assert watchdog_interval(environ(WATCHDOG_USEC=usec)) is None
+
+
+# -- listen_fds_count ----------------------------------------------------------------------
+
+
+def test_no_sockets_without_listen_fds() -> None:
+    assert listen_fds_count(environ()) == 0
+    assert listen_fds_count(environ(LISTEN_PID=ME)) == 0
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_listen_fds_for_this_process(count: int) -> None:
+    assert listen_fds_count(environ(LISTEN_FDS=str(count), LISTEN_PID=ME)) == count
+
+
+@pytest.mark.parametrize("pid", [OTHER, "1", "garbage", "-1", f"{ME}x"])
+def test_listen_pid_mismatch_means_none(pid: str) -> None:
+    # The sockets were passed to the process LISTEN_PID names; an heir must not take them.
+    assert listen_fds_count(environ(LISTEN_FDS="2", LISTEN_PID=pid)) == 0
+
+
+@pytest.mark.parametrize("count", ["", "garbage", "-1", "2.0", " 2"])
+def test_listen_fds_garbage_means_none(count: str) -> None:
+    assert listen_fds_count(environ(LISTEN_FDS=count, LISTEN_PID=ME)) == 0
+
+
+# -- is_main_process -----------------------------------------------------------------------
+
+
+def test_main_process_outside_systemd() -> None:
+    assert is_main_process(environ())
+
+
+def test_systemd_exec_pid_naming_this_process() -> None:
+    assert is_main_process(environ(SYSTEMD_EXEC_PID=ME))
+
+
+@pytest.mark.parametrize("pid", [OTHER, "1"])
+def test_systemd_exec_pid_naming_another_process(pid: str) -> None:
+    # A worker forked by the main process inherits the variable: it is not the main one.
+    assert not is_main_process(environ(SYSTEMD_EXEC_PID=pid))
+
+
+@pytest.mark.parametrize("pid", ["", "garbage", "-1", f"{ME}x"])
+def test_unparsable_systemd_exec_pid_counts_as_main(pid: str) -> None:
+    # Unparsable is treated like missing (systemd < 248 sets none): nobody else is named.
+    assert is_main_process(environ(SYSTEMD_EXEC_PID=pid))
+
+
+# -- a real child, the variables set as systemd sets them ----------------------------------
+
+_REPORT = (
+    "import json, os\n"
+    "from sdready._env import is_main_process, listen_fds_count, watchdog_interval\n"
+    "print(json.dumps([os.getpid(), watchdog_interval(), listen_fds_count(),"
+    " is_main_process()]))\n"
+)
+
+
+def _child(script: str, env: dict[str, str]) -> list[object]:
+    result = subprocess.run(
+        ["/bin/sh", "-c", script, sys.executable, _REPORT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert isinstance(report, list)
+    return report
+
+
+def test_child_reads_its_own_environment() -> None:
+    # systemd sets the pids, then execs: the shell names itself and execs Python in place.
+    script = (
+        "WATCHDOG_PID=$$ LISTEN_PID=$$ SYSTEMD_EXEC_PID=$$; "
+        'export WATCHDOG_PID LISTEN_PID SYSTEMD_EXEC_PID; exec "$0" -c "$1"'
+    )
+    env = environ(WATCHDOG_USEC="3000000", LISTEN_FDS="2")
+    pid, interval, fds, main = _child(script, env)
+    assert isinstance(pid, int) and pid != os.getpid()
+    assert (interval, fds, main) == (3.0, 2, True)
+
+
+def test_child_of_the_named_process_gets_nothing() -> None:
+    # What a worker sees: variables meant for its parent (this process).
+    env = environ(
+        WATCHDOG_USEC="3000000", WATCHDOG_PID=ME, LISTEN_FDS="2", LISTEN_PID=ME, SYSTEMD_EXEC_PID=ME
+    )
+    _, interval, fds, main = _child('exec "$0" -c "$1"', env)
+    assert (interval, fds, main) == (None, 0, False)
