@@ -298,12 +298,3 @@ def test_a_worker_sends_no_stopping(
     monkeypatch.setenv("SYSTEMD_EXEC_PID", str(os.getpid()))
     Readiness().stopping()
     notify_socket.wait_for("STOPPING=1", 2)
-
-
-def test_is_main_process() -> None:
-    from sdready._env import is_main_process
-
-    assert is_main_process({})
-    assert is_main_process({"SYSTEMD_EXEC_PID": str(os.getpid())})
-    assert not is_main_process({"SYSTEMD_EXEC_PID": str(os.getpid() + 1)})
-    assert is_main_process({"SYSTEMD_EXEC_PID": "garbage"})
