@@ -17,13 +17,23 @@ Usage outside pytest (the demo imports this module; pytest is imported lazily)::
 
 In tests, ``from _systemd import user_manager`` in conftest.py provides the session-scoped
 ``user_manager`` fixture (built on first access, see :func:`__getattr__`).
+
+Another systemd than the host's: ``UserManager(systemd=Systemd.tree(root))`` runs the manager
+*and* its clients (``systemctl``, ``systemd-run``, ``systemd-analyze``) from an unpacked
+package tree, with ``LD_LIBRARY_PATH`` at the tree's ``libsystemd-shared``, so client and
+manager always match. ``.ci/systemd254`` unpacks systemd 254 into ``.cache/systemd-254/root``
+(``SDREADY_SYSTEMD_ROOT`` points elsewhere); :func:`systemd_254` finds it, and the
+``user_manager_254`` fixture runs a manager from it for tests of systemd >= 253 behaviour
+(``Type=notify-reload``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -39,15 +49,21 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_PROPERTIES",
+    "HOST",
+    "Systemd",
     "SystemdUnavailable",
     "UnitTimeout",
     "UserManager",
     "python_for_units",
+    "systemd_254",
     "unavailable_reason",
     "wait_until",
 ]
 
 SYSTEMD = "/usr/lib/systemd/systemd"
+_REPO = Path(__file__).resolve().parent.parent
+# Where .ci/systemd254 unpacks bookworm-backports' systemd 254.
+TREE_254 = _REPO / ".cache" / "systemd-254" / "root"
 DEFAULT_PROPERTIES = ("ActiveState", "SubState", "StatusText", "NRestarts", "Result", "MainPID")
 # Property values come in many types; the ones we pass are rendered with str().
 PropertyValue = str | int | float
@@ -85,18 +101,110 @@ class UnitTimeout(AssertionError):
     """A unit did not reach the expected state in time; the message carries diagnostics."""
 
 
-def unavailable_reason() -> str | None:
+@dataclasses.dataclass(frozen=True)
+class Systemd:
+    """Which systemd runs the manager and its clients: the host's, or an unpacked tree.
+
+    A tree is what ``dpkg -x`` makes of Debian's ``systemd`` and ``libsystemd-shared``
+    packages: ``ROOT/lib/systemd/systemd``, ``ROOT/bin/systemctl``,
+    ``ROOT/usr/bin/systemd-run`` (or their merged-/usr places) and
+    ``ROOT/usr/lib/<multiarch>/systemd/libsystemd-shared-NNN.so``, which the binaries find
+    through ``LD_LIBRARY_PATH`` (it beats their RUNPATH, the host's copy). Paths compiled
+    into the binaries still name the host's files: unit search paths, generators, and the
+    binary ``daemon-reexec`` executes (see :meth:`UserManager.daemon_reexec`).
+    """
+
+    root: Path | None = None  # None: the host's systemd, clients from PATH
+
+    @classmethod
+    def tree(cls, root: str | os.PathLike[str]) -> Systemd:
+        return cls(Path(root).resolve())
+
+    @property
+    def manager(self) -> str:
+        """The ``systemd`` binary."""
+        if self.root is None:
+            return SYSTEMD
+        return self._find("lib/systemd/systemd", "usr/lib/systemd/systemd")
+
+    def tool(self, name: str) -> str:
+        """How to call client *name* (``systemctl``, ``systemd-analyze``, …)."""
+        if self.root is None:
+            return name
+        return self._find(f"usr/bin/{name}", f"bin/{name}")
+
+    def _find(self, *candidates: str) -> str:
+        assert self.root is not None
+        paths = [self.root / c for c in candidates]
+        return str(next((p for p in paths if p.exists()), paths[0]))
+
+    def env(self) -> dict[str, str]:
+        """What the manager and the clients need in their environment (the library path)."""
+        if self.root is None:
+            return {}
+        libs = sorted(self.root.glob("usr/lib/*/systemd/libsystemd-shared-*.so"))
+        return {"LD_LIBRARY_PATH": str(libs[0].parent)} if libs else {}
+
+    @functools.cached_property
+    def version(self) -> int:
+        """``systemd --version``'s number (0 when it does not run)."""
+        try:
+            out = subprocess.run(
+                [self.manager, "--version"],
+                env={**os.environ, **self.env()},
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            ).stdout
+        except OSError:
+            return 0
+        match = re.match(r"systemd (\d+)", out)
+        return int(match.group(1)) if match else 0
+
+    def unavailable_reason(self) -> str | None:
+        """Why this systemd's binaries cannot run here, or None."""
+        if self.root is None:
+            if not os.access(SYSTEMD, os.X_OK):
+                return f"systemd is not installed ({SYSTEMD} missing)"
+            for tool in ("systemctl", "systemd-run"):
+                if shutil.which(tool) is None:
+                    return f"{tool} is not on PATH"
+            return None
+        for program in (self.manager, self.tool("systemctl"), self.tool("systemd-run")):
+            if not os.access(program, os.X_OK):
+                return f"no systemd tree at {self.root} ({program} missing)"
+        if not self.version:
+            return f"{self.manager} --version does not run (LD_LIBRARY_PATH: {self.env()})"
+        return None
+
+    def __str__(self) -> str:
+        if self.root is None:
+            return "the host's systemd"
+        return f"systemd {self.version} in {self.root}"
+
+
+HOST = Systemd()
+
+
+def systemd_254() -> Systemd:
+    """The systemd 254 tree: ``$SDREADY_SYSTEMD_ROOT`` or ``.ci/systemd254``'s cache.
+
+    Check :meth:`Systemd.unavailable_reason` before use: the tree may not be fetched.
+    """
+    return Systemd.tree(os.environ.get("SDREADY_SYSTEMD_ROOT") or TREE_254)
+
+
+def unavailable_reason(systemd: Systemd = HOST) -> str | None:
     """Why a private user manager cannot run on this machine, or None if it should."""
     if not sys.platform.startswith("linux"):
         return f"systemd needs Linux, this is {sys.platform}"
     if os.geteuid() != 0:
         return "a private systemd user manager needs root (mount namespace and tmpfs mount)"
-    if not os.access(SYSTEMD, os.X_OK):
-        return f"systemd is not installed ({SYSTEMD} missing)"
-    for tool in ("systemctl", "systemd-run", "unshare", "nsenter"):
+    for tool in ("unshare", "nsenter"):
         if shutil.which(tool) is None:
             return f"{tool} is not on PATH"
-    return None
+    return systemd.unavailable_reason()
 
 
 def python_for_units() -> tuple[str, dict[str, str]]:
@@ -157,8 +265,11 @@ class UserManager:
     carry a random tag, so managers sharing the host's cgroup tree cannot collide.
     """
 
-    def __init__(self, *, start_timeout: float = 20.0, log_level: str = "info") -> None:
+    def __init__(
+        self, *, start_timeout: float = 20.0, log_level: str = "info", systemd: Systemd = HOST
+    ) -> None:
         self.tag = uuid.uuid4().hex[:8]
+        self.systemd = systemd
         self.start_timeout = start_timeout
         self.log_level = log_level
         self.base_dir: Path | None = None
@@ -222,7 +333,7 @@ class UserManager:
         Raises :class:`SystemdUnavailable` when this machine cannot run it (the reason says
         why, with the manager's log), after cleaning up what was created.
         """
-        reason = unavailable_reason()
+        reason = unavailable_reason(self.systemd)
         if reason is not None:
             raise SystemdUnavailable(reason)
         # Socket paths under XDG_RUNTIME_DIR must fit sun_path (108 bytes): stay short.
@@ -243,7 +354,12 @@ class UserManager:
         self.work_dir.mkdir()
         for name in ("data", "state", "cache"):
             self._dir(name).mkdir()
-        (self.config_dir / "systemd" / "user.conf").write_text(_USER_CONF)
+        conf = _USER_CONF
+        if "LD_LIBRARY_PATH" in self.systemd.env():
+            # A user manager hands its own environment to its units; `unset-environment`
+            # cannot remove that part. Empty, the variable changes nothing for them.
+            conf += "DefaultEnvironment=LD_LIBRARY_PATH=\n"
+        (self.config_dir / "systemd" / "user.conf").write_text(conf)
         self._cgroups = self._make_cgroups()
         self._console = _Console(self.log_path)
 
@@ -258,13 +374,15 @@ class UserManager:
             "XDG_CACHE_HOME": str(self._dir("cache")),
             "SYSTEMD_LOG_TARGET": "console",  # no journald here: our pty, see _LAUNCH
             "SYSTEMD_LOG_LEVEL": self.log_level,
+            **self.systemd.env(),
         }
         command = ["unshare", "--mount", "--propagation", "private"]
         if _has_pdeathsig():
             # If the test run dies hard, SIGTERM makes a user manager start exit.target.
             # (The signal follows the *thread* that started us: start from a long-lived one.)
             command += ["setpriv", "--pdeathsig", "TERM"]
-        command += ["sh", "-c", _LAUNCH.format(systemd=SYSTEMD), "sh", self._console.tty]
+        launch = _LAUNCH.format(systemd=shlex.quote(self.systemd.manager))
+        command += ["sh", "-c", launch, "sh", self._console.tty]
         command += [str(p) for p in self._cgroups]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -355,13 +473,18 @@ class UserManager:
             "XDG_RUNTIME_DIR": str(self.runtime_dir),
             "SYSTEMD_PAGER": "",
             "SYSTEMD_COLORS": "0",
+            **self.systemd.env(),
         }
 
     def command(
         self, program: str, *args: str, check: bool = True, timeout: float = 10.0
     ) -> subprocess.CompletedProcess[str]:
-        """Run *program* (``systemctl``, ``systemd-run``, …) inside the manager's namespace."""
-        argv = ["nsenter", "--mount", f"--target={self.pid}", "--", program, *args]
+        """Run *program* (``systemctl``, ``systemd-run``, …) inside the manager's namespace.
+
+        systemd's own clients come from the manager's :class:`Systemd`, so they match it.
+        """
+        argv = ["nsenter", "--mount", f"--target={self.pid}", "--", self.systemd.tool(program)]
+        argv += args
         try:
             result = subprocess.run(
                 argv,
@@ -602,7 +725,13 @@ class UserManager:
         self.run("daemon-reload", timeout=30)
 
     def daemon_reexec(self, timeout: float = 20.0) -> None:
-        """``systemctl --user daemon-reexec``, then wait until the manager answers again."""
+        """``systemctl --user daemon-reexec``, then wait until the manager answers again.
+
+        Host's systemd only: a manager re-executes the binary path compiled into it, which
+        for a tree's manager is the host's (older) systemd.
+        """
+        if self.systemd.root is not None:
+            raise RuntimeError(f"daemon-reexec would replace {self.systemd} by the host's")
         self.run("daemon-reexec", timeout=timeout)
         self._wait_running(timeout)
 
@@ -753,20 +882,29 @@ def _read_pids(path: Path) -> list[int]:
         return []
 
 
-def _user_manager_fixture() -> Any:
+# fixture name -> (which systemd, what to do when it is missing)
+_FIXTURES: dict[str, tuple[Callable[[], Systemd], str]] = {
+    "user_manager": (lambda: HOST, ""),
+    "user_manager_254": (systemd_254, " (.ci/systemd254 fetches it)"),
+}
+
+
+def _user_manager_fixture(name: str) -> Any:
     import pytest  # only tests need it; the demo imports this module without pytest
 
-    @pytest.fixture(scope="session", name="user_manager")
+    which, hint = _FIXTURES[name]
+
+    @pytest.fixture(scope="session", name=name)
     def user_manager() -> Iterator[UserManager]:
         """A private systemd user manager shared by the session (one per xdist worker)."""
         required = os.environ.get("SDREADY_REQUIRE_SYSTEMD") == "1"
-        manager = UserManager()
+        manager = UserManager(systemd=which())
         try:
             manager.start()
         except SystemdUnavailable as exc:
             if required:
-                pytest.fail(f"SDREADY_REQUIRE_SYSTEMD=1 but: {exc}", pytrace=False)
-            pytest.skip(f"no private systemd user manager: {exc}")
+                pytest.fail(f"SDREADY_REQUIRE_SYSTEMD=1 but: {exc}{hint}", pytrace=False)
+            pytest.skip(f"no private systemd user manager: {exc}{hint}")
         try:
             yield manager
         finally:
@@ -775,15 +913,14 @@ def _user_manager_fixture() -> Any:
     return user_manager
 
 
-_fixture: Any = None
+_fixtures: dict[str, Any] = {}
 
 
 def __getattr__(name: str) -> Any:
-    # PEP 562: build the pytest fixture only when conftest imports it, so importing this
+    # PEP 562: build the pytest fixtures only when conftest imports them, so importing this
     # module (the demo does) never imports pytest.
-    global _fixture
-    if name == "user_manager":
-        if _fixture is None:
-            _fixture = _user_manager_fixture()
-        return _fixture
+    if name in _FIXTURES:
+        if name not in _fixtures:
+            _fixtures[name] = _user_manager_fixture(name)
+        return _fixtures[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

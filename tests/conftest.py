@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from _systemd import user_manager  # noqa: F401  (session fixture: a private systemd)
+from _systemd import user_manager, user_manager_254  # noqa: F401  (session fixtures)
 
 
 @pytest.fixture(autouse=True)
