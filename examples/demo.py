@@ -646,15 +646,15 @@ def timeline(run: Run) -> list[str]:
     untimed = ""  # a row whose moment is a window, not one time
     others = [when for when in (run.ready, run.a_start) if when is not None]
     if run.listening is not None and _straddles(run, others):
-        # The poll brackets listen() between two polls; an event fell inside that window,
-        # so no single time can be claimed: the row sits where the window opens and says so.
+        # Two polls bracket listen(), and READY or A's start fell between them: no single
+        # time can be claimed. The row shows the window, just above the first such event.
         start = run.b_start or 0.0
         low = max(run.not_listening or start, start)
         listening += (
-            f" (in the kernel's socket table between +{(low - start) * 1000:.0f}"
-            f" and +{(run.listening - start) * 1000:.0f} ms)"
+            f" (between +{(low - start) * 1000:.0f} and +{(run.listening - start) * 1000:.0f} ms)"
         )
-        rows.append((low, 3, listening))
+        first = min((when for when in others if low < when < run.listening), default=low)
+        rows.append((first, 3, listening))
         untimed = listening
     else:
         rows.append((run.listening, 3, listening))
