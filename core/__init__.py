@@ -18,16 +18,20 @@ from ._listeners import (
     wait_until_listening,
 )
 from ._notifier import Notifier, notify, ready, reloading, status, stopping, watchdog
-from ._readiness import Readiness, ReadyOptions
+from ._options import Expect, HealthCheck, OnTimeout, ReadyOptions
+from ._readiness import Readiness
 from ._version import __version__
 from ._watchdog import Watchdog, watchdog_loop
 
 __all__ = [
+    "Expect",
+    "HealthCheck",
     "ListenTimeoutError",
     "Listener",
     "ListenerSnapshot",
     "Notifier",
     "NotifyError",
+    "OnTimeout",
     "Readiness",
     "ReadyOptions",
     "Watchdog",

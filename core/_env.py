@@ -1,11 +1,14 @@
-"""What systemd put in the environment: the watchdog period, passed sockets, the main pid."""
+"""What systemd put in the environment: the watchdog period, passed sockets, the main pid.
+
+The one reader of systemd's variables other than ``NOTIFY_SOCKET`` (the notifier's).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 
-__all__ = ["is_main_process", "listen_fds_count", "watchdog_interval"]
+__all__ = ["is_main_process", "listen_fds_count", "main_pid", "watchdog_interval"]
 
 _USEC_INFINITY = 2**64 - 1
 
@@ -40,11 +43,18 @@ def listen_fds_count(environ: Mapping[str, str] | None = None) -> int:
     return int(count)
 
 
-def is_main_process(environ: Mapping[str, str] | None = None) -> bool:
-    """False when systemd names another process as the unit's main one (``SYSTEMD_EXEC_PID``).
+def main_pid(environ: Mapping[str, str] | None = None) -> int | None:
+    """The unit's main pid as systemd named it (``SYSTEMD_EXEC_PID``), or None.
 
-    True outside systemd, or where the variable is missing or unparsable (systemd < 248).
+    None outside systemd, or where the variable is missing or unparsable (systemd < 248).
     """
     env = os.environ if environ is None else environ
-    exec_pid = env.get("SYSTEMD_EXEC_PID", "")
-    return not exec_pid.isdigit() or int(exec_pid) == os.getpid()
+    text = env.get("SYSTEMD_EXEC_PID", "")
+    return int(text) if text.isdigit() else None
+
+
+def is_main_process(environ: Mapping[str, str] | None = None, pid: int | None = None) -> bool:
+    """False when systemd names another process than *pid* (default: this one) as the
+    unit's main one; True when it names none (see :func:`main_pid`)."""
+    main = main_pid(environ)
+    return main is None or main == (os.getpid() if pid is None else pid)

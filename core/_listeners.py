@@ -40,9 +40,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeAlias
 
 from ._exceptions import NotifyError
+from ._options import Expect
 from ._probe import Probe, parse_probe, probe_async, probe_blocking
 from ._sockets import (
     AF_UNIX,
@@ -60,9 +60,11 @@ __all__ = [
     "ListenTimeoutError",
     "Listener",
     "ListenerSnapshot",
+    "ListenerSource",
     "async_wait_until_listening",
     "listening_sockets",
     "snapshot_listeners",
+    "validate_expect",
     "validate_wait_options",
     "wait_until_listening",
 ]
@@ -204,15 +206,16 @@ class ListenTimeoutError(NotifyError, TimeoutError):
         self.probe_failure = probe_failure
 
 
-ExpectEntry: TypeAlias = int | str | Callable[[Listener], bool]
-Expect: TypeAlias = ExpectEntry | Iterable[ExpectEntry]
-
-
 def validate_wait_options(expect: Expect | None = None, probe: str | None = None) -> None:
     """Raise :class:`ValueError` now for an ``expect`` or ``probe`` the waiters would refuse."""
     if expect is not None:
-        _parse_expect(expect)
+        validate_expect(expect)
     parse_probe(probe)
+
+
+def validate_expect(expect: Expect) -> None:
+    """Raise :class:`ValueError` now for an ``expect`` the waiters would refuse."""
+    _parse_expect(expect)
 
 
 def wait_until_listening(
@@ -274,19 +277,7 @@ def wait_until_listening(
                 time.sleep(delay)
         elif stop is not None and stop.is_set():
             return []
-        selected = waiter.poll()
-        if selected is not None and waiter.probe is not None:
-            failure: str | None = None
-            budget = waiter.probe_budget()
-            for listener in selected:  # every selected listener must pass
-                budget = waiter.probe_budget()
-                if budget <= 0:
-                    failure = "no time left to probe"
-                    break
-                failure = probe_blocking(listener, waiter.probe, budget)
-                if failure is not None:
-                    break
-            selected = waiter.probe_result(selected, failure, budget)
+        selected = waiter.step_blocking()
         if selected is not None:
             return selected
         delay = waiter.next_delay()
@@ -330,23 +321,20 @@ async def async_wait_until_listening(
             await asyncio.sleep(delay)
         selected = waiter.poll()
         if selected is not None and waiter.probe is not None:
-            failure: str | None = None
-            budget = waiter.probe_budget()
-            for listener in selected:  # every selected listener must pass
-                budget = waiter.probe_budget()
-                if budget <= 0:
-                    failure = "no time left to probe"
-                    break
-                failure = await probe_async(listener, waiter.probe, budget)
-                if failure is not None:
-                    break
-            selected = waiter.probe_result(selected, failure, budget)
+            probes = waiter.probe_round(selected)
+            while (target := probes.next()) is not None:
+                probes.record(await probe_async(target, waiter.probe, probes.budget))
+            selected = probes.result()
         if selected is not None:
             return selected
         delay = waiter.next_delay()
 
 
 # --- waiting ---------------------------------------------------------------------------
+
+#: Where a wait looks for listeners: this process's own descriptors (the default),
+#: another process tree (``sdready exec``), or a network namespace (``wait-listen``).
+ListenerSource = Callable[[], list[Listener]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,6 +355,7 @@ class _Wait:
         probe_timeout: float,
         *,
         wait_started: ListenerSnapshot | None = None,
+        source: ListenerSource | None = None,
     ) -> None:
         if timeout is not None and not timeout >= 0:  # also refuses NaN
             raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
@@ -378,7 +367,8 @@ class _Wait:
         self.started = time.monotonic()
         self.deadline = float("inf") if timeout is None else self.started + timeout
         self.timeout = timeout
-        self.walker = _Walker()  # its own caches: a wait never contends for the shared one
+        # Its own walker and caches: a wait never contends for the shared one.
+        self.source: ListenerSource = _Walker().walk if source is None else source
         self.polls = 0
         self.last_poll = self.started
         self.interval = _FAST_INTERVAL
@@ -396,7 +386,7 @@ class _Wait:
     def walk(self) -> list[Listener]:
         self.last_poll = time.monotonic()
         began = time.perf_counter()
-        self.current = self.walker.walk()
+        self.current = self.source()
         self.polls += 1
         if self.polls > 1:  # the first walk fills the caches: it says nothing about the rest
             # The cheapest of the last three: a walk preempted midway is not a costly one.
@@ -445,6 +435,19 @@ class _Wait:
 
     def probe_budget(self) -> float:
         return max(0.0, min(self.probe_timeout, self.deadline - time.monotonic()))
+
+    def step_blocking(self) -> list[Listener] | None:
+        """One poll, and the blocking probes of what it selected: the selection, or None."""
+        selected = self.poll()
+        if selected is None or self.probe is None:
+            return selected
+        probes = self.probe_round(selected)
+        while (target := probes.next()) is not None:
+            probes.record(probe_blocking(target, self.probe, probes.budget))
+        return probes.result()
+
+    def probe_round(self, selected: list[Listener]) -> _ProbeRound:
+        return _ProbeRound(self, selected)
 
     def probe_result(
         self, selected: list[Listener], failure: str | None, budget: float
@@ -518,6 +521,36 @@ class _Wait:
             missing=missing,
             probe_failure=None if missing else self.probe_failure,
         )
+
+
+class _ProbeRound:
+    """Probing every selected listener in turn, within the wait's deadline; shared by the
+    blocking and the asyncio drivers, which only run the probe itself."""
+
+    def __init__(self, wait: _Wait, selected: list[Listener]) -> None:
+        self.wait = wait
+        self.selected = selected
+        self.budget = wait.probe_budget()
+        self.failure: str | None = None
+        self._next = 0
+
+    def next(self) -> Listener | None:
+        """The next listener to probe (``budget`` is set for it), or None: the round is over."""
+        if self.failure is not None or self._next >= len(self.selected):
+            return None
+        self.budget = self.wait.probe_budget()
+        if self.budget <= 0:
+            self.failure = "no time left to probe"
+            return None
+        self._next += 1
+        return self.selected[self._next - 1]
+
+    def record(self, failure: str | None) -> None:
+        self.failure = failure
+
+    def result(self) -> list[Listener] | None:
+        """The selection if every listener passed, else None (the wait retries later)."""
+        return self.wait.probe_result(self.selected, self.failure, self.budget)
 
 
 def _parse_expect(expect: Expect) -> tuple[_Expectation, ...]:

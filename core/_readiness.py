@@ -1,7 +1,20 @@
-"""One startup's story, told to systemd: Starting… → Waiting… → READY (or why not).
+"""The readiness engine: one service's story, told to systemd, decided in one place.
 
-Every plugin and the CLI drive the same object, so the texts, the listener rule and the
-timeout policy are decided once, here.
+Starting… → Waiting for the listening socket… → ``READY=1`` (or why not) → ``STOPPING=1``,
+and for servers that reload, ``RELOADING=1`` → ``READY=1`` again, once per generation.
+
+Every front end drives a :class:`Readiness` and decides nothing itself: the ASGI and
+FastAPI plugins and Flask (this process's own sockets), ``sdready exec`` (another process
+tree's sockets), gunicorn's arbiter (readiness pushed by its workers). Here, and only here:
+
+- the phases and their STATUS texts (from :mod:`sdready.texts`);
+- the listener rule and the one wait loop, over any *listener source*
+  (:mod:`sdready._listeners`);
+- the timeout policy (``on_timeout``) and its one default;
+- READY at most once per generation, never after a failed or abandoned startup, with
+  ``ERRNO=`` on failure;
+- STOPPING only from the unit's main process (a worker's restart is not the service's);
+- the watchdog period (``WatchdogSec=``, ``WATCHDOG_PID`` and a ``MAINPID`` take-over).
 """
 
 from __future__ import annotations
@@ -10,180 +23,173 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import texts
-from ._env import is_main_process
+from ._env import is_main_process, listen_fds_count, watchdog_interval
 from ._exceptions import NotifyError
 from ._listeners import (
-    Expect,
     Listener,
     ListenerSnapshot,
+    ListenerSource,
+    _Wait,
     async_wait_until_listening,
     listening_sockets,
     snapshot_listeners,
-    validate_wait_options,
-    wait_until_listening,
 )
 from ._notifier import Notifier
+from ._options import INHERITED_PROBE, ReadyOptions
 
 if TYPE_CHECKING:
-    from ._watchdog import HealthCheck
+    from ._watchdog import HealthCheck, Watchdog
 
-__all__ = ["Readiness", "ReadyOptions"]
+__all__ = ["Readiness", "ReadyOptions", "TimeoutTexts"]
 
 logger = logging.getLogger("sdready")
 
-OnTimeout = Literal["warn", "fail", "ready"]
-_ON_TIMEOUT = ("warn", "fail", "ready")
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
+#: The probe's own bound per attempt; the wait's deadline bounds all of them.
+_PROBE_TIMEOUT = 1.0
 
 
-@dataclass(frozen=True)
-class ReadyOptions:
-    """How readiness is decided; shared by every plugin and the CLI.
+class TimeoutTexts(NamedTuple):
+    """What the timeout policy says: STATUS texts ``warn`` (``.format(timeout=, pid=)``)
+    and ``fail`` (``.format(timeout=)``), and ``awaited``, for the log: what was not seen."""
 
-    :param ready_timeout: seconds to wait for the listening socket after app startup.
-    :param on_timeout: ``"warn"`` (log an error, send READY anyway), ``"fail"`` (no READY:
-        systemd's ``TimeoutStartSec=`` decides) or ``"ready"`` (send READY quietly).
-    :param expect: which listeners must exist: port, ``"host:port"``, unix path,
-        ``"@abstract"``, a predicate on :class:`~sdready.Listener`, or a list of those.
-    :param probe: ``None``, ``"connect"`` or ``"http:/path"``: prove the app answers too.
-    :param watchdog: feed systemd's watchdog when ``WatchdogSec=`` is set.
-    :param health: callable gating each watchdog ping (sync, or async in ASGI apps).
-    :param notifier: the :class:`~sdready.Notifier` to use (default: from ``NOTIFY_SOCKET``).
-    """
-
-    ready_timeout: float = 30.0
-    on_timeout: OnTimeout = "warn"
-    expect: Expect | None = None
-    probe: str | None = None
-    watchdog: bool = True
-    health: HealthCheck | None = None
-    notifier: Notifier | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.ready_timeout, bool) or not (
-            isinstance(self.ready_timeout, (int, float)) and self.ready_timeout > 0
-        ):
-            raise ValueError(f"ready_timeout must be a positive number, got {self.ready_timeout!r}")
-        if self.on_timeout not in _ON_TIMEOUT:
-            raise ValueError(
-                f"on_timeout must be one of {', '.join(_ON_TIMEOUT)}; got {self.on_timeout!r}"
-            )
-        if (
-            self.probe is not None
-            and self.probe != "connect"
-            and not self.probe.startswith("http:/")
-        ):
-            raise ValueError(f"probe must be None, 'connect' or 'http:/path'; got {self.probe!r}")
-        validate_wait_options(self.expect, self.probe)
-        if self.health is not None and not callable(self.health):
-            raise ValueError(f"health must be callable, got {self.health!r}")
-
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, object]) -> ReadyOptions:
-        """Build options from loosely typed settings (config files, environment variables).
-
-        Keys are the field names; string values are converted (``"10"`` → 10.0,
-        ``"off"`` → False, ``"8000,/run/app.sock"`` → ``[8000, "/run/app.sock"]``,
-        ``"none"`` → None for probe). Unknown keys raise :class:`ValueError`.
-        """
-        known = {f.name for f in fields(cls)}
-        unknown = set(settings) - known
-        if unknown:
-            raise ValueError(f"unknown readiness option(s): {', '.join(sorted(unknown))}")
-        values = dict(settings)
-        if isinstance(values.get("ready_timeout"), str):
-            values["ready_timeout"] = _parse_float("ready_timeout", str(values["ready_timeout"]))
-        if isinstance(values.get("watchdog"), str):
-            values["watchdog"] = parse_bool("watchdog", str(values["watchdog"]))
-        if isinstance(values.get("expect"), str):
-            values["expect"] = parse_expect(str(values["expect"]))
-        if isinstance(values.get("probe"), str) and str(values["probe"]).lower() in ("", "none"):
-            values["probe"] = None
-        return cls(**values)  # type: ignore[arg-type]
+    warn: str
+    fail: str
+    awaited: str
 
 
-def parse_bool(name: str, text: str) -> bool:
-    """``"1"/"true"/"yes"/"on"`` → True, ``"0"/"false"/"no"/"off"/""`` → False."""
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"{name} must be a boolean (1/0, true/false, yes/no, on/off), got {text!r}")
-
-
-def parse_expect(text: str) -> list[int | str] | None:
-    """``"8000, 127.0.0.1:9000, /run/app.sock"`` → ``[8000, "127.0.0.1:9000", "/run/app.sock"]``."""
-    items: list[int | str] = []
-    for raw in text.split(","):
-        part = raw.strip()
-        if part:
-            items.append(int(part) if part.isdigit() else part)
-    return items or None
-
-
-def _parse_float(name: str, text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, got {text!r}") from None
+LISTENER_TIMEOUTS = TimeoutTexts(texts.TIMEOUT_WARN, texts.TIMEOUT_FAIL, "listening socket")
 
 
 class Readiness:
-    """Tell systemd how one startup goes, and send READY only once a client can connect.
+    """Tell systemd how one service starts, and send READY only once a client can connect.
 
-    Call :meth:`starting` before the app's own startup code (it snapshots the listening
-    sockets that exist already), :meth:`waiting` after it, then :meth:`announce` (asyncio)
-    or :meth:`announce_blocking` (a thread). Without a notify socket every method is a
-    no-op, so plugins stay inert outside systemd.
+    Driven by a front end through a small API:
+
+    - :meth:`starting` before the app's own startup code (snapshots the listening sockets
+      that exist already), :meth:`waiting` after it;
+    - then either wait for a listener here — :meth:`announce` (asyncio),
+      :meth:`announce_blocking` (a thread) or :meth:`step` (the caller's own loop) — or,
+      when the front end learns readiness itself (gunicorn's workers report), call
+      :meth:`ready` and, once :meth:`time_left` runs out, :meth:`timed_out`;
+    - :meth:`abandon` when READY would be a lie (the process will never serve),
+      :meth:`startup_failed`, :meth:`reloading` (a new generation), :meth:`stopping`.
+
+    *source* is where listeners are looked for: default, this process's own descriptors;
+    ``sdready exec`` passes another process tree's. *timeout_texts* are the STATUS texts
+    of the timeout policy. Without a notify socket every method is a no-op, so front ends
+    stay inert outside systemd. Thread-safe: a front end may call from several threads.
     """
 
-    def __init__(self, options: ReadyOptions | None = None) -> None:
+    def __init__(
+        self,
+        options: ReadyOptions | None = None,
+        *,
+        source: ListenerSource | None = None,
+        timeout_texts: TimeoutTexts = LISTENER_TIMEOUTS,
+    ) -> None:
         self.options = options if options is not None else ReadyOptions()
         self.notifier = self.options.notifier if self.options.notifier is not None else Notifier()
+        self.source = source
+        self.timeout_texts = timeout_texts
+        #: The pid READY's STATUS names: this process, or the server ``sdready exec`` runs.
+        self.pid = os.getpid()
         self.baseline: ListenerSnapshot | None = None
         self.wait_started: ListenerSnapshot | None = None
         self.listeners: list[Listener] = []
-        self.ready_sent = False
-        self._closed = False  # startup failed or stopping began: READY would be a lie
+        self.generation = 1
+        self.ready_sent = False  # in this generation
+        self.ever_ready = False
+        self.deadline = time.monotonic() + self.options.ready_timeout
+        self._lock = threading.RLock()
+        self._closed = False  # READY would be a lie from now on
+        self._stopping = False
+        self._timed_out = False
+        self._probe: str | None = None if self.options.auto_probe else self.options.probe
+        self._wait: _Wait | None = None
+        self._status = ""
+        self._took_over: int | None = None  # the main pid this process replaced (MAINPID=)
+        self._main: bool | None = None  # None: as SYSTEMD_EXEC_PID says
+        self._watchdog: Watchdog | None = None
 
     @property
     def enabled(self) -> bool:
         """False outside systemd (no notify socket): nothing is sent, nothing is waited for."""
         return self.notifier.enabled
 
+    @property
+    def closed(self) -> bool:
+        """True once READY would be a lie: startup failed, was abandoned, or stopping began."""
+        return self._closed
+
+    # -- the startup -------------------------------------------------------------------------
+
     def starting(self) -> None:
         """Snapshot existing listeners and send ``STATUS=Starting…``."""
         if not self.enabled:
             return
-        try:
-            self.baseline = snapshot_listeners()
-        except (NotImplementedError, OSError) as exc:  # no /proc: announce() says so
-            logger.debug("cannot snapshot listening sockets: %s", exc)
-        self.notifier.status(texts.STARTING)
+        self.deadline = time.monotonic() + self.options.ready_timeout
+        if self.source is None:
+            try:
+                self.baseline = snapshot_listeners()
+            except (NotImplementedError, OSError) as exc:  # no /proc: the wait says so
+                logger.debug("cannot snapshot listening sockets: %s", exc)
+            inherited = self.baseline.listeners if self.baseline is not None else ()
+            if self.options.auto_probe and (inherited or listen_fds_count()):
+                self._probe_inherited(inherited)
+        self.status(texts.STARTING)
+
+    def inherited(self, listeners: list[Listener], *, why: str) -> None:
+        """Sockets the server listens on before the app serves (socket activation, a parent's
+        fd, werkzeug's reloader): READY must wait for the app to answer, not for the kernel.
+
+        With ``probe="auto"`` this switches the wait to an HTTP probe of them; with another
+        probe it says, once, how little the kernel's word proves here.
+        """
+        if self.options.auto_probe:
+            self._probe_inherited(listeners, why)
+        elif self._probe is None or not self._probe.startswith("http:"):
+            logger.warning(
+                "%s already listened (%s): the kernel accepts connections into its backlog "
+                "before the app serves, so READY after probe=%r proves little",
+                texts.format_addresses(listeners),
+                why,
+                self._probe,
+            )
+
+    def _probe_inherited(self, listeners: Sequence[Listener], why: str = "") -> None:
+        if self._probe == INHERITED_PROBE:
+            return
+        self._probe = INHERITED_PROBE
+        logger.info(
+            "%s already listened when the app was created (%s): the kernel accepts "
+            "connections into its backlog before the app serves, so READY waits until a "
+            "GET (%s) answers below 500",
+            texts.format_addresses(listeners),
+            why or "socket activation, a parent's fd or a pre-fork master",
+            INHERITED_PROBE,
+        )
 
     def waiting(self) -> None:
         """Mark the end of the app's startup: ``STATUS=Waiting for the listening socket…``.
 
         Call it before the server can go on to listen (e.g. before forwarding ASGI's
         ``lifespan.startup.complete``): listeners opened between :meth:`starting` and now
-        are the app's own, and this look decides which, whenever the waiter then runs.
+        are the app's own, and this look decides which, whenever the wait then runs.
         """
         if not self.enabled or self._closed:
             return
-        try:
-            # Only what listens now matters here: no need for the snapshot's extra walk
-            # over unlistened sockets, on the event loop, at the end of startup.
-            self.wait_started = ListenerSnapshot(tuple(listening_sockets()), time.monotonic())
-        except (NotImplementedError, OSError) as exc:
-            logger.debug("cannot snapshot listening sockets: %s", exc)
-        self.notifier.status(texts.WAITING)
+        if self.source is None and self.baseline is not None:
+            try:
+                # Only what listens now matters here: no need for the snapshot's extra walk
+                # over unlistened sockets, on the event loop, at the end of startup.
+                self.wait_started = ListenerSnapshot(tuple(listening_sockets()), time.monotonic())
+            except (NotImplementedError, OSError) as exc:
+                logger.debug("cannot snapshot listening sockets: %s", exc)
+        self.status(texts.WAITING)
 
     async def announce(self) -> bool:
         """Wait (asynchronously) for the server's listener, then send READY per the options.
@@ -198,38 +204,144 @@ class Readiness:
                 options.ready_timeout,
                 options.expect,
                 baseline=self.baseline,
-                probe=options.probe,
+                probe=self._probe,
                 wait_started=self.wait_started,
             )
         except (NotifyError, NotImplementedError, OSError) as exc:  # timeout, or no /proc
-            return self._timed_out(exc)
-        return self._ready(listeners)
+            return self.timed_out(exc)
+        return self._listening(listeners)
 
     def announce_blocking(self, stop: threading.Event | None = None) -> bool:
-        """Like :meth:`announce`, in the calling thread; give up silently once *stop* is set."""
+        """Like :meth:`announce`, in the calling thread; give up silently once *stop* is set
+        (or once :meth:`abandon` was called)."""
         if not self._may_announce():
             return False
-        options = self.options
-        try:
-            listeners = wait_until_listening(
-                options.ready_timeout,
-                options.expect,
-                baseline=self.baseline,
-                probe=options.probe,
-                stop=stop,
-                wait_started=self.wait_started,
-            )
-        except (NotifyError, NotImplementedError, OSError) as exc:
-            if stop is not None and stop.is_set():
+        while (delay := self.step()) is not None:
+            if stop is not None and stop.wait(delay):
                 return False
-            return self._timed_out(exc)
-        if stop is not None and stop.is_set():
+            if stop is None:
+                time.sleep(delay)
+        return self.ready_sent
+
+    def step(self) -> float | None:
+        """One poll (and probe) of the wait, for a front end that runs its own loop.
+
+        Returns the seconds until the next step is due, or None when the wait is over
+        (READY sent, the timeout policy applied, or READY abandoned).
+        """
+        if not self._may_announce():
+            return None
+        try:
+            if self._wait is None:
+                self._wait = self._new_wait()
+            selected = self._wait.step_blocking()
+        except (NotifyError, NotImplementedError, OSError) as exc:
+            self.timed_out(exc)
+            return None
+        if selected is not None:
+            self._listening(selected)
+            return None
+        return self._wait.next_delay()
+
+    def _new_wait(self) -> _Wait:
+        options = self.options
+        return _Wait(
+            options.ready_timeout,
+            options.expect,
+            self.baseline,
+            self._probe,
+            _PROBE_TIMEOUT,
+            wait_started=self.wait_started,
+            source=self.source,
+        )
+
+    def time_left(self) -> float:
+        """Seconds until ``ready_timeout`` runs out for this generation (0 once it has)."""
+        return max(0.0, self.deadline - time.monotonic())
+
+    # -- the outcome -------------------------------------------------------------------------
+
+    def ready(self, status: str, *, listeners: list[Listener] | None = None) -> bool:
+        """Send ``READY=1`` with *status*, unless already sent this generation or a lie now.
+
+        For front ends that learn readiness themselves (gunicorn's arbiter).
+        """
+        with self._lock:
+            if not self.enabled or self._closed or self.ready_sent:
+                return False
+            takes_over = self._took_over is not None and not self.ever_ready
+            self.listeners = list(listeners or [])
+            self.ready_sent = self.ever_ready = True
+            self._status = status
+            if takes_over:
+                # This process replaces the unit's main one (gunicorn's USR2 master): systemd
+                # must track it from now on (accepted only with NotifyAccess=all).
+                self._main = True
+                self.notifier.send({"MAINPID": os.getpid(), "READY": 1, "STATUS": status})
+            else:
+                self.notifier.ready(status)
+        logger.debug("READY sent: %s", status)
+        return True
+
+    def _listening(self, listeners: list[Listener]) -> bool:
+        addresses = texts.format_addresses(listeners)
+        return self.ready(
+            texts.READY.format(addresses=addresses, pid=self.pid), listeners=listeners
+        )
+
+    def timed_out(self, reason: object) -> bool:
+        """Apply the ``on_timeout`` policy once per generation; True when READY was sent.
+
+        ``"warn"`` logs an error and sends READY with a STATUS saying nothing was seen (a
+        unit that is up beats one killed by ``TimeoutStartSec=`` when detection is what
+        failed); ``"fail"`` sends no READY and says why (a later :meth:`ready` may still
+        come); ``"ready"`` sends READY quietly.
+        """
+        with self._lock:
+            if self._closed or self.ready_sent or self._timed_out or not self.enabled:
+                return False
+            self._timed_out = True
+        policy = self.options.on_timeout
+        timeout = self.options.ready_timeout
+        if policy == "fail":
+            logger.error("not sending READY: %s", reason)
+            self.status(self.timeout_texts.fail.format(timeout=timeout))
             return False
-        return self._ready(listeners)
+        if policy == "warn":
+            logger.error(
+                "sending READY although no %s was seen (on_timeout='warn'): %s",
+                self.timeout_texts.awaited,
+                reason,
+            )
+            return self.ready(self.timeout_texts.warn.format(timeout=timeout, pid=self.pid))
+        logger.debug("sending READY after the wait timed out (on_timeout='ready'): %s", reason)
+        return self.ready(texts.READY_UNCHECKED.format(pid=self.pid))
+
+    def abandon(self, reason: str) -> None:
+        """READY would be a lie from now on (this process will never serve): never send it.
+
+        The documented veto for front ends: werkzeug's reloader watcher, a process that is
+        exiting, a gunicorn master replaced by its USR2 successor. A running wait stops at
+        its next step; :meth:`reloading` opens a new generation.
+        """
+        with self._lock:
+            if not self._closed:
+                logger.debug("READY abandoned: %s", reason)
+            self._closed = True
+
+    def handed_over(self) -> None:
+        """Another process is the unit's main one now (a USR2 successor took over)."""
+        self.abandon("another process is the unit's main one now")
+        self._main = False
+        self.stop_watchdog()
+
+    def took_over(self, previous_main: int) -> None:
+        """This process replaces main pid *previous_main*: READY carries ``MAINPID=``."""
+        self._took_over = previous_main
 
     def startup_failed(self, message: str, errno: int | None = None) -> None:
         """Report a failed startup (``STATUS=Startup failed: …``, ``ERRNO=``); never READY after."""
-        self._closed = True
+        self.abandon("startup failed")
         if not self.enabled:
             return
         fields: dict[str, str | int] = {
@@ -239,56 +351,103 @@ class Readiness:
             fields["ERRNO"] = errno
         self.notifier.send(fields)
 
-    def stopping(self) -> None:
+    def reloading(self, status: str) -> None:
+        """A new generation begins: ``RELOADING=1`` (with ``MONOTONIC_USEC``) if the previous
+        one was ready, and READY may be sent once more."""
+        with self._lock:
+            if not self.enabled or self._stopping:
+                return
+            was_ready = self.ready_sent
+            self.generation += 1
+            self.deadline = time.monotonic() + self.options.ready_timeout
+            self.ready_sent = self._timed_out = self._closed = False
+            self._wait = None
+            if was_ready:
+                self._status = status
+                self.notifier.reloading(status)
+            else:
+                self.status(status)
+
+    def status(self, text: str) -> bool:
+        """``STATUS=text``, unless it says what the last one said or stopping began."""
+        with self._lock:
+            if not self.enabled or text == self._status or self._stopping:
+                return False
+            self._status = text
+        return self.notifier.status(text)
+
+    def stopping(self) -> bool:
         """Send ``STOPPING=1`` with ``STATUS=Stopping…``; a pending READY is abandoned.
 
-        Not from a worker (``SYSTEMD_EXEC_PID`` names another process): a server restarting
-        one of its workers is not the service stopping, and with ``NotifyAccess=all``
-        systemd would take it as such and stop the whole unit.
+        Not from a worker (``SYSTEMD_EXEC_PID`` names another process) nor from a master
+        that handed over: a server restarting one of its workers is not the service
+        stopping, and with ``NotifyAccess=all`` systemd would take it as such.
         """
-        self._closed = True
-        if not self.enabled:
-            return
-        if not is_main_process():
-            logger.debug("pid %d is a worker: its shutdown sends no STOPPING=1", os.getpid())
-            return
-        self.notifier.stopping(texts.STOPPING)
+        with self._lock:
+            self.abandon("stopping")
+            if self._stopping or not self.enabled:
+                return False
+            self._stopping = True
+        self.stop_watchdog()
+        if not self.is_main:
+            logger.debug(
+                "pid %d is a worker, not the unit's main process: no STOPPING=1", os.getpid()
+            )
+            return False
+        self._status = texts.STOPPING
+        return self.notifier.stopping(texts.STOPPING)
 
-    # -- internals --------------------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        """True when this process speaks for the unit (its main pid, or took over as such)."""
+        return is_main_process() if self._main is None else self._main
+
+    # -- the watchdog ------------------------------------------------------------------------
+
+    def watchdog_period(self) -> float | None:
+        """systemd's watchdog period for this process, or None: off, or not ours to feed.
+
+        Follows ``WATCHDOG_PID``, and a ``MAINPID`` take-over (the previous main pid's
+        watchdog is ours then). Warns once when ``WatchdogSec=`` is meant for another process
+        while this one runs the app (uvicorn ``--workers``, granian): nobody can feed it.
+        """
+        if not self.options.watchdog or not self.enabled:
+            return None
+        period = watchdog_interval()
+        watchdog_pid = os.environ.get("WATCHDOG_PID")
+        if period is None and self._took_over is not None:
+            if self._main and watchdog_pid == str(self._took_over):
+                period = watchdog_interval({**os.environ, "WATCHDOG_PID": str(os.getpid())})
+        elif period is None and os.environ.get("WATCHDOG_USEC") and watchdog_pid:
+            logger.warning(
+                "WatchdogSec= is set for pid %s, not this worker (pid %d): sdready does not "
+                "ping from here; use a single-process server or drop WatchdogSec=",
+                watchdog_pid,
+                os.getpid(),
+            )
+        return period
+
+    def start_watchdog(self, health: HealthCheck | None = None) -> bool:
+        """Ping from a daemon thread while *health* passes; True if it started."""
+        from ._watchdog import Watchdog
+
+        period = self.watchdog_period()
+        with self._lock:
+            if period is None or self._watchdog is not None or self._stopping:
+                return False
+            self._watchdog = Watchdog(self.notifier, period, health).start()
+        return True
+
+    def stop_watchdog(self) -> None:
+        """Stop the pinging thread, without waiting for a health check in progress."""
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.stop(timeout=0)
+
+    # -- internals ---------------------------------------------------------------------------
 
     def _may_announce(self) -> bool:
-        return self.enabled and not self._closed and not self.ready_sent
-
-    def _ready(self, listeners: list[Listener]) -> bool:
-        if self._closed or self.ready_sent:
-            return False
-        self.listeners = listeners
-        self.ready_sent = True
-        status = texts.READY.format(addresses=texts.format_addresses(listeners), pid=os.getpid())
-        self.notifier.ready(status)
-        logger.debug("READY sent: %s", status)
-        return True
-
-    def _timed_out(self, exc: Exception) -> bool:
-        if self._closed or self.ready_sent:
-            return False
-        policy = self.options.on_timeout
-        timeout = self.options.ready_timeout
-        if policy == "fail":
-            logger.error("not sending READY: %s", exc)
-            self.notifier.status(texts.TIMEOUT_FAIL.format(timeout=timeout))
-            return False
-        if policy == "warn":
-            logger.error(
-                "sending READY although no listening socket was seen (on_timeout='warn'): %s", exc
-            )
-            status = texts.TIMEOUT_WARN.format(timeout=timeout, pid=os.getpid())
-        else:
-            logger.debug("sending READY after the listener wait timed out (on_timeout='ready')")
-            status = texts.READY_UNCHECKED.format(pid=os.getpid())
-        self.ready_sent = True
-        self.notifier.ready(status)
-        return True
+        return self.enabled and not self._closed and not self.ready_sent and not self._timed_out
 
 
 def _one_line(text: str) -> str:

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from ._env import watchdog_interval
 from ._notifier import Notifier, _process_notifier
+from ._options import HealthCheck
 
 __all__ = ["HealthCheck", "Watchdog", "watchdog_loop"]
 
 logger = logging.getLogger("sdready")
-
-#: Returns (or resolves to) True when the app is healthy. Raising counts as unhealthy.
-HealthCheck = Callable[[], bool | Awaitable[bool]]
 
 
 def _resolve(notifier: Notifier | None, interval: float | None) -> tuple[Notifier, float | None]:

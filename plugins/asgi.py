@@ -22,20 +22,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from sdready import Readiness, ReadyOptions, watchdog_interval
+from sdready import Readiness, ReadyOptions
+from sdready._contain import contained
 
 if TYPE_CHECKING:
-    from sdready import Notifier
-    from sdready._listeners import Expect
-    from sdready._readiness import OnTimeout
+    from sdready._options import ReadyKeywords
     from sdready._types import ASGIApp, Message, Receive, Scope, Send
-    from sdready._watchdog import HealthCheck
+    from typing_extensions import Unpack
 
 __all__ = ["SystemdMiddleware"]
 
@@ -61,40 +59,15 @@ class SystemdMiddleware:
     by *health*). An app without lifespan support still gets READY: the middleware
     completes the protocol itself.
 
-    :param ready_timeout: seconds to wait for the listening socket after startup.
-    :param on_timeout: ``"warn"`` (log an error, READY anyway), ``"fail"`` (no READY;
-        ``TimeoutStartSec=`` decides) or ``"ready"`` (READY quietly).
-    :param expect: the listener(s) that must exist (port, ``"host:port"``, unix path,
-        ``"@abstract"``, predicate, or a list); default: the server's new listener.
-    :param probe: ``"connect"`` or ``"http:/path"`` to prove the app answers too.
-    :param watchdog: feed systemd's watchdog when ``WatchdogSec=`` is set.
-    :param health: sync or async callable; a falsy result or an exception skips a ping.
-    :param notifier: the :class:`~sdready.Notifier` to use (default: ``NOTIFY_SOCKET``).
-    Bad option values raise :class:`ValueError` here, not at startup.
+    Options are the keywords of :class:`~sdready.ReadyOptions` (``ready_timeout``,
+    ``on_timeout``, ``expect``, ``probe``, ``watchdog``, ``health`` — sync or async —
+    and ``notifier``), with its defaults. Bad option values raise :class:`ValueError`
+    here, not at startup.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        ready_timeout: float = 30.0,
-        on_timeout: OnTimeout = "warn",
-        expect: Expect | None = None,
-        probe: str | None = None,
-        watchdog: bool = True,
-        health: HealthCheck | None = None,
-        notifier: Notifier | None = None,
-    ) -> None:
+    def __init__(self, app: ASGIApp, **options: Unpack[ReadyKeywords]) -> None:
         self.app = app
-        self.options = ReadyOptions(
-            ready_timeout=ready_timeout,
-            on_timeout=on_timeout,
-            expect=expect,
-            probe=probe,
-            watchdog=watchdog,
-            health=health,
-            notifier=notifier,
-        )
+        self.options = ReadyOptions(**options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":  # http/websocket: one lookup, nothing else
@@ -128,7 +101,7 @@ class LifespanCycle:
             return
         scope[SCOPE_KEY] = self.readiness
         self._receive, self._send = receive, send
-        with _contained("choosing the async backend"):
+        with contained("choosing the async backend"):
             self._background = _Background.for_running_loop(self.readiness)
         try:
             try:
@@ -165,13 +138,13 @@ class LifespanCycle:
         kind = message.get("type")
         if kind == "lifespan.startup":
             self._startup_received = True
-            with _contained("reporting startup"):
+            with contained("reporting startup"):
                 self.readiness.starting()  # the baseline, before the app's own listeners
                 if self._background is not None:
                     self._background.start_watchdog()  # a slow startup must not starve it
         elif kind == "lifespan.shutdown":
             self._shutdown_received = True
-            with _contained("reporting shutdown"):
+            with contained("reporting shutdown"):
                 # Before the app's own shutdown runs; in a worker (uvicorn --workers) the
                 # core sends nothing, as a worker restart is not the service stopping.
                 self.readiness.stopping()
@@ -184,12 +157,12 @@ class LifespanCycle:
         kind = message.get("type")
         if kind == "lifespan.startup.complete":
             self._startup_answered = True
-            with _contained("reporting startup"):
+            with contained("reporting startup"):
                 # Before forwarding: its look at the listeners marks the end of the app's
                 # startup, and the server may listen as soon as it has the message.
                 self.readiness.waiting()
             if self._background is not None:
-                with _contained("starting the listener wait"):
+                with contained("starting the listener wait"):
                     self._background.start_waiter()
         elif kind == "lifespan.startup.failed":
             self._startup_answered = True
@@ -205,7 +178,7 @@ class LifespanCycle:
 
     def _startup_failed(self, error: Exception | str) -> None:
         self._failed = True
-        with _contained("reporting the failed startup"):
+        with contained("reporting the failed startup"):
             if isinstance(error, Exception):
                 code = error.errno if isinstance(error, OSError) else None
                 text = str(error)
@@ -241,20 +214,7 @@ class _Background:
         return _Background(readiness)
 
     def _watchdog_period(self) -> float | None:
-        options = self.readiness.options
-        if not options.watchdog:
-            return None
-        period = watchdog_interval()
-        if period is None and os.environ.get("WATCHDOG_USEC") and os.environ.get("WATCHDOG_PID"):
-            # uvicorn --workers, granian: systemd's WATCHDOG_PID names the supervisor, which
-            # runs no app; nothing here may ping, and a unit with WatchdogSec= gets killed.
-            logger.warning(
-                "WatchdogSec= is set for pid %s, not this worker (pid %d): sdready does not "
-                "ping from here; use a single-process server or drop WatchdogSec=",
-                os.environ["WATCHDOG_PID"],
-                os.getpid(),
-            )
-        return period
+        return self.readiness.watchdog_period()
 
     def start_waiter(self) -> None:
         """Wait for the listener and send READY from a daemon thread (no asyncio loop here)."""
@@ -265,7 +225,7 @@ class _Background:
         ).start()
 
     def _announce_blocking(self) -> None:
-        with _contained("waiting for the listening socket"):
+        with contained("waiting for the listening socket"):
             self.readiness.announce_blocking(stop=self._stop)
 
     def start_watchdog(self) -> None:
@@ -380,15 +340,6 @@ async def _quiet(work: Callable[[], Awaitable[object]], what: str) -> None:
         await work()
     except Exception:
         logger.exception("sdready: %s failed", what)
-
-
-@contextlib.contextmanager
-def _contained(what: str) -> Iterator[None]:
-    """Log and swallow our own failures: notifying must never break the host app."""
-    try:
-        yield
-    except Exception:
-        logger.exception("sdready: %s failed; the app is unaffected", what)
 
 
 def _last_line(text: str) -> str:

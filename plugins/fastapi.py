@@ -42,11 +42,9 @@ from sdready import Readiness, ReadyOptions
 from sdready.plugins.asgi import LifespanCycle
 
 if TYPE_CHECKING:
-    from sdready import Notifier
-    from sdready._listeners import Expect
-    from sdready._readiness import OnTimeout
+    from sdready._options import ReadyKeywords
     from sdready._types import Receive, Scope, Send
-    from sdready._watchdog import HealthCheck
+    from typing_extensions import Unpack
 
 __all__ = ["SystemdNotify"]
 
@@ -67,28 +65,9 @@ class SystemdNotify:
         SystemdNotify(app, ready_timeout=60, health=check_database)
     """
 
-    def __init__(
-        self,
-        app: fastapi.FastAPI,
-        *,
-        ready_timeout: float = 30.0,
-        on_timeout: OnTimeout = "warn",
-        expect: Expect | None = None,
-        probe: str | None = None,
-        watchdog: bool = True,
-        health: HealthCheck | None = None,
-        notifier: Notifier | None = None,
-    ) -> None:
+    def __init__(self, app: fastapi.FastAPI, **options: Unpack[ReadyKeywords]) -> None:
         _check_version()
-        self.options = ReadyOptions(
-            ready_timeout=ready_timeout,
-            on_timeout=on_timeout,
-            expect=expect,
-            probe=probe,
-            watchdog=watchdog,
-            health=health,
-            notifier=notifier,
-        )
+        self.options = ReadyOptions(**options)
         #: The current (or last) startup's :class:`~sdready.Readiness`; None before one.
         self.readiness: Readiness | None = None
         router = app.router

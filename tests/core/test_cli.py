@@ -94,7 +94,7 @@ def test_notify_quiet_is_silent(
     "argv",
     [
         ["notify"],  # nothing to send
-        ["notify", "FOO=1"],  # unknown field
+        ["notify", "foo=1"],  # not a field name (systemd sends unknown well-formed ones on)
         ["notify", "READY"],  # not FIELD=VALUE
         ["notify", "--pid", "nobody", "--ready"],
         ["notify", "--timeout", "-1", "--ready"],

@@ -1,0 +1,265 @@
+"""``sdready exec``: run a server as a child and speak for it to systemd.
+
+The supervisor spawns the command, forwards stop and control signals to it, and drives a
+:class:`~sdready.Readiness` whose listener source is the child's process tree
+(:mod:`sdready._proctree`): READY once the tree listens, the timeout policy, STOPPING and
+the failed-startup STATUS all come from the engine. Single-threaded: the forwarded
+signals and SIGCHLD are blocked and collected with ``sigtimedwait`` between the engine's
+steps and watchdog pings, so no handler can interrupt a send.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as _errno
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from . import texts
+from ._env import listen_fds_count, watchdog_interval
+from ._notifier import Notifier
+from ._options import ReadyOptions
+from ._readiness import Readiness
+
+if TYPE_CHECKING:
+    from ._proctree import Method
+
+__all__ = [
+    "EXIT_INTERNAL",
+    "EXIT_NOT_EXECUTABLE",
+    "EXIT_NOT_FOUND",
+    "SpawnError",
+    "Supervisor",
+    "exit_like",
+]
+
+logger = logging.getLogger("sdready")
+
+EXIT_INTERNAL = 125
+EXIT_NOT_EXECUTABLE = 126
+EXIT_NOT_FOUND = 127
+
+FORWARDED_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+# The signals with which a supervisor is asked to stop: STOPPING=1 goes out before forwarding.
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
+# Re-raising these on ourselves would dump a core of sdready: exit with 128+N instead.
+_CORE_SIGNALS = frozenset(
+    getattr(signal, name)
+    for name in ("SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGSEGV",
+                 "SIGSYS", "SIGXCPU", "SIGXFSZ")
+    if hasattr(signal, name)
+)  # fmt: skip
+# Python ignores these at startup; a spawned command must get the default back.
+_RESET_FOR_CHILD = tuple(
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name)
+)
+
+
+class SpawnError(Exception):
+    """The command could not be started; ``code`` is the exit status to use."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def exit_like(code: int) -> int:
+    """Turn a child's ``waitstatus_to_exitcode`` into ours: die of the same signal if need be.
+
+    systemd treats a main process killed by SIGTERM (or INT, HUP, PIPE) as a clean stop but
+    an exit status of 143 as a failure, so a plain ``exit(128+N)`` would turn every
+    ``systemctl stop`` of an unhandled-SIGTERM server (node, http.server) into "failed".
+    """
+    if code >= 0:
+        return code
+    signum = -code
+    if signum not in _CORE_SIGNALS:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP cannot be set
+            signal.signal(signum, signal.SIG_DFL)
+        with contextlib.suppress(OSError, ValueError):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+            os.kill(os.getpid(), signum)
+    return 128 + signum  # a core-dumping signal, or one that did not end us
+
+
+class Supervisor:
+    """Runs the command, and drives the engine with its process tree as the listener source."""
+
+    def __init__(
+        self, argv: list[str], options: ReadyOptions, *, pass_notify: bool, method: Method
+    ) -> None:
+        self.argv = argv
+        self.options = options
+        self.pass_notify = pass_notify
+        self.method: Method = method
+        self.notifier = Notifier()
+        self.readiness: Readiness | None = None  # once the child exists: its tree is the source
+        self.pid = 0
+        self.stopping = False
+        self.exit_code: int | None = None
+
+    def run(self) -> int:
+        """Spawn, supervise until the command exits, and return its exit code (-N: signal N)."""
+        signals = {*FORWARDED_SIGNALS, signal.SIGCHLD}
+        # Blocked before the child exists, so neither a stop request nor its exit is missed.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        try:
+            self.pid = self._spawn(old_mask)
+            return self._supervise(signals)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+    def _spawn(self, child_mask: Iterable[int]) -> int:
+        env = dict(os.environ)
+        argv = self.argv
+        if self.pass_notify:
+            # WATCHDOG_PID names us: without it the command's own library may feed the watchdog.
+            env.pop("WATCHDOG_PID", None)
+        else:
+            env.pop("NOTIFY_SOCKET", None)  # no premature READY from the command itself
+        if listen_fds_count() > 0:
+            # Socket activation: the fds are inherited as they are, but sd_listen_fds() in
+            # the command checks LISTEN_PID against its own pid, unknown until it exists.
+            argv = ["/bin/sh", "-c", 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"', "sh", *argv]
+        try:
+            pid = os.posix_spawnp(
+                argv[0],
+                argv,
+                env,
+                # Its own process group: a terminal's Ctrl-C reaches only us, forwarded once.
+                setpgroup=0,
+                setsigmask=child_mask,
+                setsigdef=_RESET_FOR_CHILD,
+            )
+        except FileNotFoundError:
+            raise SpawnError(EXIT_NOT_FOUND, "command not found") from None
+        except PermissionError as exc:
+            raise SpawnError(EXIT_NOT_EXECUTABLE, exc.strerror or "permission denied") from None
+        except OSError as exc:
+            code = EXIT_NOT_EXECUTABLE if exc.errno == _errno.ENOEXEC else EXIT_INTERNAL
+            raise SpawnError(code, exc.strerror or str(exc)) from None
+        logger.info("started %s as pid %d", " ".join(self.argv), pid)
+        return pid
+
+    def _supervise(self, signals: set[signal.Signals]) -> int:
+        from ._proctree import TreeListeners
+
+        watch = TreeListeners(self.pid, self.method)
+        readiness = self.readiness = Readiness(
+            replace(self.options, notifier=self.notifier), source=watch.poll
+        )
+        readiness.pid = self.pid  # READY's STATUS names the server, not sdready
+        readiness.waiting()
+        started = time.monotonic()
+        period = readiness.watchdog_period()
+        self._check_watchdog(period)
+        next_ping = next_step = time.monotonic()
+        waiting = True
+        try:
+            while self.exit_code is None:
+                wake = [next_ping] if period is not None else []
+                if waiting and not readiness.closed:
+                    wake.append(next_step)
+                timeout = max(0.0, min(wake) - time.monotonic()) if wake else None
+                info = (
+                    signal.sigwaitinfo(signals)
+                    if timeout is None
+                    else signal.sigtimedwait(signals, timeout)
+                )
+                if info is not None:
+                    self._on_signal(info.si_signo)
+                    continue  # drain pending signals before more work
+                now = time.monotonic()
+                if waiting and not readiness.closed and now >= next_step:
+                    delay = self._step(readiness)
+                    waiting = delay is not None
+                    next_step = now + (delay or 0.0)
+                    if readiness.ready_sent and not waiting:
+                        self._log_ready(readiness, started, watch.method)
+                if period is not None and now >= next_ping:
+                    self.notifier.watchdog()
+                    next_ping = max(next_ping + period / 2, now)
+        finally:
+            watch.close()
+        return self.exit_code
+
+    @staticmethod
+    def _step(readiness: Readiness) -> float | None:
+        try:
+            return readiness.step()
+        except Exception as exc:  # a discovery bug must not orphan the command: stop waiting
+            logger.exception("listener discovery failed")
+            readiness.timed_out(exc)
+            return None
+
+    def _log_ready(self, readiness: Readiness, started: float, method: str) -> None:
+        logger.info(
+            "%s after %.0f ms: %s (sockets seen through %s)",
+            "READY=1 sent" if self.notifier.enabled else "ready (no notify socket)",
+            (time.monotonic() - started) * 1000,
+            texts.format_addresses(readiness.listeners),
+            method,
+        )
+
+    def _check_watchdog(self, period: float | None) -> None:
+        if self.options.watchdog:
+            if period is None:
+                logger.info("--watchdog: no WatchdogSec= for this process, nothing to feed")
+            else:
+                logger.info("feeding the watchdog every %g s", period / 2)
+        elif watchdog_interval() is not None and not self.pass_notify:
+            logger.warning(
+                "WatchdogSec= is set but nobody feeds it: add --watchdog (or --pass-notify if "
+                "the command pings itself), or systemd will kill the service"
+            )
+
+    def _on_signal(self, signum: int) -> None:
+        if signum == signal.SIGCHLD:
+            self._reap()
+            return
+        if signum in STOP_SIGNALS and not self.stopping:
+            self.stopping = True
+            if self.readiness is not None:
+                self.readiness.stopping()
+        logger.info("forwarding %s to pid %d", signal.Signals(signum).name, self.pid)
+        with contextlib.suppress(ProcessLookupError):  # exited: its SIGCHLD is pending
+            os.kill(self.pid, signum)
+
+    def _reap(self) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self.pid, 0
+        if pid == 0:
+            return  # stopped/continued, or a grandchild's noise
+        code = os.waitstatus_to_exitcode(status)
+        self.exit_code = code
+        how = f"exited with status {code}" if code >= 0 else f"was killed by {_signame(-code)}"
+        logger.info("pid %d %s", self.pid, how)
+        readiness = self.readiness
+        if readiness is not None and not readiness.ever_ready and not self.stopping:
+            readiness.startup_failed(f"{self.argv[0]} {how} before listening")
+
+
+def _signame(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
