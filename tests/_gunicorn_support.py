@@ -1,41 +1,32 @@
 """Run real gunicorn processes against a NotifyRecorder: apps, ports, cleanup.
 
-Every run gets its own process group (killed in ``close()``, pass or fail), its own log
-file and, for TCP, a port reserved without a race: a guard socket bound to ``127.0.0.1:0``
-with ``SO_REUSEADDR`` (and ``SO_REUSEPORT`` for ``reuse_port`` runs) but never listening
-keeps the kernel from handing the port to anyone else, while gunicorn, setting the same
-options, may still bind and listen on it.
+Every run is a :class:`_servers.ServerProcess`: its own process group (ended in
+``close()``, pass or fail) and its own log file. TCP runs take a port from
+:func:`_servers.reserved_port`, which holds it without a race.
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
-import os
-import signal
-import socket
-import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from _servers import ServerProcess, child_env, http_get, reserved_port
 from sdready.testing import NotifyMessage, NotifyRecorder
 
 __all__ = [
     "APPS",
     "Gunicorn",
-    "GunicornTarget",
     "asgi_middleware_available",
     "assert_no_builtin_ready",
     "booted_times",
-    "http_get",
-    "reserved_port",
+    "http_get",  # from _servers, for the modules that import it from here
+    "reserved_port",  # from _servers, likewise
     "write_apps",
 ]
-
-GunicornTarget = tuple[str, int] | str  # ("127.0.0.1", port) or a unix socket path
 
 _VERSION = """
         VERSION = "v1"
@@ -157,57 +148,13 @@ def asgi_middleware_available() -> bool:
     return True
 
 
-@contextlib.contextmanager
-def reserved_port(*, reuse_port: bool = False) -> Iterator[int]:
-    """A loopback port nobody else gets while the block runs (see the module docstring)."""
-    guard = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        guard.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            guard.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        guard.bind(("127.0.0.1", 0))
-        yield guard.getsockname()[1]
-    finally:
-        guard.close()
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-def http_get(target: GunicornTarget, path: str = "/", timeout: float = 1.0) -> tuple[int, str]:
-    """One GET on a fresh connection: ``(status, body)``; raises on any failure."""
-    if isinstance(target, str):
-        connection: http.client.HTTPConnection = _UnixHTTPConnection(target, timeout)
-    else:
-        connection = http.client.HTTPConnection(target[0], target[1], timeout=timeout)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        connection.close()
-
-
 def _supports(setting: str) -> bool:
     from gunicorn.config import make_settings
 
     return setting in make_settings()
 
 
-class Gunicorn:
+class Gunicorn(ServerProcess):
     """One gunicorn master (and workers) in its own process group, reporting to *recorder*.
 
     :param args: gunicorn arguments after the common ones (``--bind``, app, ...).
@@ -215,6 +162,8 @@ class Gunicorn:
     :param env: extra environment; ``NOTIFY_SOCKET`` is the recorder's unless
         ``notify=False``.
     """
+
+    name = "gunicorn"
 
     def __init__(
         self,
@@ -229,16 +178,9 @@ class Gunicorn:
         wrapper: Sequence[str] = (),
         pass_fds: Sequence[int] = (),
     ) -> None:
-        self.log_path = apps / f"gunicorn-{time.monotonic_ns()}.log"
-        environ = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_", "LISTEN_", "SDREADY_", "APP_"))
-        }
-        environ.update(PYTHONPATH=str(apps), PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
-        if recorder is not None:
-            environ["NOTIFY_SOCKET"] = recorder.address
-        environ.update(env or {})
+        environ = child_env(
+            {"PYTHONPATH": str(apps), **(env or {})}, notify=recorder, drop=("SDREADY_", "APP_")
+        )
         # The venv's console script, not ``python -m gunicorn``: a USR2 re-exec runs
         # sys.argv[0] as a script, and gunicorn/__main__.py as a script would put the
         # package directory first on sys.path (its ``http`` shadowing the stdlib's).
@@ -250,39 +192,12 @@ class Gunicorn:
             argv.append("--no-control-socket")  # else every run shares ~/.gunicorn/gunicorn.ctl
         argv += list(args)
         self.recorder = recorder
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                argv,
-                cwd=apps,
-                env=environ,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                pass_fds=pass_fds,
-            )
+        log = apps / f"gunicorn-{time.monotonic_ns()}.log"
+        super().__init__(argv, env=environ, log=log, cwd=apps, pass_fds=pass_fds)
         self.started = time.monotonic()
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-6000:]
-        except OSError:
-            return "<no log>"
-
-    def signal(self, signum: int) -> None:
-        os.kill(self.pid, signum)
-
-    def wait(self, timeout: float = 15.0) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"gunicorn did not exit within {timeout} s\n{self.log()}"
-            ) from None
+        return self.output(6000)
 
     def wait_for(
         self,
@@ -296,21 +211,3 @@ class Gunicorn:
             return self.recorder.wait_for(match, timeout, since=since)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- gunicorn log:\n{self.log()}") from None
-
-    def close(self) -> None:
-        """End the whole process group: TERM, then KILL after 5 s. Safe to call twice."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(5)
-        # Workers (or a USR2 master) may outlive the master: the group goes in any case.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(5)
-
-    def __enter__(self) -> Gunicorn:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

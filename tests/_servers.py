@@ -24,7 +24,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from sdready.testing import NotifyRecorder
 
@@ -44,6 +44,7 @@ Address = tuple[str, int] | str
 
 #: What systemd sets for a service; a child must see only what its test gives it.
 _SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_", "LISTEN_", "SYSTEMD_EXEC_PID")
+_Server = TypeVar("_Server", bound="ServerProcess")
 _KILL_WAIT = 10.0  # after SIGKILL: only a process stuck in the kernel takes longer
 
 
@@ -269,7 +270,7 @@ class ServerProcess:
             time.sleep(0.02)
         return True
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self: _Server) -> _Server:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

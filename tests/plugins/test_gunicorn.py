@@ -16,14 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _gunicorn_support import (
-    Gunicorn,
-    assert_no_builtin_ready,
-    booted_times,
-    http_get,
-    reserved_port,
-    write_apps,
-)
+from _gunicorn_support import Gunicorn, assert_no_builtin_ready, booted_times, write_apps
+from _servers import http_get, reserved_port
 from sdready.testing import NotifyMessage, NotifyRecorder
 
 pytest.importorskip("gunicorn")

@@ -20,10 +20,9 @@ from _gunicorn_support import (
     asgi_middleware_available,
     assert_no_builtin_ready,
     booted_times,
-    http_get,
-    reserved_port,
     write_apps,
 )
+from _servers import http_get, reserved_port
 from sdready.testing import NotifyRecorder
 
 pytest.importorskip("gunicorn")
