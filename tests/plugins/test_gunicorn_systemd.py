@@ -16,15 +16,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from _gunicorn_support import booted_times, http_get, reserved_port, write_apps
+from _gunicorn_support import booted_times, http_get, reserved_port
+from _gunicorn_units import TrafficClient, gunicorn_unit, unit_logs
 from _systemd import UserManager, python_for_units, wait_until
 
 pytest.importorskip("gunicorn")
@@ -58,58 +57,6 @@ def systemd(user_manager: UserManager) -> Iterator[UserManager]:
         yield manager
 
 
-def _gunicorn() -> str:
-    return str(Path(sys.executable).with_name("gunicorn"))
-
-
-def _server_unit(
-    manager: UserManager,
-    directory: Path,
-    port: int,
-    *,
-    plugin: bool,
-    workers: int = 1,
-    env: str = "",
-    access: str = "main",
-    extra: str = "",
-    reload: bool = True,
-) -> str:
-    _python, python_env = python_for_units()
-    apps = write_apps(directory / "apps")
-    paths = [str(apps), *filter(None, [python_env.get("PYTHONPATH")])]
-    python_env = {**python_env, "PYTHONPATH": ":".join(paths)}
-    environment = " ".join(f"{k}={v}" for k, v in python_env.items())
-    config = "-c python:sdready.plugins.gunicorn " if plugin else ""
-    name = manager.unit_name("gunicorn-a")
-    manager.write_unit(
-        name,
-        f"""\
-        [Service]
-        Type=notify
-        NotifyAccess={access}
-        ExecStart={_gunicorn()} {config}--bind 127.0.0.1:{port} --workers {workers} \\
-            --no-control-socket --graceful-timeout 5 wsgi_app:app
-        ExecReload=/bin/kill -HUP $MAINPID
-        WorkingDirectory={apps}
-        Environment={environment} {env}
-        TimeoutStartSec=30
-        {extra}
-        StandardOutput=append:{directory}/server.log
-        StandardError=append:{directory}/server.log
-        """,
-        reload=reload,
-    )
-    return name
-
-
-def _logs(directory: Path) -> str:
-    return "\n".join(
-        f"--- {name}:\n{(directory / name).read_text(errors='replace')[-3000:]}"
-        for name in ("client.log", "server.log")
-        if (directory / name).exists()
-    )
-
-
 def _pairs(
     manager: UserManager, base: Path, ports: list[int], *, plugin: bool
 ) -> list[tuple[str, str, int, Path]]:
@@ -122,7 +69,7 @@ def _pairs(
         (directory / "marks").mkdir(parents=True)
         (directory / "client.py").write_text(CLIENT)
         env = f"APP_IMPORT_DELAY=1.5 APP_MARK_DIR={directory}/marks"
-        server = _server_unit(manager, directory, port, plugin=plugin, env=env, reload=False)
+        server = gunicorn_unit(manager, directory, port, plugin=plugin, env=env, reload=False)
         client = manager.unit_name("gunicorn-b")
         manager.write_unit(
             client,
@@ -180,7 +127,7 @@ def _run_pairs(
 
 
 def _all_logs(base: Path) -> str:
-    return "\n".join(_logs(directory) for directory in sorted(base.glob("pair-*")))
+    return "\n".join(unit_logs(directory) for directory in sorted(base.glob("pair-*")))
 
 
 @pytest.mark.slow
@@ -208,40 +155,16 @@ def test_dependent_unit_fails_with_gunicorns_own_notify(
     assert [result for result, _ in results].count("exit-code") >= CONTROL_ROUNDS - 1, details
 
 
-class _Client(threading.Thread):
-    """GETs on fresh connections, back to back, until stopped; records every outcome."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(name="reload-client", daemon=True)
-        self.port = port
-        self.stop = threading.Event()
-        self.answers: list[tuple[float, str]] = []
-        self.failures: list[str] = []
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                status, body = http_get(("127.0.0.1", self.port), timeout=5.0)
-            except OSError as exc:
-                self.failures.append(repr(exc))
-            else:
-                if status == 200:
-                    self.answers.append((time.monotonic(), body.split()[0]))
-                else:
-                    self.failures.append(f"HTTP {status}")
-            time.sleep(0.01)
-
-
 def test_reload_under_traffic(systemd: UserManager, tmp_path: Path) -> None:
     version = tmp_path / "version"
     version.write_text("v1")
     with reserved_port() as port:
         env = f"APP_IMPORT_DELAY=1 APP_VERSION_FILE={version}"
-        unit = _server_unit(systemd, tmp_path, port, plugin=True, workers=2, env=env)
+        unit = gunicorn_unit(systemd, tmp_path, port, plugin=True, workers=2, env=env)
         systemd.start_unit(unit, wait_started=True, timeout=30)
         before = systemd.wait_for(unit, ActiveState="active", SubState="running")
         assert "generation" not in before["StatusText"]
-        client = _Client(port)
+        client = TrafficClient(port)
         client.start()
         try:
             wait_until(lambda: len(client.answers) >= 5, timeout=10, message="no answers")
@@ -267,13 +190,13 @@ def test_reload_under_traffic(systemd: UserManager, tmp_path: Path) -> None:
         finally:
             client.stop.set()
             client.join(10)
-    details = f"{after}\n{_logs(tmp_path)}"
+    details = f"{after}\n{unit_logs(tmp_path)}"
     assert not client.failures, f"{client.failures}\n{details}"
-    versions = [v for _, v in client.answers]
+    versions = [answer.version for answer in client.answers]
     assert versions[0] == "v1" and versions[-1] == "v2", versions
     first_v2 = versions.index("v2")
     assert set(versions[first_v2:]) == {"v2"}, versions  # no old generation after the switch
-    assert client.answers[first_v2][0] <= seen + 0.5
+    assert client.answers[first_v2].answered <= seen + 0.5
     assert final["NRestarts"] == "0" and final["MainPID"] == before["MainPID"], details
     with contextlib.suppress(Exception):
         systemd.run("stop", unit, timeout=30)
@@ -287,7 +210,7 @@ def test_usr2_upgrade_hands_the_unit_to_the_new_master(
     watchdog), and the old one can be retired with TERM; without it, retiring the old
     master ends the unit."""
     with reserved_port() as port:
-        unit = _server_unit(
+        unit = gunicorn_unit(
             systemd, tmp_path, port, plugin=True, access=access, extra="WatchdogSec=2"
         )
         systemd.start_unit(unit, wait_started=True, timeout=30)
