@@ -10,7 +10,8 @@ Policy, in one place:
 * Programming errors (a malformed field, a message that cannot fit the manager's buffer)
   raise :class:`ValueError` at the call, from :func:`._protocol.encode`.
 * State changes (READY, RELOADING, STOPPING, ERRNO, EXIT_STATUS, FDSTORE, ...) are never
-  lost to a momentarily full queue: they are retried, in order, off the caller's path.
+  lost to a momentarily full queue: :mod:`._retry` delivers them, in order, off the
+  caller's path.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import struct
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import ClassVar
@@ -38,10 +38,12 @@ from ._protocol import (
     WATCHDOG_PING,
     Fields,
     FieldValue,
+    Message,
     NotifyAddress,
     encode,
     fd_list,
 )
+from ._retry import RetryQueue, is_full
 
 # The protocol names are re-exported: the CLI and the test kit import them from here.
 __all__ = [
@@ -62,7 +64,6 @@ __all__ = [
 
 logger = logging.getLogger("sdready")
 
-_FULL_ERRNOS = frozenset({_errno.EAGAIN, _errno.EWOULDBLOCK, _errno.ENOBUFS})
 _PEER_GONE = frozenset(
     {_errno.ECONNREFUSED, _errno.ENOTCONN, _errno.ECONNRESET, _errno.EPIPE, _errno.EDESTADDRREQ}
 )
@@ -71,27 +72,8 @@ _NO_VSOCK_DGRAM = frozenset(
 )
 
 
-class _Message:
-    __slots__ = ("data", "deadline", "fds", "pid", "state")
-
-    def __init__(self, data: bytes, state: bool, fds: list[int], pid: int | None) -> None:
-        self.data = data
-        self.state = state
-        self.fds = fds
-        self.pid = pid
-        self.deadline = 0.0
-
-    def describe(self) -> str:
-        first = self.data.split(b"\n", 1)[0].decode("utf-8", "replace")
-        return first if b"\n" not in self.data else first + ", ..."
-
-
 def _nothing() -> None:
     pass
-
-
-def _is_full(exc: OSError) -> bool:
-    return exc.errno in _FULL_ERRNOS
 
 
 _live: weakref.WeakSet[Notifier] = weakref.WeakSet()
@@ -155,9 +137,7 @@ class Notifier:
         self._closer: Callable[[], object] = _nothing
         self._fast_send: Callable[[bytes], int] | None = None
         self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)
-        self._pending: deque[_Message] = deque()
-        self._worker: threading.Thread | None = None
+        self._retry = RetryQueue(self._lock, address)
         self._congested = False
         self._warned: set[object] = set()
         self._exec_pid_checked = False
@@ -195,7 +175,7 @@ class Notifier:
         if self._address is None:
             return self._disabled()
         data, state = encode(fields)
-        return self._submit(_Message(data, state, fd_list(fds) if fds else [], pid))
+        return self._submit(Message(data, state, fd_list(fds) if fds else [], pid))
 
     def ready(self, status: str | None = None) -> bool:
         """Tell the manager start-up (or a reload) finished: ``READY=1``."""
@@ -239,7 +219,7 @@ class Notifier:
                 pass
         if self._address is None:
             return self._disabled()
-        return self._submit(_Message(WATCHDOG_PING, False, [], None))
+        return self._submit(Message(WATCHDOG_PING, False, [], None))
 
     def watchdog_trigger(self) -> bool:
         """Ask the manager to act as if the watchdog expired: ``WATCHDOG=trigger``."""
@@ -277,7 +257,7 @@ class Notifier:
         read_end, write_end = os.pipe()
         try:
             try:
-                sent = self._send_now(_Message(b"BARRIER=1", False, [write_end], None), deadline)
+                sent = self._send_now(Message(b"BARRIER=1", False, [write_end], None), deadline)
             finally:
                 os.close(write_end)  # only the manager's copy may keep the pipe open
             if not sent:
@@ -291,14 +271,7 @@ class Notifier:
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait up to *timeout* seconds for retried state changes to be delivered."""
-        deadline = time.monotonic() + timeout
-        with self._drained:
-            while self._pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._drained.wait(remaining)
-        return True
+        return self._retry.flush(timeout)
 
     def close(self) -> None:
         """Close the socket (it is reopened on the next send)."""
@@ -322,14 +295,14 @@ class Notifier:
         # A call racing a concurrent state change has no defined order anyway; a socket
         # closed under it raises, and the caller then takes the full path.
         sock = self._sock
-        usable = sock is not None and not self._pending and not self._congested
+        usable = sock is not None and not self._retry.messages and not self._congested
         self._fast_send = sock.send if usable and sock is not None else None
 
-    def _submit(self, message: _Message) -> bool:
+    def _submit(self, message: Message) -> bool:
         if not self._exec_pid_checked:
             self._check_exec_pid(message.pid)
         with self._lock:
-            if self._pending:  # a state change is waiting: nothing may overtake it
+            if self._retry.messages:  # a state change is waiting: nothing may overtake it
                 self._enqueue(message)
                 return True
             error = self._attempt(message)
@@ -337,7 +310,7 @@ class Notifier:
                 self._congested = False
                 self._update_fast_path()
                 return True
-            if _is_full(error):
+            if is_full(error):
                 if not self._congested:
                     error = self._wait_for_room(message, time.monotonic() + self.FULL_QUEUE_WAIT)
                     if error is None:
@@ -350,15 +323,15 @@ class Notifier:
                     return True
         return self._failed(message, error)
 
-    def _send_now(self, message: _Message, deadline: float) -> bool:
+    def _send_now(self, message: Message, deadline: float) -> bool:
         """Send bypassing the retry queue, waiting for room until *deadline* (barrier)."""
         with self._lock:
             error = self._attempt(message)
-            if error is not None and _is_full(error):
+            if error is not None and is_full(error):
                 error = self._wait_for_room(message, deadline)
         return True if error is None else self._failed(message, error)
 
-    def _wait_for_room(self, message: _Message, deadline: float) -> OSError | None:
+    def _wait_for_room(self, message: Message, deadline: float) -> OSError | None:
         # Called with the lock held. On a connected datagram socket POLLOUT means the
         # receiver's queue has room again: the kernel wakes us, no sleeping and guessing.
         poller = select.poll()
@@ -375,10 +348,10 @@ class Notifier:
                 registered = sock
             poller.poll(max(1, math.ceil(remaining * 1000)))
             error = self._attempt(message)
-            if error is None or not _is_full(error):
+            if error is None or not is_full(error):
                 return error
 
-    def _attempt(self, message: _Message) -> OSError | None:
+    def _attempt(self, message: Message) -> OSError | None:
         """One non-blocking send; return the error instead of raising it."""
         address = self._address
         assert address is not None
@@ -397,7 +370,7 @@ class Notifier:
                     # libsystemd: hypervisors without vsock datagrams get seqpacket.
                     self._address = replace(address, type=socket.SOCK_SEQPACKET)
                     return self._send_vsock_connected(message, self._address)
-                if _is_full(exc):
+                if is_full(exc):
                     return exc
                 self._discard_socket()
                 if fresh or exc.errno not in _PEER_GONE:
@@ -424,7 +397,7 @@ class Notifier:
         self._update_fast_path()
         return sock
 
-    def _sendmsg(self, sock: socket.socket, message: _Message) -> None:
+    def _sendmsg(self, sock: socket.socket, message: Message) -> None:
         ancillary = []
         if message.fds:
             fds = array.array("i", message.fds).tobytes()
@@ -448,7 +421,7 @@ class Notifier:
                 )
         sock.sendmsg([message.data], ancillary)
 
-    def _send_vsock_connected(self, message: _Message, address: NotifyAddress) -> OSError | None:
+    def _send_vsock_connected(self, message: Message, address: NotifyAddress) -> OSError | None:
         assert address.type is not None
         try:
             with socket.socket(address.family, address.type | socket.SOCK_CLOEXEC) as sock:
@@ -464,18 +437,17 @@ class Notifier:
         self._fast_send = None
         self._closer()
 
-    def _enqueue(self, message: _Message) -> None:
+    def _enqueue(self, message: Message) -> None:
         # Called with the lock held.
-        message.deadline = time.monotonic() + (
-            self.RETRY_DEADLINE if message.state else self.LOSSY_DEADLINE
-        )
-        self._pending.append(message)
+        wait = self.RETRY_DEADLINE if message.state else self.LOSSY_DEADLINE
         self._fast_send = None
-        if len(self._pending) > self.MAX_PENDING:
-            for index, queued in enumerate(self._pending):
-                if not queued.state:
-                    del self._pending[index]
-                    break
+        self._retry.add(
+            message,
+            time.monotonic() + wait,
+            limit=self.MAX_PENDING,
+            attempt=self._attempt,
+            idle=self._retry_idle,
+        )
         if message.state:
             self._warn_once(
                 ("retrying",),
@@ -484,50 +456,17 @@ class Notifier:
                 self._raw_address,
                 message.describe(),
             )
-        if self._worker is None:
-            self._worker = threading.Thread(
-                target=self._drain, name="sdready-notify-retry", daemon=True
-            )
-            self._worker.start()
-            _register_exit_flush()
 
-    def _drain(self) -> None:
-        delay = 0.002
-        while True:
-            with self._drained:
-                while self._pending:
-                    message = self._pending[0]
-                    if time.monotonic() > message.deadline:
-                        self._pending.popleft()
-                        self._gave_up(message, "the manager did not read its queue in time")
-                        continue
-                    error = self._attempt(message)
-                    if error is not None and _is_full(error):
-                        break
-                    self._pending.popleft()
-                    if error is None:
-                        self._congested = False
-                        delay = 0.002
-                    else:
-                        self._gave_up(message, str(error))
-                if not self._pending:
-                    self._worker = None
-                    self._update_fast_path()
-                    self._drained.notify_all()
-                    return
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
+    def _retry_idle(self, delivered: bool) -> None:
+        # Called with the lock held, once the retry queue is empty again.
+        if delivered:
+            self._congested = False
+        self._update_fast_path()
 
-    def _gave_up(self, message: _Message, reason: str) -> None:
-        level = logging.ERROR if message.state else logging.DEBUG
-        logger.log(
-            level, "gave up delivering %s to %s: %s", message.describe(), self._raw_address, reason
-        )
-
-    def _failed(self, message: _Message, error: OSError) -> bool:
+    def _failed(self, message: Message, error: OSError) -> bool:
         if self._strict:
             raise NotifyError(f"cannot notify {self._raw_address!r}: {error}") from error
-        if _is_full(error):
+        if is_full(error):
             self._warn_once(
                 ("full",),
                 "the notify queue of %s is full: dropped %s (the manager is not keeping up; "
@@ -567,9 +506,7 @@ class Notifier:
         # The parent's lock may have been held by another thread at fork time, and its
         # pending messages are the parent's to deliver: start afresh in the child.
         self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)
-        self._pending = deque()
-        self._worker = None
+        self._retry = RetryQueue(self._lock, self._raw_address)
         self._congested = False
         self._exec_pid_checked = False
         self._discard_socket()
@@ -579,25 +516,6 @@ def _with_status(fields: dict[str, FieldValue], status: str | None) -> dict[str,
     if status is not None:
         fields["STATUS"] = status
     return fields
-
-
-_exit_flush_registered = False
-
-
-def _register_exit_flush() -> None:
-    global _exit_flush_registered
-    if not _exit_flush_registered:
-        import atexit
-
-        _exit_flush_registered = True
-        atexit.register(_flush_at_exit)
-
-
-def _flush_at_exit() -> None:
-    # Daemon threads die with the interpreter: give queued state changes a last chance.
-    deadline = time.monotonic() + 2.0
-    for notifier in list(_live):
-        notifier.flush(max(0.0, deadline - time.monotonic()))
 
 
 # -- the process-wide notifier ---------------------------------------------------------

@@ -21,6 +21,7 @@ __all__ = [
     "WATCHDOG_PING",
     "FieldValue",
     "Fields",
+    "Message",
     "NotifyAddress",
     "encode",
     "fd_list",
@@ -242,6 +243,23 @@ def _truncate_status(pairs: list[tuple[str, str]], status_index: int, size: int)
     )
     pairs = [*pairs[:status_index], ("STATUS", shortened), *pairs[status_index + 1 :]]
     return "\n".join([f"{name}={value}" for name, value in pairs]).encode("utf-8", "replace")
+
+
+class Message:
+    """One encoded notification, with the descriptors and the sender pid that go with it."""
+
+    __slots__ = ("data", "fds", "pid", "state")
+
+    def __init__(self, data: bytes, state: bool, fds: list[int], pid: int | None) -> None:
+        self.data = data
+        self.state = state  # carries a STATE_FIELDS name: must not be lost to a full queue
+        self.fds = fds
+        self.pid = pid
+
+    def describe(self) -> str:
+        """The first line, for log lines: ``READY=1, ...``."""
+        first = self.data.split(b"\n", 1)[0].decode("utf-8", "replace")
+        return first if b"\n" not in self.data else first + ", ..."
 
 
 def fd_list(fds: Iterable[object]) -> list[int]:

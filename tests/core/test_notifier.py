@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 
 import pytest
 import sdready
@@ -387,6 +388,17 @@ def test_one_persistent_socket(notify_socket: NotifyRecorder) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:This process.*is multi-threaded:DeprecationWarning")
+def test_a_dropped_notifier_is_freed_at_once(notify_socket: NotifyRecorder) -> None:
+    # Its finalizer closes the socket; a reference cycle (say, through its retry queue)
+    # would leave that to the garbage collector, whenever it runs.
+    notifier = Notifier()
+    assert notifier.ready("up")
+    assert notifier.status("serving")
+    freed = weakref.ref(notifier)
+    del notifier
+    assert freed() is None
+
+
 def test_forked_child_gets_its_own_socket(notify_socket: NotifyRecorder) -> None:
     notifier = Notifier()
     assert notifier.status("parent")
