@@ -39,34 +39,6 @@ WATCHDOG_PING = b"WATCHDOG=1"
 FieldValue = str | int | bool
 Fields = Mapping[str, FieldValue] | str
 
-# Every assignment sd_notify(3) documents up to systemd 258. Other well-formed names are sent
-# too (systemd ignores what it does not know), so this set only decides what is logged.
-KNOWN_FIELDS = frozenset(
-    {
-        "READY",
-        "RELOADING",
-        "STOPPING",
-        "MONOTONIC_USEC",
-        "STATUS",
-        "NOTIFYACCESS",
-        "ERRNO",
-        "BUSERROR",
-        "VARLINKERROR",
-        "EXIT_STATUS",
-        "MAINPID",
-        "MAINPIDFD",
-        "MAINPIDFDID",
-        "RESTART_RESET",
-        "WATCHDOG",
-        "WATCHDOG_USEC",
-        "EXTEND_TIMEOUT_USEC",
-        "FDSTORE",
-        "FDSTOREREMOVE",
-        "FDNAME",
-        "FDPOLL",
-        "BARRIER",
-    }
-)
 # Messages carrying one of these change what the manager believes about the service; they
 # must reach it even when its queue is momentarily full. STATUS and WATCHDOG pings may be lost.
 STATE_FIELDS = frozenset(
@@ -88,6 +60,17 @@ STATE_FIELDS = frozenset(
         "WATCHDOG_USEC",
     }
 )
+# Every assignment sd_notify(3) documents up to systemd 258. Other well-formed names are sent
+# too (systemd ignores what it does not know), so this set only decides what is logged.
+KNOWN_FIELDS = STATE_FIELDS | {
+    "MONOTONIC_USEC",
+    "STATUS",
+    "MAINPIDFDID",
+    "WATCHDOG",
+    "FDNAME",
+    "FDPOLL",
+    "BARRIER",
+}
 # systemd compares names case-sensitively with its own, all uppercase: a name outside this
 # alphabet (or starting with a digit, as no environment name does) can never mean anything
 # to any version of it, so it is a mistake, not a newer field.
