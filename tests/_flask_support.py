@@ -14,11 +14,7 @@ system-wide, so it compares with the recorder's receive times).
 from __future__ import annotations
 
 import contextlib
-import http.client
-import os
 import re
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from _servers import ServerProcess, child_env, http_get
 from sdready.testing import NotifyMessage, NotifyRecorder
 
 __all__ = [
@@ -33,7 +30,6 @@ __all__ = [
     "RoundResult",
     "Server",
     "command",
-    "http_get",
     "is_our_ready",
     "ready_address",
     "repeat_ready_then_get",
@@ -126,19 +122,15 @@ if __name__ == "__main__":
 #: Servers of the readiness matrix: how each is started.
 KINDS = ("werkzeug", "flask-run", "waitress", "gunicorn")
 _READY_STATUS = re.compile(r"^Ready: listening on (\S+?)(?:,| \(pid)")
-_CLEAN_ENV = (
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
+_CLEAN_ENV = (  # besides systemd's variables (_servers.child_env drops those)
     "WERKZEUG_RUN_MAIN",
     "WERKZEUG_SERVER_FD",
     "SERVER_SOFTWARE",
-    "SYSTEMD_EXEC_PID",
     "FLASK_APP",
     "FLASK_DEBUG",
     "FLASK_RUN_FROM_CLI",
+    "APP_",
+    "APPCFG_",
 )
 
 
@@ -199,35 +191,22 @@ def ready_address(message: NotifyMessage) -> str:
     return match.group(1)
 
 
-def http_get(address: str, path: str = "/", timeout: float = 1.0) -> tuple[int, str]:
-    """One GET to ``host:port`` with *timeout* for connect and response; (status, body)."""
-    host, _, port = address.rpartition(":")
-    connection = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        connection.close()
+class Server(ServerProcess):
+    """A server process (the leader of its own process group) and its recorder."""
 
-
-@dataclass
-class Server:
-    """A server process (the leader of its own process group) and its combined output."""
-
-    process: subprocess.Popen[bytes]
-    log: Path
-    recorder: NotifyRecorder
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def output(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
+    def __init__(
+        self,
+        argv: Sequence[str],
+        recorder: NotifyRecorder,
+        *,
+        env: Mapping[str, str],
+        log: Path,
+        cwd: Path,
+        pass_fds: Sequence[int] = (),
+    ) -> None:
+        # One group: werkzeug's reloader child, gunicorn's workers.
+        super().__init__(argv, env=env, log=log, cwd=cwd, pass_fds=pass_fds)
+        self.recorder = recorder
 
     def wait_ready(self, timeout: float = 30.0) -> NotifyMessage:
         """Our READY=1; fails early if the process exits, showing messages and output."""
@@ -248,23 +227,6 @@ class Server:
         assert match is not None, f"no SERVING_AT line:\n{self.output()[-2000:]}"
         return float(match.group(1))
 
-    def signal(self, signum: int) -> None:
-        os.kill(self.process.pid, signum)
-
-    def wait(self, timeout: float = 15.0) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"server did not exit within {timeout} s:\n{self.output()[-3000:]}"
-            ) from None
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(10)
-
 
 @contextlib.contextmanager
 def run_server(
@@ -279,26 +241,11 @@ def run_server(
     log_name: str | None = None,
 ) -> Iterator[Server]:
     """Start *kind* with ``NOTIFY_SOCKET`` pointing at *recorder*; kill its group at the end."""
-    environ = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in _CLEAN_ENV and not k.startswith(("APP_", "APPCFG_"))
-    }
-    environ.update(NOTIFY_SOCKET=recorder.address, PYTHONUNBUFFERED="1", APP_GAP=str(gap))
-    environ.update(env or {})
+    environ = child_env({"APP_GAP": str(gap), **(env or {})}, notify=recorder, drop=_CLEAN_ENV)
     log = app.parent / (log_name or f"{kind}-{time.monotonic_ns()}.log")
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            command(kind, app, args),
-            cwd=app.parent,
-            env=environ,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            pass_fds=tuple(pass_fds),
-            start_new_session=True,  # one group: werkzeug's reloader child, gunicorn's workers
-        )
-    server = Server(process, log, recorder)
+    server = Server(
+        command(kind, app, args), recorder, env=environ, log=log, cwd=app.parent, pass_fds=pass_fds
+    )
     try:
         yield server
     finally:

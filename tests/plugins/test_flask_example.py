@@ -5,13 +5,13 @@ from __future__ import annotations
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _flask_support import Server, http_get, ready_address
+from _flask_support import Server, ready_address
+from _servers import http_get
 from sdready.testing import NotifyRecorder
 
 pytest.importorskip("flask")
@@ -36,18 +36,7 @@ def _start(
 ) -> Server:
     env = {"PATH": "/usr/bin:/bin", "NOTIFY_SOCKET": recorder.address, "PYTHONUNBUFFERED": "1"}
     log = tmp_path / "example.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            argv,
-            cwd=tmp_path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            pass_fds=pass_fds,
-            start_new_session=True,
-        )
-    return Server(process, log, recorder)
+    return Server(argv, recorder, env=env, log=log, cwd=tmp_path, pass_fds=pass_fds)
 
 
 @pytest.mark.parametrize("mode", [[], ["--dev"]], ids=["waitress", "werkzeug-reloader"])

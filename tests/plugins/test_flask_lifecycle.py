@@ -16,14 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _flask_support import (
-    Server,
-    http_get,
-    is_our_ready,
-    ready_address,
-    run_server,
-    write_app,
-)
+from _flask_support import Server, is_our_ready, ready_address, run_server, write_app
+from _servers import http_get
 from sdready import texts
 from sdready.testing import NotifyRecorder
 
