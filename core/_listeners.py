@@ -436,9 +436,16 @@ class _Wait:
     def probe_budget(self) -> float:
         return max(0.0, min(self.probe_timeout, self.deadline - time.monotonic()))
 
-    def step_blocking(self) -> list[Listener] | None:
-        """One poll, and the blocking probes of what it selected: the selection, or None."""
+    def step_blocking(
+        self, inspect: Callable[[list[Listener]], None] | None = None
+    ) -> list[Listener] | None:
+        """One poll, and the blocking probes of what it selected: the selection, or None.
+
+        *inspect* sees a selection before it is probed, and may set :attr:`probe`.
+        """
         selected = self.poll()
+        if selected is not None and inspect is not None:
+            inspect(selected)
         if selected is None or self.probe is None:
             return selected
         probes = self.probe_round(selected)

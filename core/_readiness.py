@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from . import texts
@@ -40,6 +40,7 @@ from ._listeners import (
 )
 from ._notifier import Notifier
 from ._options import INHERITED_PROBE, ReadyOptions
+from ._probe import parse_probe
 
 if TYPE_CHECKING:
     from ._watchdog import HealthCheck, Watchdog
@@ -80,8 +81,11 @@ class Readiness:
 
     *source* is where listeners are looked for: default, this process's own descriptors;
     ``sdready exec`` passes another process tree's. *timeout_texts* are the STATUS texts
-    of the timeout policy. Without a notify socket every method is a no-op, so front ends
-    stay inert outside systemd. Thread-safe: a front end may call from several threads.
+    of the timeout policy. *accepts_early*, the front end's hook, sees the selected
+    listeners before READY and returns why they accept before this process serves (werkzeug's
+    reloader watcher), or None: with ``probe="auto"``, READY then waits for an HTTP probe.
+    Without a notify socket every method is a no-op, so front ends stay inert outside
+    systemd. Thread-safe: a front end may call from several threads.
     """
 
     def __init__(
@@ -90,11 +94,13 @@ class Readiness:
         *,
         source: ListenerSource | None = None,
         timeout_texts: TimeoutTexts = LISTENER_TIMEOUTS,
+        accepts_early: Callable[[list[Listener]], str | None] | None = None,
     ) -> None:
         self.options = options if options is not None else ReadyOptions()
         self.notifier = self.options.notifier if self.options.notifier is not None else Notifier()
         self.source = source
         self.timeout_texts = timeout_texts
+        self.accepts_early = accepts_early
         #: The pid READY's STATUS names: this process, or the server ``sdready exec`` runs.
         self.pid = os.getpid()
         self.baseline: ListenerSnapshot | None = None
@@ -234,7 +240,7 @@ class Readiness:
         try:
             if self._wait is None:
                 self._wait = self._new_wait()
-            selected = self._wait.step_blocking()
+            selected = self._wait.step_blocking(self._inspect)
         except (NotifyError, NotImplementedError, OSError) as exc:
             self.timed_out(exc)
             return None
@@ -242,6 +248,15 @@ class Readiness:
             self._listening(selected)
             return None
         return self._wait.next_delay()
+
+    def _inspect(self, selected: list[Listener]) -> None:
+        if self.accepts_early is None or self._wait is None or self._wait.probe is not None:
+            return
+        why = self.accepts_early(selected)
+        if why is not None:
+            self.inherited(selected, why=why)
+            if self._probe is not None:
+                self._wait.probe = parse_probe(self._probe)
 
     def _new_wait(self) -> _Wait:
         options = self.options
@@ -284,6 +299,10 @@ class Readiness:
         return True
 
     def _listening(self, listeners: list[Listener]) -> bool:
+        if self.source is None and not threading.main_thread().is_alive():
+            # A server thread that listened while the interpreter shuts down.
+            self.abandon("the main thread has ended: the process is exiting before it served")
+            return False
         addresses = texts.format_addresses(listeners)
         return self.ready(
             texts.READY.format(addresses=addresses, pid=self.pid), listeners=listeners

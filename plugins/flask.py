@@ -25,10 +25,8 @@ import signal
 import sys
 import threading
 import weakref
-from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
-from types import FrameType
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 try:
     import click
@@ -38,37 +36,30 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise ImportError("sdready.plugins.flask needs Flask: pip install 'sdready[flask]'") from exc
 
-from sdready import (
-    Listener,
-    Readiness,
-    ReadyOptions,
-    Watchdog,
-    listen_fds_count,
-    listening_sockets,
-    texts,
-    watchdog_interval,
-)
-from sdready._env import is_main_process
+from sdready import Listener, Readiness, ReadyOptions, listen_fds_count, listening_sockets, texts
+from sdready._contain import chain_signal, contained
+from sdready._env import main_pid, watchdog_interval
+from sdready._options import AUTO_PROBE, INHERITED_PROBE, OPTIONS, prefixed
+
+if TYPE_CHECKING:
+    from sdready._options import ReadyKeywords
+    from typing_extensions import Unpack
 
 __all__ = ["SystemdNotify"]
 
 logger = logging.getLogger("sdready")
 
 _PREFIX = "SDREADY_"
-#: Flask config keys and their defaults; constructor arguments win over them.
+#: Flask config keys and their defaults (ReadyOptions' own, but an "auto" probe: Flask's
+#: extension exists long before the server, so a socket already listening then is probed).
 _CONFIG_DEFAULTS: dict[str, object] = {
-    "SDREADY_READY_TIMEOUT": 30.0,
-    "SDREADY_ON_TIMEOUT": "warn",
-    "SDREADY_EXPECT": None,
-    "SDREADY_PROBE": "auto",
-    "SDREADY_WATCHDOG": True,
-    "SDREADY_HEALTH": None,
-    "SDREADY_NOTIFIER": None,
+    _PREFIX + f.name.upper(): AUTO_PROBE if f.name == "probe" else f.default
+    for f in fields(ReadyOptions)
+    if f.name != "ready_workers"
 }
-_OPTION_NAMES = tuple(key[len(_PREFIX) :].lower() for key in _CONFIG_DEFAULTS)
+_OPTION_NAMES = tuple(name for name in OPTIONS if name != "ready_workers")
 # Options that decide the one READY of the process (health/watchdog are combined per app).
 _READINESS_FIELDS = ("ready_timeout", "on_timeout", "expect", "probe", "notifier")
-_INHERITED_PROBE = "http:/"
 # A STOPPING that met a full queue is retried from a thread: give it this long before the
 # process dies of the signal (normally it was sent at once and this costs nothing).
 _STOPPING_FLUSH = 0.25
@@ -85,14 +76,14 @@ class SystemdNotify:
     into the app.
     """
 
-    def __init__(self, app: Flask | None = None, **options: Any) -> None:
+    def __init__(self, app: Flask | None = None, **options: Unpack[ReadyKeywords]) -> None:
         unknown = sorted(set(options) - set(_OPTION_NAMES))
         if unknown:
             raise TypeError(
                 f"unknown SystemdNotify option(s): {', '.join(unknown)}; "
                 f"known: {', '.join(_OPTION_NAMES)}"
             )
-        self._options = options
+        self._options: dict[str, Any] = dict(options)
         if app is not None:
             self.init_app(app)
 
@@ -119,12 +110,9 @@ class SystemdNotify:
             )
         for key, default in _CONFIG_DEFAULTS.items():
             app.config.setdefault(key, default)
-        settings = {name: app.config[_PREFIX + name.upper()] for name in _OPTION_NAMES}
-        settings.update(self._options)
-        probe = settings.pop("probe")
-        auto_probe = isinstance(probe, str) and probe.lower() == "auto"
-        options = ReadyOptions.from_settings({**settings, "probe": None if auto_probe else probe})
-        state = _AppState(options, auto_probe)
+        settings = prefixed(app.config, _PREFIX)
+        options = ReadyOptions.from_settings({**settings, **self._options})
+        state = _AppState(options)
         app.extensions["sdready"] = state
         if "sdready" not in app.cli.commands:
             app.cli.add_command(_cli)
@@ -136,7 +124,6 @@ class _AppState:
     """What the extension keeps per app, in ``app.extensions["sdready"]``."""
 
     options: ReadyOptions
-    auto_probe: bool
     active: bool = False  # attached to the process-wide waiter
     inert_reason: str = ""
 
@@ -186,6 +173,8 @@ def _inert_reason(options: ReadyOptions) -> str | None:
     command = _flask_cli_command()
     if command is not None:
         return f"'{command}' does not serve (only 'flask run' does)"
+    if _reloader_child():
+        return "werkzeug's reloader child: the watcher, the unit's main process, speaks for it"
     if _under_gunicorn():
         global _gunicorn_hint_logged
         if not _gunicorn_hint_logged:
@@ -213,7 +202,7 @@ def _flask_cli_command() -> str | None:
 
 
 def _flask_run_reloads() -> bool:
-    """True in the watcher of ``flask run --debug``/``--reload``: it will only watch files."""
+    """True in the watcher of ``flask run --debug``/``--reload``: its child will serve."""
     ctx = click.get_current_context(silent=True)
     if ctx is None or ctx.command is not run_command or _reloader_child():
         return False
@@ -231,97 +220,65 @@ def _reloader_child() -> bool:
     return os.environ.get("WERKZEUG_RUN_MAIN") == "true"
 
 
-def _werkzeug_reloader_parent() -> bool:
-    """True in werkzeug's reloader watcher: it listens, but only its child serves.
+def _werkzeug_socket(listeners: list[Listener]) -> str | None:
+    """Why *listeners* accept before this process serves, or None.
 
-    Asked once a listener appeared: werkzeug binds inside ``run_simple()``, so a thread is
-    in that call by then, and its ``use_reloader`` argument says whether a child serves.
+    werkzeug binds in ``run_simple()`` and names the socket in ``WERKZEUG_SERVER_FD``, with
+    or without its reloader; with it, this process only watches files and a child serves.
+    Either way an HTTP answer proves that someone serves, so READY waits for one.
     """
-    serving = sys.modules.get("werkzeug.serving")
-    if serving is None or _reloader_child():
-        return False
-    code = getattr(getattr(serving, "run_simple", None), "__code__", None)
-    for frame in sys._current_frames().values():
-        current: FrameType | None = frame
-        while current is not None:
-            if current.f_code is code:
-                return bool(current.f_locals.get("use_reloader"))
-            current = current.f_back
-    return False
-
-
-def _log_inherited(inherited: list[Listener], probe: str | None) -> None:
-    why = (
-        "%s already listened when the app was created (socket activation, a parent's fd, "
-        "werkzeug's reloader or gunicorn's arbiter): the kernel accepts connections into "
-        "its backlog before the app serves, so %s"
-    )
-    addresses = texts.format_addresses(inherited)
-    if probe is not None and probe.startswith("http:"):
-        logger.info(why, addresses, f"READY waits until a GET ({probe}) answers below 500")
-    else:
-        logger.warning(why, addresses, f"READY after probe={probe!r} proves little")
-
-
-class _Gate(threading.Event):
-    """The waiter's stop event, which also reads as set once READY would be a lie.
-
-    ``Readiness.announce_blocking`` asks ``is_set()`` right before it sends READY.
-    """
-
-    def __init__(self, check: Callable[[], str | None]) -> None:
-        super().__init__()
-        self._check = check
-        self.reason: str | None = None
-
-    def close(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-        self.set()
-
-    def is_set(self) -> bool:
-        if super().is_set():
-            return True
-        reason = self._check()
-        if reason is None:
-            return False
-        self.close(reason)
-        return True
+    if _reloader_child():
+        return None
+    if _flask_run_reloads():
+        return "flask run with the reloader: its child serves"
+    fd = os.environ.get("WERKZEUG_SERVER_FD", "")
+    if not fd.isdigit():
+        return None
+    try:
+        inode = os.fstat(int(fd)).st_ino
+    except OSError:
+        return None
+    if any(item.inode == inode for item in listeners):
+        return "werkzeug's socket: with its reloader a child serves it"
+    return None
 
 
 class _Process:
-    """One per process: the READY waiter, the watchdog, STOPPING at exit and on signals."""
+    """One per process: drives the engine's READY wait, the watchdog, STOPPING at exit and
+    on signals, for every app registered in it."""
 
     def __init__(self, first: _AppState) -> None:
         self.pid = os.getpid()
         self.apps: list[tuple[weakref.ref[Flask], _AppState]] = []
         self.gunicorn = _under_gunicorn()
-        self.reloader_child = _reloader_child()
-        self.silent = False  # werkzeug's reloader watcher: its child speaks
-        # Known early for `flask run --debug`: no STATUS either. The waiter still runs and
-        # asks again once the socket listens, so a wrong guess costs a STATUS, not READY.
-        self.quiet = _flask_run_reloads()
-        self.gate = _Gate(self._lie_reason)
-        self.watchdog: Watchdog | None = None
         self._once = threading.Lock()  # STOPPING once; never re-entered from a signal
-        self._previous: dict[int, Any] = {}
-        inherited = _listeners_now()
-        options = first.options
-        if first.auto_probe and (inherited or listen_fds_count()):
-            options = replace(options, probe=_INHERITED_PROBE)
-        self.readiness = Readiness(options)
-        if inherited:
-            _log_inherited(inherited, options.probe)
+        self.readiness = Readiness(first.options, accepts_early=_werkzeug_socket)
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        if not self.quiet:
-            self.readiness.starting()
+        # Flask has no startup phase of its own: the app exists, and whatever listens from
+        # now on was opened by the server.
+        readiness = self.readiness
+        readiness.starting()
+        readiness.waiting()
+        if readiness.baseline is not None and readiness.baseline.listeners:
+            readiness.inherited(
+                list(readiness.baseline.listeners),
+                why="socket activation, a parent's fd or gunicorn's arbiter",
+            )
+        if _flask_run_reloads():
+            # Known now: the socket will accept before the child serves.
+            self.readiness.inherited([], why="flask run with the reloader: its child serves")
         threading.Thread(target=self._wait, name="sdready-flask-ready", daemon=True).start()
         atexit.register(self._at_exit)
-        if not self.gunicorn:  # gunicorn owns its signals; a worker's exit is no stop
-            self._chain_signals()
+        if self.gunicorn:  # gunicorn owns its signals; a worker's exit is no stop
+            return
+        if threading.current_thread() is not threading.main_thread():
+            logger.debug("init_app outside the main thread: no STOPPING on signals")
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            chain_signal(signum, self._on_signal, only_default=True)
 
     def attach(self, app: Flask, state: _AppState) -> None:
         first = self.apps[0][1].options if self.apps else None
@@ -329,66 +286,21 @@ class _Process:
             differs = [
                 f for f in _READINESS_FIELDS if getattr(state.options, f) != getattr(first, f)
             ]
-            if differs or state.auto_probe != self.apps[0][1].auto_probe:
+            if differs:
                 logger.warning(
                     "SystemdNotify on app %r: %s differ from the first app's; a process sends "
                     "one READY, so the first app's options apply",
                     app.name,
-                    ", ".join(differs) or "probe",
+                    ", ".join(differs),
                 )
         state.active = True
         self.apps.append((weakref.ref(app), state))
 
-    def _lie_reason(self) -> str | None:
-        if not threading.main_thread().is_alive() or sys.is_finalizing():
-            return "the main thread has ended: the process is exiting before it served"
-        if _werkzeug_reloader_parent():
-            self.silent = True
-            return (
-                "werkzeug's reloader watcher listens but never serves; the child it starts "
-                "sends READY (the unit needs NotifyAccess=all)"
-            )
-        return None
-
     def _wait(self) -> None:
         readiness = self.readiness
-        try:
-            if not self.quiet:
-                readiness.waiting()
-            # The snapshot came from init_app, just before this thread: whatever listens
-            # now was opened by the server, not by the app's startup code.
-            readiness.baseline = None
-            if readiness.announce_blocking(stop=self.gate):
-                self._start_watchdog()
-            elif self.gate.reason is not None:
-                logger.debug("not sending READY: %s", self.gate.reason)
-        except Exception:  # our failure must never reach the app
-            logger.exception("sdready: waiting for the server's listening socket failed")
-
-    def _start_watchdog(self) -> None:
-        if not any(state.options.watchdog for _, state in self.apps):
-            return
-        interval = watchdog_interval()
-        parent = os.environ.get("WATCHDOG_PID")
-        if interval is None and self.reloader_child and parent == str(os.getppid()):
-            # systemd addressed the watchdog to the reloader's watcher; its child serves.
-            interval = watchdog_interval({**os.environ, "WATCHDOG_PID": str(os.getpid())})
-        self.watchdog = Watchdog(self.readiness.notifier, interval, self._healthy)
-        self.watchdog.start()
-
-    def _speaks(self) -> bool:
-        # werkzeug's reloader watcher says nothing about the service: its child serves.
-        return not self.silent and (not self.quiet or self.readiness.ready_sent)
-
-    def _may_stop(self) -> bool:
-        # A child process's exit is not the service's (the reloader's child, a supervisor's
-        # worker): with NotifyAccess=all its STOPPING=1 would make systemd stop the whole
-        # unit and kill it after TimeoutStopSec.
-        return self._speaks() and is_main_process()
-
-    def _stop_watchdog(self) -> None:
-        if self.watchdog is not None:
-            self.watchdog.stop(timeout=0)  # from a signal handler: never wait for a health check
+        with contained("waiting for the server's listening socket"):
+            if readiness.announce_blocking() and any(s.options.watchdog for _, s in self.apps):
+                readiness.start_watchdog(self._healthy)
 
     def _healthy(self) -> bool:
         for ref, state in list(self.apps):
@@ -404,65 +316,31 @@ class _Process:
 
     # -- stopping -------------------------------------------------------------------------
 
-    def _chain_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            logger.debug("init_app outside the main thread: no STOPPING on signals")
-            return
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous = signal.getsignal(signum)
-            # Only dispositions whose outcome is known: the default action (terminate) and
-            # Python's KeyboardInterrupt. Another handler may not stop the process at all.
-            if previous is signal.SIG_DFL or previous is signal.default_int_handler:
-                self._previous[signum] = previous
-                signal.signal(signum, self._on_signal)
-            else:
-                logger.debug(
-                    "not chaining %s: its handler is %r", signal.Signals(signum).name, previous
-                )
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if os.getpid() == self.pid:
-            self._stopping(f"{signal.Signals(signum).name} received")
-        previous = self._previous.get(signum, signal.SIG_DFL)
-        if callable(previous):
-            previous(signum, frame)  # KeyboardInterrupt, as before
-            return
-        # The default action, exactly as without us: restore it and die of the signal.
-        signal.signal(signum, signal.SIG_DFL)
-        signal.raise_signal(signum)
+    def _on_signal(self, signum: int) -> None:
+        self._stopping(f"{signal.Signals(signum).name} received")
 
     def _at_exit(self) -> None:
         if os.getpid() != self.pid:
             return
-        self.gate.close("the interpreter is exiting")
-        self._stop_watchdog()
-        if self.gunicorn or self.reloader_child:
-            return  # a worker's or reloader child's exit is not the service stopping
-        if self.readiness.ready_sent:
+        readiness = self.readiness
+        readiness.abandon("the interpreter is exiting")
+        readiness.stop_watchdog()
+        if self.gunicorn:
+            return  # a worker's exit is not the service stopping
+        if readiness.ever_ready:
             self._stopping("the interpreter is exiting")
-        elif self._once.acquire(blocking=False) and self._speaks():
-            try:
-                self.readiness.startup_failed("the process exited before it served")
-            except Exception:
-                logger.exception("sdready: could not report the failed startup")
+        elif self._once.acquire(blocking=False) and readiness.is_main:
+            with contained("reporting the failed startup"):
+                readiness.startup_failed("the process exited before it served")
 
     def _stopping(self, reason: str) -> None:
         if not self._once.acquire(blocking=False):
             return
-        self.gate.close(reason)
-        self._stop_watchdog()
-        if not self._may_stop():
-            logger.debug(
-                "no STOPPING=1 from pid %d (%s): not the service's stop", os.getpid(), reason
-            )
-            return
-        try:  # runs inside a signal handler: an exception would surface anywhere in the app
-            self.readiness.stopping()
-            self.readiness.notifier.flush(_STOPPING_FLUSH)
-        except Exception:
-            logger.exception("sdready: could not send STOPPING")
-            return
-        logger.debug("STOPPING sent: %s", reason)
+        # Runs inside a signal handler: an exception would surface anywhere in the app.
+        with contained("sending STOPPING"):
+            if self.readiness.stopping():
+                self.readiness.notifier.flush(_STOPPING_FLUSH)
+                logger.debug("STOPPING sent: %s", reason)
 
 
 # --- flask sdready status ------------------------------------------------------------
@@ -487,7 +365,7 @@ def _status_lines(app: Flask) -> list[tuple[str, str]]:
     interval = watchdog_interval()
     listeners = _listeners_now()
     pid = os.getpid()
-    exec_pid = os.environ.get("SYSTEMD_EXEC_PID")
+    exec_pid = main_pid()
     lines = [
         ("notify socket", address or "not set: sdready stays inert (not under systemd)"),
         (
@@ -499,7 +377,7 @@ def _status_lines(app: Flask) -> list[tuple[str, str]]:
         (f"listeners (pid {pid})", texts.format_addresses(listeners) if listeners else "none"),
         ("passed sockets", f"LISTEN_FDS={listen_fds_count()}"),
     ]
-    if exec_pid is not None and exec_pid != str(pid):
+    if exec_pid is not None and exec_pid != pid:
         access = f"pid {pid} is not the main process ({exec_pid}): needs NotifyAccess=all"
     else:
         access = (
@@ -513,8 +391,8 @@ def _status_lines(app: Flask) -> list[tuple[str, str]]:
     options = state.options
     for name in (f.name for f in fields(options)):
         value = getattr(options, name)
-        if name == "probe" and state.auto_probe:
-            value = f"auto (an HTTP probe only for inherited sockets: {_INHERITED_PROBE})"
+        if name == "probe" and value == AUTO_PROBE:
+            value = f"auto (an HTTP probe only for inherited sockets: {INHERITED_PROBE})"
         lines.append((f"  {name}", repr(value) if not isinstance(value, str) else value))
     lines.append(("this process", "waiting/serving" if state.active else state.inert_reason))
     return lines

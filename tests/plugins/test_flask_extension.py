@@ -79,14 +79,13 @@ def test_config_strings_are_converted() -> None:
     assert options(app).watchdog is False
     assert options(app).expect == [8000, "/run/a.sock"]
     assert options(app).probe == "http:/healthz"
-    assert not app.extensions["sdready"].auto_probe
+    assert not options(app).auto_probe
 
 
 def test_probe_auto_is_resolved_per_process() -> None:
     app = create_app()
     SystemdNotify(app)
-    assert app.extensions["sdready"].auto_probe
-    assert options(app).probe is None  # becomes "http:/" only for inherited sockets
+    assert options(app).auto_probe  # "http:/" only for inherited sockets, decided per process
 
 
 def test_health_and_notifier_from_config() -> None:
