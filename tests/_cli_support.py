@@ -8,18 +8,16 @@ left of the process tree. Servers bind port 0; the port is read from the READY s
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from _servers import ServerProcess, child_env
 from sdready._proctree import process_tree
 from sdready.testing import NotifyMessage, NotifyRecorder
 
@@ -27,7 +25,6 @@ __all__ = [
     "NODE",
     "SDREADY",
     "Run",
-    "http_get",
     "ready_address",
     "sdready_console_script",
     "sdready_run",
@@ -54,31 +51,29 @@ def ready_address(message: NotifyMessage) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def http_get(host: str, port: int, path: str = "/", timeout: float = 5.0) -> int:
-    """Status of one ``GET`` (raises ``OSError`` when the connection is refused)."""
-    connection = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    finally:
-        connection.close()
+class Run(ServerProcess):
+    """One ``sdready`` process reporting to ``recorder``; its log holds its and the command's
+    output.
 
+    Not a process group of its own: ``sdready`` is what gets signalled, as systemd would
+    (it forwards to the command); :meth:`cleanup` ends the remembered tree after it.
+    """
 
-@dataclass
-class Run:
-    """One ``sdready`` process reporting to ``recorder``; ``log`` holds its and the command's
-    output."""
+    name = "sdready"
+    exit_timeout = 10.0
 
-    proc: subprocess.Popen[bytes]
-    recorder: NotifyRecorder
-    log: Path
-    _tree: set[int] = field(default_factory=set)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+    def __init__(
+        self,
+        argv: Sequence[str],
+        recorder: NotifyRecorder,
+        *,
+        env: Mapping[str, str],
+        log: Path,
+        pass_fds: Sequence[int] = (),
+    ) -> None:
+        super().__init__(argv, env=env, log=log, pass_fds=pass_fds, own_group=False)
+        self.recorder = recorder
+        self._tree: set[int] = set()
 
     def messages(self) -> list[NotifyMessage]:
         """What this run sent (the recorder may be shared by concurrent runs)."""
@@ -121,31 +116,15 @@ class Run:
 
     def signal(self, signum: int) -> None:
         self.children()
-        self.proc.send_signal(signum)
+        super().signal(signum)
 
-    def wait(self, timeout: float = 10.0) -> int:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"sdready did not exit within {timeout} s\n{self.output()}"
-            ) from None
-
-    def output(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-4000:]
-        except OSError:
-            return "(no output)"
+    def output(self, tail: int | None = 4000) -> str:
+        return super().output(tail)
 
     def cleanup(self) -> None:
-        if self.proc.poll() is None:
+        if self.process.poll() is None:
             self.children()
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        self.close()  # SIGTERM to sdready (it forwards), SIGKILL after 5 s
         for pid in self._tree:  # anything that outlived sdready (it never should)
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
@@ -164,17 +143,8 @@ def sdready_run(
 
     *prefix* runs before it (e.g. a shell that sets ``LISTEN_PID=$$``).
     """
-    environment = {**recorder.env, "PYTHONUNBUFFERED": "1", **(env or {})}
-    with open(log, "ab") as output:
-        proc = subprocess.Popen(
-            [*prefix, *SDREADY, *args],
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            pass_fds=pass_fds,
-        )
-    run = Run(proc, recorder, log)
+    environment = child_env(env, notify=recorder)
+    run = Run([*prefix, *SDREADY, *args], recorder, env=environment, log=log, pass_fds=pass_fds)
     try:
         yield run
     finally:

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from _cli_support import NODE, SDREADY, Run, http_get, ready_address, sdready_run
+from _cli_support import NODE, SDREADY, Run, ready_address, sdready_run
+from _servers import http_get
 from sdready import texts
 from sdready._proctree import pidfd_getfd_support
 from sdready.testing import NotifyMessage, NotifyRecorder
@@ -64,7 +65,8 @@ def script(tmp_path: Path, body: str) -> str:
 def assert_accepts_at_ready(run: Run, timeout: float = 20.0) -> tuple[str, int]:
     ready = run.wait_for("READY=1", timeout)
     host, port = ready_address(ready)
-    assert http_get(host, port) == 200, run.output()  # at the moment READY arrived
+    # At the moment READY arrived:
+    assert http_get((host, port), timeout=5.0).status == 200, run.output()
     return host, port
 
 
@@ -113,7 +115,8 @@ def _get_at_ready_many(
             while pending:
                 ready = recorder.wait_for(_ready_from(set(pending)), 30, since=since)
                 try:
-                    status = http_get(*ready_address(ready))  # at once: READY means accepting
+                    # At once: READY means accepting.
+                    status = http_get(ready_address(ready), timeout=5.0).status
                 except OSError as exc:
                     failures.append(f"{ready.pid}: {exc!r}")
                 else:
@@ -342,7 +345,7 @@ def test_timeout_fail_never_sends_ready(notify_socket: NotifyRecorder, log: Path
     args = ("exec", "--ready-timeout", "0.3", "--on-timeout", "fail", "--", *SLEEPER)
     with sdready_run(notify_socket, *args, log=log) as run:
         run.wait_for(f"STATUS={texts.TIMEOUT_FAIL.format(timeout=0.3)}", 20)
-        assert run.proc.poll() is None  # still running: systemd's TimeoutStartSec decides
+        assert run.process.poll() is None  # still running: systemd's TimeoutStartSec decides
         time.sleep(0.2)
         run.signal(signal.SIGTERM)
         assert run.wait() == -signal.SIGTERM

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _cli_support import NODE, http_get, sdready_console_script
+from _cli_support import NODE, sdready_console_script
+from _servers import http_get
 from _systemd import UnitTimeout, UserManager, python_for_units
 from sdready import texts
 from sdready._proctree import TreeListeners
@@ -144,7 +145,7 @@ def test_exec_unit_is_active_only_once_the_port_accepts(
     )
     assert state["ActiveState"] == "active", systemd.describe(unit)
     status = systemd.show(unit, "StatusText")["StatusText"]  # read right after becoming active
-    assert http_get(*status_address(status)) == 200
+    assert http_get(status_address(status), timeout=5.0).status == 200
     assert status.startswith("Ready: listening on 127.0.0.1:")
     systemd.stop_units(unit)
     after = systemd.show(unit, "ActiveState", "Result")
@@ -183,7 +184,7 @@ def test_exec_granian_unit(systemd: UserManager, tmp_path: Path) -> None:
     )
     systemd.wait_for(unit, ActiveState="active", timeout=30)
     status = systemd.show(unit, "StatusText")["StatusText"]
-    assert http_get(*status_address(status)) == 200
+    assert http_get(status_address(status), timeout=5.0).status == 200
     systemd.stop_units(unit)
     assert systemd.show(unit, "Result")["Result"] == "success"
 
@@ -272,4 +273,4 @@ def test_wait_listen_in_exec_start_post(systemd: UserManager, tmp_path: Path) ->
     with TreeListeners(main_pid, "proc") as watch:
         listeners = watch.poll()
     assert len(listeners) == 1 and listeners[0].port is not None
-    assert http_get("127.0.0.1", listeners[0].port) == 200
+    assert http_get(("127.0.0.1", listeners[0].port), timeout=5.0).status == 200
