@@ -41,6 +41,8 @@ _READY_ADDRESS = re.compile(r"listening on (\S+?)(?:,| \(pid| and)")
 class ServerRun(ServerProcess):
     """A running server: its process, recorder, and where a client reaches it."""
 
+    recorder: NotifyRecorder
+
     def __init__(
         self,
         kind: str,
@@ -53,9 +55,9 @@ class ServerRun(ServerProcess):
         inherited: socket.socket | None = None,
     ) -> None:
         fds = (inherited.fileno(),) if inherited is not None else ()
-        super().__init__(argv, env=env, log=workdir / "server.log", cwd=workdir, pass_fds=fds)
+        log = workdir / "server.log"
+        super().__init__(argv, env=env, log=log, cwd=workdir, pass_fds=fds, recorder=recorder)
         self.kind = kind
-        self.recorder = recorder
         self.workdir = workdir
         self.uds = uds
         self.inherited = inherited

@@ -61,6 +61,7 @@ class Run(ServerProcess):
 
     name = "sdready"
     exit_timeout = 10.0
+    recorder: NotifyRecorder
 
     def __init__(
         self,
@@ -71,8 +72,9 @@ class Run(ServerProcess):
         log: Path,
         pass_fds: Sequence[int] = (),
     ) -> None:
-        super().__init__(argv, env=env, log=log, pass_fds=pass_fds, own_group=False)
-        self.recorder = recorder
+        super().__init__(
+            argv, env=env, log=log, pass_fds=pass_fds, own_group=False, recorder=recorder
+        )
         self._tree: set[int] = set()
 
     def messages(self) -> list[NotifyMessage]:

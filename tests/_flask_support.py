@@ -192,21 +192,10 @@ def ready_address(message: NotifyMessage) -> str:
 
 
 class Server(ServerProcess):
-    """A server process (the leader of its own process group) and its recorder."""
+    """A server process (the leader of its own process group: werkzeug's reloader child,
+    gunicorn's workers) and its recorder."""
 
-    def __init__(
-        self,
-        argv: Sequence[str],
-        recorder: NotifyRecorder,
-        *,
-        env: Mapping[str, str],
-        log: Path,
-        cwd: Path,
-        pass_fds: Sequence[int] = (),
-    ) -> None:
-        # One group: werkzeug's reloader child, gunicorn's workers.
-        super().__init__(argv, env=env, log=log, cwd=cwd, pass_fds=pass_fds)
-        self.recorder = recorder
+    recorder: NotifyRecorder
 
     def wait_ready(self, timeout: float = 30.0) -> NotifyMessage:
         """Our READY=1; fails early if the process exits, showing messages and output."""
@@ -243,8 +232,9 @@ def run_server(
     """Start *kind* with ``NOTIFY_SOCKET`` pointing at *recorder*; kill its group at the end."""
     environ = child_env({"APP_GAP": str(gap), **(env or {})}, notify=recorder, drop=_CLEAN_ENV)
     log = app.parent / (log_name or f"{kind}-{time.monotonic_ns()}.log")
+    argv = command(kind, app, args)
     server = Server(
-        command(kind, app, args), recorder, env=environ, log=log, cwd=app.parent, pass_fds=pass_fds
+        argv, env=environ, log=log, cwd=app.parent, pass_fds=pass_fds, recorder=recorder
     )
     try:
         yield server

@@ -191,9 +191,8 @@ class Gunicorn(ServerProcess):
         if _supports("control_socket_disable"):
             argv.append("--no-control-socket")  # else every run shares ~/.gunicorn/gunicorn.ctl
         argv += list(args)
-        self.recorder = recorder
         log = apps / f"gunicorn-{time.monotonic_ns()}.log"
-        super().__init__(argv, env=environ, log=log, cwd=apps, pass_fds=pass_fds)
+        super().__init__(argv, env=environ, log=log, cwd=apps, pass_fds=pass_fds, recorder=recorder)
         self.started = time.monotonic()
 
     def log(self) -> str:

@@ -172,9 +172,11 @@ class ServerProcess:
         cwd: Path | None = None,
         pass_fds: Sequence[int] = (),
         own_group: bool = True,
+        recorder: NotifyRecorder | None = None,
     ) -> None:
         self.log_path = log
         self.own_group = own_group
+        self.recorder = recorder  # where the child's NOTIFY_SOCKET points, if anywhere
         with open(log, "ab") as output:
             self.process: subprocess.Popen[bytes] = subprocess.Popen(
                 list(argv),

@@ -36,7 +36,7 @@ def _start(
 ) -> Server:
     env = {"PATH": "/usr/bin:/bin", "NOTIFY_SOCKET": recorder.address, "PYTHONUNBUFFERED": "1"}
     log = tmp_path / "example.log"
-    return Server(argv, recorder, env=env, log=log, cwd=tmp_path, pass_fds=pass_fds)
+    return Server(argv, env=env, log=log, cwd=tmp_path, pass_fds=pass_fds, recorder=recorder)
 
 
 @pytest.mark.parametrize("mode", [[], ["--dev"]], ids=["waitress", "werkzeug-reloader"])
