@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
+from _servers import ServerProcess, child_env, free_port, http_get
 from _systemd import UserManager, python_for_units
 from sdready.testing import NotifyRecorder, RecorderTimeout
 
@@ -170,55 +169,20 @@ def _skip_missing(folder: str) -> None:
         pytest.skip(f"examples/{folder} does not exist yet")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class Running(ServerProcess):
+    """An example app's server, its port, and its output (the last 3000 characters)."""
 
+    def __init__(self, argv: list[str], *, port: int, **kwargs: Any) -> None:
+        super().__init__(argv, **kwargs)
+        self.port = port
 
-def http_get(port: int, path: str = "/") -> tuple[int, bytes]:
-    url = f"http://127.0.0.1:{port}{path}"
-    with urllib.request.urlopen(url, timeout=GET_TIMEOUT) as response:
-        return response.status, response.read()
-
-
-@dataclass
-class Running:
-    process: subprocess.Popen[bytes]
-    log: Path
-    port: int
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        """SIGTERM the whole process group, then SIGKILL what is left (bounded)."""
-        for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(wait)
-                # The group may outlive its leader (workers): kill stragglers too.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+    def output(self, tail: int | None = 3000) -> str:
+        return super().output(tail)
 
 
 def _start(app: App, port: int, recorder: NotifyRecorder, log: Path) -> Running:
-    env = {**os.environ, **recorder.env, **FAST, **app.env, "BIND": f"127.0.0.1:{port}"}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            app.argv(port),
-            cwd=EXAMPLES / app.folder,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # one group: the server and its workers stop together
-        )
-    return Running(process, log, port)
+    env = child_env({**FAST, **app.env, "BIND": f"127.0.0.1:{port}"}, notify=recorder)
+    return Running(app.argv(port), port=port, env=env, log=log, cwd=EXAMPLES / app.folder)
 
 
 def _wait_ready(running: Running, recorder: NotifyRecorder) -> bool:
@@ -247,7 +211,7 @@ def serving(app: App, recorder: NotifyRecorder, tmp_path: Path) -> Iterator[Runn
                 yield running
                 return
         finally:
-            running.stop()
+            running.close(grace=15.0)  # the whole group: the server and its workers
         if "in use" not in running.output().lower() or attempt == PORT_ATTEMPTS - 1:
             raise AssertionError(f"{app.id} exited before READY=1:\n{running.output()}")
     raise AssertionError("unreachable")
@@ -260,7 +224,7 @@ def test_example_ready_means_reachable(
     _skip_missing(app.folder)
     with serving(app, notify_socket, tmp_path) as running:
         # The moment READY arrived: a client systemd starts now must be answered.
-        status, body = http_get(running.port)
+        status, body = http_get(("127.0.0.1", running.port), timeout=GET_TIMEOUT)
         assert status == 200, body
         ready = notify_socket.wait_for("READY=1", timeout=0)
         assert "STATUS" in ready, str(ready)
@@ -372,7 +336,7 @@ def test_unit_runs_under_systemd(unit: Path, user_manager: UserManager) -> None:
         user_manager.start_unit(name)
         user_manager.wait_for(name, ActiveState="active", timeout=READY_TIMEOUT)
         port = ports["8001"] if re.search(rf"\b{ports['8001']}\b", text) else ports["8000"]
-        status, body = http_get(port)
+        status, body = http_get(("127.0.0.1", port), timeout=GET_TIMEOUT)
         assert status == 200, body
         assert user_manager.show(name, "StatusText")["StatusText"].startswith("Ready")
 
