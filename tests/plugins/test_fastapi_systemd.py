@@ -13,13 +13,13 @@ import contextlib
 import http.client
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _servers import http_get, reserved_port
 from _systemd import UnitTimeout, UserManager, python_for_units
 
 pytestmark = [pytest.mark.systemd, pytest.mark.timeout(240)]
@@ -37,19 +37,6 @@ def systemd(user_manager: UserManager) -> Iterator[UserManager]:
     """The session's manager; units written by the test are removed when it ends."""
     with user_manager.scoped() as manager:
         yield manager
-
-
-@contextlib.contextmanager
-def reserved_port() -> Iterator[int]:
-    """A loopback port nobody else gets meanwhile: a bound, never-listening SO_REUSEADDR
-    socket holds it, and uvicorn (also SO_REUSEADDR) may still bind and listen on it."""
-    guard = socket.socket()
-    try:
-        guard.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        guard.bind(("127.0.0.1", 0))
-        yield guard.getsockname()[1]
-    finally:
-        guard.close()
 
 
 def _environment(extra: dict[str, str]) -> str:
@@ -176,21 +163,13 @@ def test_watchdog_restarts_a_blocked_event_loop(systemd: UserManager) -> None:
         # Healthy: pings from the loop keep it alive well past WatchdogSec.
         systemd.hold(server, 2.5, ActiveState="active", NRestarts="0")
         with contextlib.suppress(OSError, http.client.HTTPException):
-            _get_unix(str(uds), "/block?s=3", timeout=5)  # killed mid-request: fine
+            http_get(str(uds), "/block?s=3", timeout=5)  # killed mid-request: fine
         restarted = systemd.wait_for(
             server, lambda p: int(p["NRestarts"]) >= 1 and p["ActiveState"] == "active", timeout=20
         )
         assert restarted["MainPID"] != first["MainPID"]
     except UnitTimeout as exc:
         raise AssertionError(f"{exc}\n{systemd.describe(server)}") from None
-
-
-def _get_unix(path: str, target: str, timeout: float) -> int:
-    with socket.socket(socket.AF_UNIX) as client:
-        client.settimeout(timeout)
-        client.connect(path)
-        client.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        return len(client.recv(1024))
 
 
 def test_uvicorn_worker_restart_does_not_stop_the_unit(systemd: UserManager) -> None:
