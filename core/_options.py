@@ -111,13 +111,14 @@ class ReadyOptions:
         return self.probe == AUTO_PROBE
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, object]) -> ReadyOptions:
+    def from_settings(cls, settings: Mapping[str, object], *, label: str = "{}") -> ReadyOptions:
         """Build options from loosely typed settings (config files, environment variables).
 
         Keys are the field names; string values are converted (``"10"`` → 10.0,
         ``"500ms"`` → 0.5, ``"off"`` → False, ``"8000,/run/app.sock"`` →
         ``[8000, "/run/app.sock"]``, ``"none"`` → None for probe, ``"4"`` → 4 workers).
-        Unknown keys raise :class:`ValueError`.
+        Unknown keys raise :class:`ValueError`; its message names an option as
+        ``label.format(name)`` (``"sdready_{}"``: as the user wrote it).
         """
         unknown = set(settings) - OPTION_NAMES
         if unknown:
@@ -125,7 +126,7 @@ class ReadyOptions:
         values = dict(settings)
         for name, parse in _PARSERS.items():
             if isinstance(values.get(name), str):
-                values[name] = parse(name, str(values[name]))
+                values[name] = parse(label.format(name), str(values[name]))
         return cls(**values)  # type: ignore[arg-type]
 
 

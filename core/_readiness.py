@@ -270,6 +270,16 @@ class Readiness:
             source=self.source,
         )
 
+    @property
+    def awaiting_timeout(self) -> bool:
+        """True while READY is pending and the timeout policy has not been applied yet."""
+        return self._may_announce()
+
+    @property
+    def last_status(self) -> str:
+        """The last STATUS text sent (READY's included)."""
+        return self._status
+
     def time_left(self) -> float:
         """Seconds until ``ready_timeout`` runs out for this generation (0 once it has)."""
         return max(0.0, self.deadline - time.monotonic())

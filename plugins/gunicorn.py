@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -49,7 +49,10 @@ except ImportError as exc:  # pragma: no cover
         "sdready.plugins.gunicorn needs gunicorn: pip install 'sdready[gunicorn]'"
     ) from exc
 
-from sdready import Notifier, ReadyOptions, Watchdog, texts, watchdog_interval
+from sdready import Notifier, Readiness, ReadyOptions, texts, watchdog_interval
+from sdready._contain import chain_signal, contained
+from sdready._options import prefixed
+from sdready._readiness import TimeoutTexts
 
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
@@ -59,15 +62,9 @@ __all__ = ["install"]
 
 logger = logging.getLogger("sdready")
 
-_BOOTING = texts.GUNICORN_BOOTING
-_RELOADING = texts.GUNICORN_RELOADING
-_READY = texts.GUNICORN_READY
-_DEGRADED = texts.GUNICORN_DEGRADED
-_TIMEOUT_WARN = texts.GUNICORN_TIMEOUT_WARN
-_TIMEOUT_FAIL = texts.GUNICORN_TIMEOUT_FAIL
-_FAILED = texts.GUNICORN_FAILED
-
-_OPTIONS = ("ready_workers", "ready_timeout", "on_timeout", "watchdog")
+_TIMEOUTS = TimeoutTexts(
+    texts.GUNICORN_TIMEOUT_WARN, texts.GUNICORN_TIMEOUT_FAIL, "worker ready to serve"
+)
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 _MAX_REASON = 1000  # keeps a worker's report under PIPE_BUF, so the write is atomic
 # (module, class) of ASGI worker classes, whose app is ready only after lifespan startup.
@@ -82,47 +79,24 @@ class _OptionError(ValueError):
     """An invalid ``sdready_*`` option: gunicorn must not start with it."""
 
 
-@dataclass(frozen=True)
-class _Options:
-    ready_workers: int | None  # None: all of them
-    ready_timeout: float
-    on_timeout: str
-    watchdog: bool
-
-
-def _read_options(namespace: MutableMapping[str, Any], reuse_port: bool) -> _Options:
-    """Read ``sdready_*`` config variables and ``SDREADY_*`` env vars; ValueError if invalid."""
-    typos = [k for k in namespace if k.startswith("sdready_") and k[8:] not in _OPTIONS]
-    if typos:
-        known = ", ".join("sdready_" + name for name in _OPTIONS)
-        raise _OptionError(
-            f"unknown gunicorn config variable(s) {', '.join(typos)}; known: {known}"
-        )
-    values: dict[str, Any] = {"on_timeout": "fail"}
-    for name in _OPTIONS:
-        env = os.environ.get("SDREADY_" + name.upper())
-        if env is not None:
-            values[name] = env
-        elif "sdready_" + name in namespace:
-            values[name] = namespace["sdready_" + name]
-    workers = values.pop("ready_workers", "all" if reuse_port else 1)
+def _read_options(namespace: MutableMapping[str, Any]) -> ReadyOptions:
+    """``sdready_*`` config variables, then ``SDREADY_*`` environment variables (which win,
+    as with ``GUNICORN_CMD_ARGS``); an invalid one stops gunicorn."""
     try:
-        common = ReadyOptions.from_settings(values)
+        settings = {
+            **prefixed(namespace, "sdready_"),
+            **prefixed(os.environ, "SDREADY_", strict=False),
+        }
+        return ReadyOptions.from_settings(settings, label="sdready_{}")
     except ValueError as exc:
         raise _OptionError(f"sdready: {exc}") from exc
-    if isinstance(workers, str) and workers.strip().lower() == "all":
-        count = None
-    elif isinstance(workers, str) and workers.strip().isdigit():
-        count = int(workers)
-    elif isinstance(workers, int) and not isinstance(workers, bool):
-        count = workers
-    else:
-        count = 0
-    if count is not None and count < 1:
-        raise _OptionError(
-            f"sdready_ready_workers must be a positive number or 'all', got {workers!r}"
-        )
-    return _Options(count, common.ready_timeout, common.on_timeout, common.watchdog)
+
+
+def _required_workers(options: ReadyOptions, total: int, reuse_port: bool) -> int:
+    wanted = options.ready_workers
+    if wanted is None:  # each worker's own reuse_port socket: all of them must listen
+        wanted = "all" if reuse_port else 1
+    return max(1, total) if wanted == "all" else min(int(wanted), max(1, total))
 
 
 def _plural(count: int) -> str:
@@ -143,29 +117,22 @@ class _ArbiterSide:
         self.pid = 0
         self.notifier: Notifier | None = None
         self.server: Arbiter | None = None
-        self.options = _Options(1, 30.0, "fail", True)
+        #: The engine; its options are re-read on SIGHUP.
+        self.readiness = Readiness(ReadyOptions(notifier=Notifier(None)))
         self._lock = threading.Lock()
         self._event_r = self._event_w = self._wake_r = self._wake_w = -1
         self._thread: threading.Thread | None = None
-        self._watchdog: Watchdog | None = None
-        self._previous: dict[int, Any] = {}
         self._closing = False
         self._stop_signal = 0
         # Per generation (1 at start, +1 per SIGHUP); workers older than gen_age are older.
         self.generation = 1
         self._gen_age = 0
-        self._deadline = 0.0
-        self._timed_out = False
-        self._ready_this_gen = False
         self._all_booted = False  # this generation had all its workers at some point
-        self.ready_sent = False  # any READY so far
-        self._mainpid_sent = False
         self.phase = "starting"  # starting | ready | reloading | stopping | exited
         self._booted: dict[int, _Booted] = {}  # by worker age, which never repeats
         self._spawned: dict[int, float] = {}  # age: when forked (the watchdog's boot clock)
         self._exited: set[int] = set()
         self._failure = ""
-        self._status = ""
 
     @property
     def active(self) -> bool:
@@ -190,11 +157,15 @@ class _ArbiterSide:
 
     def starting(self, server: Arbiter) -> None:
         self.take_notify_socket(server)
-        self.options = _read_options(_namespace, _reuse_port(server))
+        options = _read_options(_namespace)
         if self.active:
             _ensure_hooks(server)
-            self._deadline = time.monotonic() + self.options.ready_timeout
-            self._send_status(texts.STARTING)
+            self.readiness = Readiness(
+                replace(options, notifier=self.notifier), timeout_texts=_TIMEOUTS
+            )
+            if server.master_pid:  # a USR2 child: READY takes over as the unit's main pid
+                self.readiness.took_over(server.master_pid)
+            self.readiness.starting()
 
     def when_ready(self, server: Arbiter) -> None:
         if not self.active:
@@ -207,7 +178,7 @@ class _ArbiterSide:
             os.set_blocking(fd, False)
         for signum in _STOP_SIGNALS:
             # gunicorn installs its handlers after on_starting: chain ours in front here.
-            self._previous[signum] = signal.signal(signum, self._on_stop_signal)
+            chain_signal(signum, self._on_stop_signal)
         with self._lock:
             self._update()
         self._thread = threading.Thread(target=self._run, name="sdready-gunicorn", daemon=True)
@@ -219,22 +190,16 @@ class _ArbiterSide:
             return
         _ensure_hooks(server)
         try:
-            self.options = _read_options(_namespace, _reuse_port(server))
+            self.readiness.options = replace(_read_options(_namespace), notifier=self.notifier)
         except _OptionError:
             logger.exception("keeping the previous sdready options")
         with self._lock:
             self.generation += 1
             self._gen_age = server.worker_age  # workers spawned from now on are the new ones
-            self._deadline = time.monotonic() + self.options.ready_timeout
-            self._timed_out = self._ready_this_gen = self._all_booted = False
+            self._all_booted = False
             if self.phase == "ready":
                 self.phase = "reloading"
-                status = self._progress_text()
-                self._status = status
-                assert self.notifier is not None
-                self.notifier.reloading(status)
-            else:
-                self._update()
+            self.readiness.reloading(self._progress_text())
         self._wake()
 
     def forking(self, worker: Worker) -> None:
@@ -274,6 +239,7 @@ class _ArbiterSide:
                 os.close(fd)
         self._event_r = self._wake_r = self._wake_w = -1
         self.notifier = None
+        self.readiness = Readiness(ReadyOptions(notifier=Notifier(None)))
 
     def exiting(self, server: Arbiter) -> None:
         if not self.active:
@@ -285,13 +251,13 @@ class _ArbiterSide:
         with self._lock:
             if reason and self.phase not in ("stopping", "exited"):
                 message = f"{reason.rstrip('.')} ({self._failure})" if self._failure else reason
-                text = texts.STARTUP_FAILED if not self.ready_sent else _FAILED
-                self._send_status(text.format(message=message))
+                ever = self.readiness.ever_ready
+                text = texts.GUNICORN_FAILED if ever else texts.STARTUP_FAILED
+                self.readiness.status(text.format(message=message))
             self.phase = "exited"
         self._closing = True
         self._wake()
-        if self._watchdog is not None:
-            self._watchdog.stop(1.0)
+        self.readiness.stop_watchdog()
         if self._thread is not None:
             self._thread.join(2.0)
         assert self.notifier is not None
@@ -299,13 +265,9 @@ class _ArbiterSide:
 
     # -- signal handler (main thread, any moment): only set a flag and wake the thread --
 
-    def _on_stop_signal(self, signum: int, frame: Any) -> None:
-        if os.getpid() == self.pid:
-            self._stop_signal = signum
-            self._wake()
-        previous = self._previous.get(signum)
-        if callable(previous):
-            previous(signum, frame)
+    def _on_stop_signal(self, signum: int) -> None:
+        self._stop_signal = signum
+        self._wake()
 
     def _wake(self) -> None:
         if self._wake_w >= 0:
@@ -321,8 +283,8 @@ class _ArbiterSide:
         pending = b""
         while not self._closing:
             wait = None
-            if not self._ready_this_gen and not self._timed_out:
-                wait = max(0, int((self._deadline - time.monotonic()) * 1000) + 1)
+            if self.readiness.awaiting_timeout:
+                wait = int(self.readiness.time_left() * 1000) + 1
             try:
                 for fd, _ in poller.poll(wait):
                     if fd == self._event_r:
@@ -332,7 +294,7 @@ class _ArbiterSide:
                 if self._stop_signal:
                     self._stopping(self._stop_signal)
                 with self._lock:
-                    if not self._ready_this_gen and time.monotonic() >= self._deadline:
+                    if self.readiness.awaiting_timeout and not self.readiness.time_left():
                         self._timeout()
             except Exception:  # keep serving later reports: one bad one must not end it all
                 logger.exception("sdready's gunicorn thread")
@@ -370,46 +332,30 @@ class _ArbiterSide:
         else:
             self._failure = f"worker {event['pid']}: {event['reason']}"
             logger.debug("worker %s failed to boot: %s", event["pid"], event["reason"])
-            if not self._ready_this_gen:
-                self._send_status(texts.STARTUP_FAILED.format(message=self._failure))
+            if not self.readiness.ready_sent:
+                self.readiness.status(texts.STARTUP_FAILED.format(message=self._failure))
                 return
         self._update()
 
     def _stopping(self, signum: int) -> None:
         self._stop_signal = 0
         server = self.server
-        assert server is not None and self.notifier is not None
+        assert server is not None
         with self._lock:
             if self.phase in ("stopping", "exited"):
                 return
             self.phase = "stopping"
-            if server.reexec_pid or (server.master_pid and not self._mainpid_sent):
-                # USR2: a new master took over (or this one never did): the unit goes on.
-                logger.debug(
-                    "signal %d: not sending STOPPING, this master is not the main one", signum
-                )
-                return
-            self._status = texts.STOPPING
-            self.notifier.stopping(texts.STOPPING)
-        if self._watchdog is not None:
-            self._watchdog.stop(0)
+            if server.reexec_pid:  # USR2: the new master speaks for the unit from now on
+                self.readiness.handed_over()
+            if not self.readiness.stopping():
+                logger.debug("signal %d: no STOPPING=1, this master is not the main one", signum)
 
     def _timeout(self) -> None:
-        if self._timed_out or self.phase not in ("starting", "reloading"):
+        if self.phase not in ("starting", "reloading"):
             return
-        self._timed_out = True
-        timeout = self.options.ready_timeout
-        policy = self.options.on_timeout
-        if policy == "fail":
-            logger.error("no worker could serve within %g s; not sending READY yet", timeout)
-            self._send_status(_TIMEOUT_FAIL.format(timeout=timeout))
-            return
-        if policy == "warn":
-            logger.error("no worker could serve within %g s; sending READY anyway", timeout)
-            status = _TIMEOUT_WARN.format(timeout=timeout, pid=os.getpid())
-        else:
-            status = texts.READY_UNCHECKED.format(pid=os.getpid())
-        self._send_ready(status)
+        timeout = self.readiness.options.ready_timeout
+        if self.readiness.timed_out(f"no worker could serve within {timeout:g} s"):
+            self._now_ready()
 
     # -- deciding (called with the lock held) -------------------------------------------
 
@@ -420,15 +366,16 @@ class _ArbiterSide:
         return int(self.server.num_workers) if self.server is not None else 1
 
     def _required(self) -> int:
-        total = max(1, self._total())
-        wanted = self.options.ready_workers
-        return total if wanted is None else min(wanted, total)
+        assert self.server is not None
+        return _required_workers(self.readiness.options, self._total(), _reuse_port(self.server))
 
     def _progress_text(self) -> str:
         booted, total = len(self._current()), self._total()
         if self.phase == "reloading":
-            return _RELOADING.format(booted=booted, total=total, generation=self.generation)
-        return _BOOTING.format(booted=booted, total=total)
+            return texts.GUNICORN_RELOADING.format(
+                booted=booted, total=total, generation=self.generation
+            )
+        return texts.GUNICORN_BOOTING.format(booted=booted, total=total)
 
     def _update(self) -> None:
         if self.phase in ("stopping", "exited"):
@@ -436,13 +383,15 @@ class _ArbiterSide:
         if self.server is not None and self.server.reexec_pid:
             return  # USR2: the new master speaks for the unit now
         current = self._current()
-        if not self._ready_this_gen:
+        readiness = self.readiness
+        if not readiness.ready_sent:
             if len(current) >= self._required():
-                self._send_ready(self._serving_text(current))
-            elif not self._timed_out:
-                self._send_status(self._progress_text())
+                if readiness.ready(self._serving_text(current)):
+                    self._now_ready()
+            elif readiness.awaiting_timeout:
+                readiness.status(self._progress_text())
             return
-        self._send_status(self._serving_text(current))
+        readiness.status(self._serving_text(current))
 
     def _serving_text(self, serving: list[_Booted]) -> str:
         addresses = texts.format_addresses(a for b in serving for a in b.addresses)
@@ -451,54 +400,25 @@ class _ArbiterSide:
         if booted >= total:
             self._all_booted = True
         elif self._all_booted:  # one went away: say so until gunicorn has replaced it
-            return _DEGRADED.format(
+            return texts.GUNICORN_DEGRADED.format(
                 booted=booted, total=total, addresses=addresses, pid=os.getpid(),
                 generation=generation,
             )  # fmt: skip
         workers = _plural(total) if booted >= total else f"{booted}/{total} workers"
-        return _READY.format(
+        return texts.GUNICORN_READY.format(
             workers=workers, addresses=addresses, pid=os.getpid(), generation=generation
         )
 
-    def _send_ready(self, status: str) -> None:
-        assert self.notifier is not None and self.server is not None
-        fields: dict[str, str | int] = {"READY": 1, "STATUS": status}
-        if self.server.master_pid and not self._mainpid_sent:
-            # A USR2 child master: systemd must track this process from now on
-            # (accepted only with NotifyAccess=all).
-            fields = {"MAINPID": os.getpid(), **fields}
-            self._mainpid_sent = True
-        self.notifier.send(fields)
-        logger.info("READY sent: %s", status)
-        self._status = status
-        self._ready_this_gen = self.ready_sent = True
+    def _now_ready(self) -> None:
+        logger.info("READY sent: %s", self.readiness.last_status)
         self.phase = "ready"
-        if self._mainpid_sent and self._watchdog is None:
+        if self.readiness.is_main:  # a USR2 child feeds the watchdog once it took over
             self._start_watchdog()
-
-    def _send_status(self, status: str) -> None:
-        if status != self._status:
-            self._status = status
-            assert self.notifier is not None
-            self.notifier.status(status)
 
     # -- watchdog -----------------------------------------------------------------------
 
     def _start_watchdog(self) -> None:
-        if not self.options.watchdog or self._watchdog is not None:
-            return
-        interval = watchdog_interval()
-        server = self.server
-        assert server is not None and self.notifier is not None
-        if interval is None and server.master_pid:
-            # USR2 child: systemd set WATCHDOG_PID to the old master, whose job we take.
-            if os.environ.get("WATCHDOG_PID") == str(server.master_pid):
-                interval = watchdog_interval({**os.environ, "WATCHDOG_PID": str(os.getpid())})
-            if interval is None or not self._mainpid_sent:
-                return
-        if interval is None:
-            return
-        self._watchdog = Watchdog(self.notifier, interval, health=self._healthy).start()
+        self.readiness.start_watchdog(self._healthy)
 
     def _healthy(self) -> bool:
         """A worker is alive and not stuck, by gunicorn's own rule and its ``timeout``.
@@ -723,12 +643,10 @@ def _chain(name: str, theirs: Callable[..., None] | None) -> Callable[..., None]
 
 
 def _contained(name: str, ours: Callable[..., None], args: tuple[Any, ...]) -> None:
-    try:
+    # Invalid sdready_* options fail loudly, like any bad gunicorn setting; anything else
+    # of ours must never stop gunicorn.
+    with contained(f"the {name} hook", allow=(_OptionError,)):
         ours(*args)
-    except _OptionError:
-        raise  # invalid sdready_* options: fail loudly, like any bad gunicorn setting
-    except Exception:  # our bookkeeping must never stop gunicorn
-        logger.exception("sdready's %s hook failed", name)
 
 
 def _ensure_hooks(server: Arbiter) -> None:
