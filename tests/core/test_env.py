@@ -25,7 +25,14 @@ SYSTEMD_VARIABLES = (
 )
 USEC_INFINITY = 2**64 - 1
 ME = str(os.getpid())
-OTHER = str(os.getppid())  # a real process, and not this one
+
+
+def pid_text(template: str) -> str:
+    """*template* with ``{me}`` this pid and ``{other}`` a real other process (the parent).
+
+    Parameters hold templates, not pids: xdist workers must collect the same test ids.
+    """
+    return template.format(me=os.getpid(), other=os.getppid())
 
 
 def environ(**variables: str) -> dict[str, str]:
@@ -52,15 +59,17 @@ def test_watchdog_pid_naming_this_process() -> None:
     assert watchdog_interval(environ(WATCHDOG_USEC="2000000", WATCHDOG_PID=ME)) == 2.0
 
 
-@pytest.mark.parametrize("pid", [OTHER, "1"])
+@pytest.mark.parametrize("pid", ["{other}", "1"])
 def test_watchdog_pid_naming_another_process(pid: str) -> None:
     # Meant for the process systemd started; a child that inherited it must not ping.
-    assert watchdog_interval(environ(WATCHDOG_USEC="2000000", WATCHDOG_PID=pid)) is None
+    env = environ(WATCHDOG_USEC="2000000", WATCHDOG_PID=pid_text(pid))
+    assert watchdog_interval(env) is None
 
 
-@pytest.mark.parametrize("pid", ["", "garbage", f"{ME}x", f" {ME}", "-1"])
+@pytest.mark.parametrize("pid", ["", "garbage", "{me}x", " {me}", "-1"])
 def test_watchdog_pid_unparsable(pid: str) -> None:
-    assert watchdog_interval(environ(WATCHDOG_USEC="2000000", WATCHDOG_PID=pid)) is None
+    env = environ(WATCHDOG_USEC="2000000", WATCHDOG_PID=pid_text(pid))
+    assert watchdog_interval(env) is None
 
 
 @pytest.mark.parametrize(
@@ -94,10 +103,10 @@ def test_listen_fds_for_this_process(count: int) -> None:
     assert listen_fds_count(environ(LISTEN_FDS=str(count), LISTEN_PID=ME)) == count
 
 
-@pytest.mark.parametrize("pid", [OTHER, "1", "garbage", "-1", f"{ME}x"])
+@pytest.mark.parametrize("pid", ["{other}", "1", "garbage", "-1", "{me}x"])
 def test_listen_pid_mismatch_means_none(pid: str) -> None:
     # The sockets were passed to the process LISTEN_PID names; an heir must not take them.
-    assert listen_fds_count(environ(LISTEN_FDS="2", LISTEN_PID=pid)) == 0
+    assert listen_fds_count(environ(LISTEN_FDS="2", LISTEN_PID=pid_text(pid))) == 0
 
 
 @pytest.mark.parametrize("count", ["", "garbage", "-1", "2.0", " 2"])
@@ -116,16 +125,16 @@ def test_systemd_exec_pid_naming_this_process() -> None:
     assert is_main_process(environ(SYSTEMD_EXEC_PID=ME))
 
 
-@pytest.mark.parametrize("pid", [OTHER, "1"])
+@pytest.mark.parametrize("pid", ["{other}", "1"])
 def test_systemd_exec_pid_naming_another_process(pid: str) -> None:
     # A worker forked by the main process inherits the variable: it is not the main one.
-    assert not is_main_process(environ(SYSTEMD_EXEC_PID=pid))
+    assert not is_main_process(environ(SYSTEMD_EXEC_PID=pid_text(pid)))
 
 
-@pytest.mark.parametrize("pid", ["", "garbage", "-1", f"{ME}x"])
+@pytest.mark.parametrize("pid", ["", "garbage", "-1", "{me}x"])
 def test_unparsable_systemd_exec_pid_counts_as_main(pid: str) -> None:
     # Unparsable is treated like missing (systemd < 248 sets none): nobody else is named.
-    assert is_main_process(environ(SYSTEMD_EXEC_PID=pid))
+    assert is_main_process(environ(SYSTEMD_EXEC_PID=pid_text(pid)))
 
 
 # -- a real child, the variables set as systemd sets them ----------------------------------
