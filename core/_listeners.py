@@ -38,14 +38,14 @@ import select
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ._exceptions import NotifyError
+from ._expect import parse_expectations
 from ._options import Expect
 from ._probe import Probe, parse_probe, probe_async, probe_blocking
 from ._sockets import (
-    AF_UNIX,
     Address,
     ConnectAddress,
     Listener,
@@ -215,10 +215,10 @@ def validate_wait_options(expect: Expect | None = None, probe: str | None = None
 
 def validate_expect(expect: Expect) -> None:
     """Raise :class:`ValueError` now for an ``expect`` the waiters would refuse."""
-    _parse_expect(expect)
+    parse_expectations(expect)
 
 
-def wait_until_listening(
+def wait_until_listening(  # noqa: PLR0913  (public API: keyword-only options, documented)
     timeout: float | None,
     expect: Expect | None = None,
     *,
@@ -283,7 +283,7 @@ def wait_until_listening(
         delay = waiter.next_delay()
 
 
-async def async_wait_until_listening(
+async def async_wait_until_listening(  # noqa: PLR0913  (public API: keyword-only options, documented)
     timeout: float | None,
     expect: Expect | None = None,
     *,
@@ -337,16 +337,10 @@ async def async_wait_until_listening(
 ListenerSource = Callable[[], list[Listener]]
 
 
-@dataclass(frozen=True, slots=True)
-class _Expectation:
-    text: str
-    matches: Callable[[Listener], bool]
-
-
 class _Wait:
     """The state of one wait, shared by the blocking and the asyncio loops."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  (the public waiters' options, passed through)
         self,
         timeout: float | None,
         expect: Expect | None,
@@ -361,7 +355,7 @@ class _Wait:
             raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
         if not probe_timeout > 0:
             raise ValueError(f"probe_timeout must be > 0, not {probe_timeout!r}")
-        self.expectations = None if expect is None else _parse_expect(expect)
+        self.expectations = None if expect is None else parse_expectations(expect)
         self.probe: Probe | None = parse_probe(probe)
         self.probe_timeout = probe_timeout
         self.started = time.monotonic()
@@ -560,95 +554,6 @@ class _ProbeRound:
         return self.wait.probe_result(self.selected, self.failure, self.budget)
 
 
-def _parse_expect(expect: Expect) -> tuple[_Expectation, ...]:
-    entries: Iterable[object]
-    if isinstance(expect, (int, str)) or callable(expect):
-        entries = (expect,)
-    elif isinstance(expect, Iterable):
-        entries = expect
-    else:
-        raise ValueError(
-            f"expect must be a port, a string, a predicate or an iterable of those, not {expect!r}"
-        )
-    parsed = tuple(_parse_entry(entry) for entry in entries)
-    if not parsed:
-        raise ValueError("expect is empty: pass None for the default selection")
-    return parsed
-
-
-def _parse_entry(entry: object) -> _Expectation:
-    if isinstance(entry, bool):  # a bool is an int, but never a port
-        raise ValueError(f"expect entry {entry!r} is not a port")
-    if isinstance(entry, int):
-        return _port_expectation(entry, None, f"port {entry}")
-    if isinstance(entry, str):
-        return _parse_string(entry)
-    if callable(entry):
-        predicate: Callable[[Listener], bool] = entry
-        name = getattr(entry, "__qualname__", None) or repr(entry)
-        return _Expectation(f"a listener matching {name}", lambda item: bool(predicate(item)))
-    raise ValueError(f"expect entry {entry!r} is not a port, a string or a predicate")
-
-
-def _parse_string(text: str) -> _Expectation:
-    if text.startswith("/"):
-        return _Expectation(text, lambda item: item.family == AF_UNIX and item.address == text)
-    if text.startswith("@") and len(text) > 1:
-        return _Expectation(text, lambda item: item.family == AF_UNIX and item.address == text)
-    if text.isdigit():
-        return _port_expectation(int(text), None, f"port {text}")
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit():
-        raise ValueError(
-            f"expect entry {text!r} is not a port, 'host:port', "
-            "an absolute unix path or '@abstract'"
-        )
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if host in ("", "*"):
-        return _port_expectation(int(port_text), None, f"*:{port_text}")
-    if host == "localhost":
-        hosts = frozenset({"127.0.0.1", "::1"})
-    else:
-        normal = _normal_host(host)
-        if normal is None:
-            raise ValueError(
-                f"expect entry {text!r}: host must be an IP address, 'localhost' or '*' "
-                "(names are not resolved)"
-            )
-        hosts = frozenset({normal})
-    return _port_expectation(int(port_text), hosts, text)
-
-
-def _normal_host(host: str) -> str | None:
-    """One spelling per address (``::FFFF:127.0.0.1`` is ``::ffff:7f00:1``); None if not an IP."""
-    import ipaddress  # only needed for host:port expectations
-
-    bare, _, scope = host.partition("%")
-    try:
-        compressed = ipaddress.ip_address(bare).compressed
-    except ValueError:
-        return None
-    return f"{compressed}%{scope}" if scope else compressed
-
-
-def _port_expectation(port: int, hosts: frozenset[str] | None, text: str) -> _Expectation:
-    if not 0 < port < 65536:
-        raise ValueError(f"expect: port {port} is out of range 1-65535")
-
-    def matches(item: Listener) -> bool:
-        if item.port != port:
-            return False
-        return hosts is None or _host_of(item) in hosts
-
-    return _Expectation(text, matches)
-
-
-def _host_of(item: Listener) -> str | None:
-    host = item.address.rpartition(":")[0]
-    return _normal_host(host[1:-1] if host.startswith("[") else host)
-
-
 # --- the walk ----------------------------------------------------------------------------
 
 
@@ -770,7 +675,7 @@ _shared_walker = _Walker()
 
 def _reset_after_fork() -> None:
     # A fork while another thread held the shared walker's lock would leave it held forever.
-    global _shared_walker
+    global _shared_walker  # noqa: PLW0603  (the shared walker is per process: a fork replaces it)
     _shared_walker = _Walker()
 
 

@@ -8,13 +8,15 @@ same parsers, as argparse types). Nothing here sends or waits.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Literal, TypeAlias, TypedDict, Union
+from typing import TYPE_CHECKING, Literal, TypedDict
+
+from ._expect import Expect, parse_expectations
+from ._probe import parse_probe
 
 if TYPE_CHECKING:
     from ._notifier import Notifier
-    from ._sockets import Listener
 
 __all__ = [
     "DEFAULT_READY_TIMEOUT",
@@ -38,9 +40,6 @@ ON_TIMEOUT: tuple[OnTimeout, ...] = ("warn", "fail", "ready")
 AUTO_PROBE = "auto"
 INHERITED_PROBE = "http:/"
 
-ExpectEntry: TypeAlias = Union[int, str, "Callable[[Listener], bool]"]
-#: A port, ``"host:port"``, a unix path, ``"@abstract"``, a predicate, or an iterable of those.
-Expect: TypeAlias = Union[ExpectEntry, "Iterable[ExpectEntry]"]
 #: Returns (or resolves to) True when the app is healthy. Raising counts as unhealthy.
 HealthCheck = Callable[[], bool | Awaitable[bool]]
 
@@ -90,13 +89,9 @@ class ReadyOptions:
                 f"on_timeout must be one of {', '.join(ON_TIMEOUT)}; got {self.on_timeout!r}"
             )
         if self.probe != AUTO_PROBE:
-            from ._probe import parse_probe  # imported here: _listeners imports this module
-
             parse_probe(self.probe)
         if self.expect is not None:
-            from ._listeners import validate_expect
-
-            validate_expect(self.expect)
+            parse_expectations(self.expect)
         if self.health is not None and not callable(self.health):
             raise ValueError(f"health must be callable, got {self.health!r}")
         workers = self.ready_workers
