@@ -527,7 +527,7 @@ _default_lock = threading.Lock()
 def _process_notifier() -> Notifier:
     # Follow NOTIFY_SOCKET as it is now: a test recorder, or a plugin that took the
     # variable away from workers, must be honoured by the module-level helpers too.
-    global _default
+    global _default  # noqa: PLW0603  (the process-wide default notifier, made on first use)
     address = os.environ.get("NOTIFY_SOCKET")
     current = _default
     if current is None or current._raw_address != address:

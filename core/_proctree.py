@@ -183,7 +183,7 @@ def pidfd_getfd_support() -> tuple[bool, str]:
     Tested once against this process itself (always permitted); whether another process
     permits it is only known when asked.
     """
-    global _support, _syscall
+    global _support, _syscall  # noqa: PLW0603  (probed once per process, then cached)
     if _support is not None:
         return _support
     machine = platform.machine().lower()

@@ -123,7 +123,7 @@ class NotifyAddress:
         )
 
 
-def encode(fields: Fields) -> tuple[bytes, bool]:
+def encode(fields: Fields) -> tuple[bytes, bool]:  # noqa: PLR0912  (one branch per sd_notify field rule; splitting would scatter the protocol)
     """Validate and serialise *fields*; return ``(datagram, is_state_change)``.
 
     Any well-formed name is encoded: uppercase letters, digits and underscores, not

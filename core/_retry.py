@@ -134,7 +134,7 @@ _exit_flush_registered = False
 
 
 def _register_exit_flush(queue: RetryQueue) -> None:
-    global _exit_flush_registered
+    global _exit_flush_registered  # noqa: PLW0603  (one atexit registration per process)
     _started.add(queue)
     if not _exit_flush_registered:
         import atexit

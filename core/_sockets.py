@@ -82,7 +82,7 @@ class SocketState:
     connected: bool = False
 
 
-def inspect_socket(
+def inspect_socket(  # noqa: PLR0911  (each early return is one answer the kernel gave)
     fd: int, family: int | None = None, *, address: Address | None = None, peer: bool = False
 ) -> SocketState | None:
     """Ask the kernel about socket descriptor *fd*; None if it is gone or no longer a socket.

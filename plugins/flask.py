@@ -144,7 +144,7 @@ def _register(app: Flask, state: _AppState) -> None:
 
 
 def _attach(app: Flask, state: _AppState) -> None:
-    global _process
+    global _process  # noqa: PLW0603  (one waiter per process, shared by every app in it)
     with _lock:
         process = _process if _process is not None and _process.pid == os.getpid() else None
         if process is None:
@@ -176,7 +176,7 @@ def _inert_reason(options: ReadyOptions) -> str | None:
     if _reloader_child():
         return "werkzeug's reloader child: the watcher, the unit's main process, speaks for it"
     if _under_gunicorn():
-        global _gunicorn_hint_logged
+        global _gunicorn_hint_logged  # noqa: PLW0603  (a hint logged once per process)
         if not _gunicorn_hint_logged:
             _gunicorn_hint_logged = True
             logger.info(

@@ -681,7 +681,7 @@ def install(namespace: MutableMapping[str, Any]) -> None:
         from sdready.plugins.gunicorn import install
         install(globals())
     """
-    global _namespace
+    global _namespace  # noqa: PLW0603  (gunicorn reads the config module's namespace; the hooks need it)
     from gunicorn.config import validate_callable
 
     for name, (arity, _ours, _last) in _HOOKS.items():
