@@ -34,11 +34,17 @@ test: venv
 test-unit: venv
 	$(PY) -m pytest $(PYTEST_ARGS) -m "not systemd"
 
-## make lint: ruff (lint + format check) everywhere, mypy --strict on core/
+## make lint: ruff (lint + format check) everywhere, mypy --strict on the package (core/ and plugins/)
+# mypy checks the package as it is installed (sdready, sdready.plugins, sdready.testing): a
+# tree of links to core/ and plugins/, so that the plugins' `from sdready import ...` resolves.
+TYPECHECK := build/typecheck
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/sdready
+	ln -s $(CURDIR)/core/*.py $(CURDIR)/core/py.typed $(CURDIR)/core/testing $(TYPECHECK)/sdready/
+	ln -s $(CURDIR)/plugins $(TYPECHECK)/sdready/plugins
+	cd $(TYPECHECK) && MYPYPATH=. $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p sdready
 
 ## make demo: the A-depends-on-B failure and its fix, under a private systemd user manager
 ## (DEMO_ARGS=--compare adds the alternatives; --recorder runs without systemd)
