@@ -34,11 +34,15 @@ def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
 
 
 def listen_fds_count(environ: Mapping[str, str] | None = None) -> int:
-    """Return how many sockets systemd passed (``LISTEN_FDS``), honouring ``LISTEN_PID``."""
+    """Return how many sockets systemd passed (``LISTEN_FDS``) to this process.
+
+    Like sd_listen_fds(3): 0 unless ``LISTEN_PID`` names this process (systemd always sets
+    both; an heir that inherited them must not take the sockets).
+    """
     env = os.environ if environ is None else environ
     count = env.get("LISTEN_FDS", "")
     pid = env.get("LISTEN_PID", "")
-    if not count.isdigit() or (pid and (not pid.isdigit() or int(pid) != os.getpid())):
+    if not count.isdigit() or not pid.isdigit() or int(pid) != os.getpid():
         return 0
     return int(count)
 

@@ -103,10 +103,15 @@ def test_listen_fds_for_this_process(count: int) -> None:
     assert listen_fds_count(environ(LISTEN_FDS=str(count), LISTEN_PID=ME)) == count
 
 
-@pytest.mark.parametrize("pid", ["{other}", "1", "garbage", "-1", "{me}x"])
+@pytest.mark.parametrize("pid", ["{other}", "1", "garbage", "-1", "{me}x", ""])
 def test_listen_pid_mismatch_means_none(pid: str) -> None:
     # The sockets were passed to the process LISTEN_PID names; an heir must not take them.
     assert listen_fds_count(environ(LISTEN_FDS="2", LISTEN_PID=pid_text(pid))) == 0
+
+
+def test_listen_fds_without_listen_pid_means_none() -> None:
+    # As sd_listen_fds(3): systemd always sets both; LISTEN_FDS alone was not meant for us.
+    assert listen_fds_count(environ(LISTEN_FDS="2")) == 0
 
 
 @pytest.mark.parametrize("count", ["", "garbage", "-1", "2.0", " 2"])
