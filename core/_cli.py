@@ -24,7 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from . import texts
 from ._env import listen_fds_count, main_pid, watchdog_interval
@@ -42,11 +42,16 @@ __all__ = ["main"]
 
 logger = logging.getLogger("sdready")
 
+T = TypeVar("T")
+
 EXIT_OK = 0
 EXIT_NO_SOCKET = 1  # notify/status: no NOTIFY_SOCKET; wait-listen: timed out
 EXIT_USAGE = 2
 EXIT_SEND_FAILED = 3
 _PROBE_TIMEOUT = 1.0
+
+
+Handler = Callable[[argparse.Namespace], int]
 
 
 class _UsageError(Exception):
@@ -56,12 +61,39 @@ class _UsageError(Exception):
 # -- argument parsing ----------------------------------------------------------------------
 
 
-def _duration(text: str) -> float:
-    """``"30"``, ``"1.5s"``, ``"500ms"``, ``"2min"`` → seconds (positive)."""
-    try:
-        return parse_duration("a duration", text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _argument_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from one of the options' parsers: its ValueError is a usage error."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__  # argparse names the type in its messages
+    return convert
+
+
+def _parse_duration(text: str) -> float:
+    return parse_duration("a duration", text)
+
+
+def _parse_expect(text: str) -> list[int | str]:
+    items = parse_expect(text)
+    if items is None:
+        raise ValueError("--expect needs an address")
+    validate_expect(items)
+    return items
+
+
+def _parse_probe(text: str) -> str:
+    parse_probe(text)
+    return text
+
+
+_duration = _argument_type(_parse_duration)
+_expect_argument = _argument_type(_parse_expect)
+_probe_argument = _argument_type(_parse_probe)
 
 
 def _pid_argument(text: str) -> int:
@@ -72,25 +104,6 @@ def _pid_argument(text: str) -> int:
     if text.isdigit() and int(text) > 0:
         return int(text)
     raise argparse.ArgumentTypeError(f"expected a pid, 'parent' or 'self', not {text!r}")
-
-
-def _expect_argument(text: str) -> list[int | str]:
-    items = parse_expect(text)
-    if items is None:
-        raise argparse.ArgumentTypeError("--expect needs an address")
-    try:
-        validate_expect(items)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return items
-
-
-def _probe_argument(text: str) -> str:
-    try:
-        parse_probe(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -106,9 +119,18 @@ def _build_parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="print debug messages")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    notify = commands.add_parser(
+    def command(
+        name: str, handler: Handler, *, help: str, description: str, epilog: str
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name, parents=[common], help=help, description=description, epilog=epilog
+        )
+        sub.set_defaults(handler=handler, parser=sub)
+        return sub
+
+    notify = command(
         "notify",
-        parents=[common],
+        _cmd_notify,
         help="send one notification and wait until the manager processed it",
         description="Send one sd_notify message, then wait until the service manager has "
         "processed it (BARRIER=1), so the message cannot be lost when this command exits "
@@ -131,21 +153,14 @@ def _build_parser() -> argparse.ArgumentParser:
     notify.add_argument(
         "--no-block", action="store_true", help="do not wait for the manager (no BARRIER)"
     )
-    notify.add_argument(
-        "--timeout",
-        type=_duration,
-        default=5.0,
-        metavar="S",
-        help="how long to wait for the manager (default 5 s)",
-    )
+    _seconds(notify, "--timeout", 5.0, "how long to wait for the manager")
     notify.add_argument(
         "assignments", nargs="*", metavar="FIELD=VALUE", help="more fields, e.g. MAINPID=123"
     )
-    notify.set_defaults(handler=_cmd_notify, parser=notify)
 
-    run = commands.add_parser(
+    run = command(
         "exec",
-        parents=[common],
+        _cmd_exec,
         help="run a server and send READY=1 once its listening socket accepts connections",
         description="Run COMMAND as a child and send READY=1 (from this, the main process) "
         "once the child's process tree listens: the --expect addresses, or else the first "
@@ -157,12 +172,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "error, 125 sdready failed, 126 command not executable, 127 command not found",
     )
     _add_wait_options(run)
-    run.add_argument(
-        "--ready-timeout",
-        type=_duration,
-        default=ReadyOptions.ready_timeout,
-        metavar="S",
-        help="how long to wait for the listener (default %(default)g s)",
+    _seconds(
+        run, "--ready-timeout", ReadyOptions.ready_timeout, "how long to wait for the listener"
     )
     run.add_argument(
         "--on-timeout",
@@ -183,22 +194,20 @@ def _build_parser() -> argparse.ArgumentParser:
         "they count only with NotifyAccess=all)",
     )
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS ...]")
-    run.set_defaults(handler=_cmd_exec, parser=run)
 
-    status = commands.add_parser(
+    status = command(
         "status",
-        parents=[common],
+        _cmd_status,
         help="what the environment says about the service manager",
         description="Show the notify socket, watchdog, passed sockets and main pid that "
         "systemd put in the environment, with a hint on NotifyAccess=.",
         epilog="exit status: 0 a notify socket is set, 1 none or an invalid one",
     )
     status.add_argument("--json", action="store_true", help="print JSON")
-    status.set_defaults(handler=_cmd_status, parser=status)
 
-    wait = commands.add_parser(
+    wait = command(
         "wait-listen",
-        parents=[common],
+        _cmd_wait_listen,
         help="wait until a socket listens (for ExecStartPost=)",
         description="Wait until the expected listening sockets exist: in the process tree "
         "of --pid (e.g. ExecStartPost=sdready wait-listen --pid $MAINPID), or anywhere in "
@@ -209,15 +218,14 @@ def _build_parser() -> argparse.ArgumentParser:
     wait.add_argument(
         "--pid", type=_pid_argument, metavar="PID", help="watch this process and its children"
     )
-    wait.add_argument(
-        "--timeout",
-        type=_duration,
-        default=ReadyOptions.ready_timeout,
-        metavar="S",
-        help="give up after S seconds (default %(default)g)",
-    )
-    wait.set_defaults(handler=_cmd_wait_listen, parser=wait)
+    _seconds(wait, "--timeout", ReadyOptions.ready_timeout, "give up after S seconds")
     return parser
+
+
+def _seconds(parser: argparse.ArgumentParser, flag: str, default: float, help: str) -> None:
+    parser.add_argument(
+        flag, type=_duration, default=default, metavar="S", help=f"{help} (default %(default)g s)"
+    )
 
 
 def _add_wait_options(parser: argparse.ArgumentParser) -> None:

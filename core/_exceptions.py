@@ -13,7 +13,7 @@ inside STATUS, an unknown field name) raise :class:`ValueError` at the call.
 
 from __future__ import annotations
 
-__all__ = ["NotifyError"]
+__all__ = ["NotifyError", "missing_framework", "require_framework"]
 
 
 class NotifyError(Exception):
@@ -22,3 +22,16 @@ class NotifyError(Exception):
     Raised only by notifiers created with ``strict=True``; the default policy logs one
     warning per distinct problem and returns ``False`` instead.
     """
+
+
+def missing_framework(plugin: str, package: str) -> ImportError:
+    """The one error a plugin raises when its framework is not installed: what to install."""
+    return ImportError(f"sdready.plugins.{plugin} needs {package}: pip install 'sdready[{plugin}]'")
+
+
+def require_framework(plugin: str, package: str, module: str) -> None:
+    """Fail early, with :func:`missing_framework`'s message, when *module* is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise missing_framework(plugin, package)

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sdready._exceptions import missing_framework
+
 try:
     import fastapi
 except ImportError as exc:  # pragma: no cover
-    raise ImportError(
-        "sdready.plugins.fastapi needs FastAPI: pip install 'sdready[fastapi]'"
-    ) from exc
+    raise missing_framework("fastapi", "FastAPI") from exc
 
 from sdready import Readiness, ReadyOptions
 from sdready.plugins.asgi import LifespanCycle

@@ -28,13 +28,15 @@ import weakref
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+from sdready._exceptions import missing_framework
+
 try:
     import click
     from flask import Flask, current_app
     from flask.cli import FlaskGroup, run_command, with_appcontext
     from flask.helpers import get_debug_flag
 except ImportError as exc:  # pragma: no cover
-    raise ImportError("sdready.plugins.flask needs Flask: pip install 'sdready[flask]'") from exc
+    raise missing_framework("flask", "Flask") from exc
 
 from sdready import Listener, Readiness, ReadyOptions, listen_fds_count, listening_sockets, texts
 from sdready._contain import chain_signal, contained

@@ -42,21 +42,17 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-try:
-    import gunicorn  # noqa: F401  (only to fail early with a helpful message)
-except ImportError as exc:  # pragma: no cover
-    raise ImportError(
-        "sdready.plugins.gunicorn needs gunicorn: pip install 'sdready[gunicorn]'"
-    ) from exc
-
 from sdready import Notifier, Readiness, ReadyOptions, texts, watchdog_interval
 from sdready._contain import chain_signal, contained
+from sdready._exceptions import require_framework
 from sdready._options import prefixed
 from sdready._readiness import TimeoutTexts
 
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
     from gunicorn.workers.base import Worker
+
+require_framework("gunicorn", "gunicorn", "gunicorn")  # the hooks import it only when called
 
 __all__ = ["install"]
 
