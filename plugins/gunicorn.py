@@ -14,7 +14,7 @@ or, as the last lines of your own ``gunicorn.conf.py`` (your hooks keep running)
 Options, as ``sdready_<name>`` variables in the config file or ``SDREADY_<NAME>``
 environment variables (the environment wins, as with ``GUNICORN_CMD_ARGS``):
 ``ready_workers`` (1, or ``"all"``; ``"all"`` under ``reuse_port``), ``ready_timeout``
-(30 s), ``on_timeout`` (``"fail"``), ``watchdog`` (true). See README for the table.
+(30 s), ``on_timeout`` (``"warn"``), ``watchdog`` (true). See README for the table.
 
 How: before gunicorn's own ``READY`` (and before ``--preload`` imports the app) the
 arbiter takes ``NOTIFY_SOCKET`` out of the environment, so gunicorn and everything in the
@@ -61,6 +61,7 @@ logger = logging.getLogger("sdready")
 _TIMEOUTS = TimeoutTexts(
     texts.GUNICORN_TIMEOUT_WARN, texts.GUNICORN_TIMEOUT_FAIL, "worker ready to serve"
 )
+_OPTIONS = ("ready_workers", "ready_timeout", "on_timeout", "watchdog")
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 _MAX_REASON = 1000  # keeps a worker's report under PIPE_BUF, so the write is atomic
 # (module, class) of ASGI worker classes, whose app is ready only after lifespan startup.
@@ -79,10 +80,17 @@ def _read_options(namespace: MutableMapping[str, Any]) -> ReadyOptions:
     """``sdready_*`` config variables, then ``SDREADY_*`` environment variables (which win,
     as with ``GUNICORN_CMD_ARGS``); an invalid one stops gunicorn."""
     try:
-        settings = {
-            **prefixed(namespace, "sdready_"),
-            **prefixed(os.environ, "SDREADY_", strict=False),
-        }
+        configured = prefixed(namespace, "sdready_")
+        # The environment may carry SDREADY_* settings meant for a plugin in the workers.
+        environment = prefixed(os.environ, "SDREADY_", strict=False)
+        settings = {**configured, **{k: v for k, v in environment.items() if k in _OPTIONS}}
+        unused = sorted(set(configured) - set(_OPTIONS))
+        if unused:
+            # The workers report readiness themselves: nothing here would use these.
+            raise ValueError(
+                f"{', '.join('sdready_' + name for name in unused)} do not apply to gunicorn; "
+                f"its options: {', '.join('sdready_' + name for name in _OPTIONS)}"
+            )
         return ReadyOptions.from_settings(settings, label="sdready_{}")
     except ValueError as exc:
         raise _OptionError(f"sdready: {exc}") from exc
