@@ -1,28 +1,10 @@
-"""gunicorn: ``READY=1`` from the arbiter only once workers really serve.
+"""gunicorn's arbiter: it drives the readiness engine with what its workers report.
 
-gunicorn sends ``READY=1`` itself as soon as the arbiter has bound its sockets, before any
-worker has imported the app. This module is a gunicorn configuration module that takes
-that job over::
-
-    gunicorn -c python:sdready.plugins.gunicorn app:app
-
-or, as the last lines of your own ``gunicorn.conf.py`` (your hooks keep running)::
-
-    from sdready.plugins.gunicorn import install
-    install(globals())
-
-Options, as ``sdready_<name>`` variables in the config file or ``SDREADY_<NAME>``
-environment variables (the environment wins, as with ``GUNICORN_CMD_ARGS``):
-``ready_workers`` (1, or ``"all"``; ``"all"`` under ``reuse_port``), ``ready_timeout``
-(30 s), ``on_timeout`` (``"warn"``), ``watchdog`` (true). See README for the table.
-
-How: before gunicorn's own ``READY`` (and before ``--preload`` imports the app) the
-arbiter takes ``NOTIFY_SOCKET`` out of the environment, so gunicorn and everything in the
-workers stay silent. Each worker reports over a pipe created before the fork once it can
-serve (WSGI: after ``post_worker_init``; ASGI: once its lifespan startup completed) and
-which of its sockets listen; a thread in the arbiter reads the pipe and sends READY,
-STATUS and STOPPING (RELOADING comes from ``on_reload``). Without ``NOTIFY_SOCKET``
-nothing happens: no pipe, no thread, nothing logged above DEBUG.
+Each worker reports over a pipe created before the fork (see :mod:`._worker`) once it can
+serve; a thread here reads the pipe, counts the workers of the current generation (one per
+``SIGHUP``) and tells the engine: READY once enough of them serve, the booting progress
+and the failures as STATUS, STOPPING on TERM/INT/QUIT. The engine decides the rest: the
+timeout policy, READY once per generation, the STOPPING rule, the watchdog.
 """
 
 from __future__ import annotations
@@ -38,13 +20,12 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sdready import Notifier, Readiness, ReadyOptions, texts, watchdog_interval
-from sdready._contain import chain_signal, contained
-from sdready._exceptions import require_framework
+from sdready._contain import chain_signal
 from sdready._options import prefixed
 from sdready._readiness import TimeoutTexts
 
@@ -52,9 +33,7 @@ if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
     from gunicorn.workers.base import Worker
 
-require_framework("gunicorn", "gunicorn", "gunicorn")  # the hooks import it only when called
-
-__all__ = ["install"]
+__all__ = ["OptionError", "arbiter"]
 
 logger = logging.getLogger("sdready")
 
@@ -63,13 +42,6 @@ _TIMEOUTS = TimeoutTexts(
 )
 _OPTIONS = ("ready_workers", "ready_timeout", "on_timeout", "watchdog")
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
-_MAX_REASON = 1000  # keeps a worker's report under PIPE_BUF, so the write is atomic
-# (module, class) of ASGI worker classes, whose app is ready only after lifespan startup.
-_ASGI_WORKERS = {
-    ("gunicorn.workers.gasgi", "ASGIWorker"),
-    ("uvicorn_worker._workers", "UvicornWorker"),
-    ("uvicorn.workers", "UvicornWorker"),
-}
 
 
 class _OptionError(ValueError):
@@ -121,6 +93,8 @@ class _ArbiterSide:
         self.pid = 0
         self.notifier: Notifier | None = None
         self.server: Arbiter | None = None
+        #: The config module's namespace, where the ``sdready_*`` options are read.
+        self.namespace: MutableMapping[str, Any] = {}
         #: The engine; its options are re-read on SIGHUP.
         self.readiness = Readiness(ReadyOptions(notifier=Notifier(None)))
         self._lock = threading.Lock()
@@ -161,9 +135,8 @@ class _ArbiterSide:
 
     def starting(self, server: Arbiter) -> None:
         self.take_notify_socket(server)
-        options = _read_options(_namespace)
+        options = _read_options(self.namespace)
         if self.active:
-            _ensure_hooks(server)
             self.readiness = Readiness(
                 replace(options, notifier=self.notifier), timeout_texts=_TIMEOUTS
             )
@@ -192,9 +165,8 @@ class _ArbiterSide:
     def reloading(self, server: Arbiter) -> None:
         if not self.active:
             return
-        _ensure_hooks(server)
         try:
-            self.readiness.options = replace(_read_options(_namespace), notifier=self.notifier)
+            self.readiness.options = replace(_read_options(self.namespace), notifier=self.notifier)
         except _OptionError:
             logger.exception("keeping the previous sdready options")
         with self._lock:
@@ -236,14 +208,18 @@ class _ArbiterSide:
         if self.notifier is not None and self.notifier.address:
             server.cfg.env_orig["NOTIFY_SOCKET"] = self.notifier.address
 
-    def in_child(self) -> None:
-        """After fork, in the worker: arbiter-only descriptors and duties are not ours."""
+    def in_child(self) -> int:
+        """After fork, in the worker: drop the arbiter's duties and descriptors; return the
+        pipe's write end for the worker's report (-1 when inert)."""
+        if self.notifier is None or self._event_w < 0:
+            return -1
         for fd in (self._event_r, self._wake_r, self._wake_w):
             if fd >= 0:
                 os.close(fd)
         self._event_r = self._wake_r = self._wake_w = -1
         self.notifier = None
         self.readiness = Readiness(ReadyOptions(notifier=Notifier(None)))
+        return self._event_w
 
     def exiting(self, server: Arbiter) -> None:
         if not self.active:
@@ -465,237 +441,5 @@ def _reuse_port(server: Arbiter) -> bool:
     return bool(server.cfg.reuse_port) and hasattr(socket, "SO_REUSEPORT")
 
 
-class _WorkerSide:
-    """One worker's report to the arbiter: booted (serving) or failed, once."""
-
-    def __init__(self) -> None:
-        self.fd = -1
-        self.reported = False
-
-    def report_booted(self, worker: Worker) -> None:
-        if self.fd < 0 or self.reported:
-            return
-        from sdready import listening_sockets
-
-        # By inode, not fd: the core reports a dup'ed socket once, under its lowest fd.
-        own = {os.fstat(s.fileno()).st_ino for s in worker.sockets}
-        listening = [item for item in listening_sockets() if item.inode in own]
-        addresses = [item.address for item in listening][:32]
-        complete = len(listening) == len(own)
-        self._report(worker, event="booted", addresses=addresses, complete=complete)
-
-    def report_failed(self, worker: Worker, reason: str) -> None:
-        if self.fd >= 0 and not self.reported:
-            self._report(worker, event="failed", reason=" ".join(reason.split())[:_MAX_REASON])
-
-    def _report(self, worker: Worker, **fields: Any) -> None:
-        self.reported = True
-        line = json.dumps({"age": worker.age, "pid": os.getpid(), **fields}) + "\n"
-        try:
-            os.write(self.fd, line.encode())
-        except OSError as exc:  # EAGAIN: the arbiter's thread is gone or far behind
-            logger.debug("could not report to the arbiter: %s", exc)
-
-
-_arbiter = _ArbiterSide()
-_worker = _WorkerSide()
-_namespace: MutableMapping[str, Any] = {}
-
-
-# -- ASGI workers: booted means lifespan startup completed ---------------------------------
-
-
-class _LifespanObserver:
-    """Wrap a worker's ASGI app; report once lifespan startup completed or failed.
-
-    http and websocket scopes pass straight through; the app's messages and exceptions
-    are untouched, so the server behaves exactly as without it.
-    """
-
-    def __init__(self, app: Any, worker: Worker, required: bool) -> None:
-        self.app = app
-        self._worker = worker
-        self._required = required  # lifespan="on": an app without lifespan cannot boot
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
-            return
-        await self._lifespan(scope, receive, send)
-
-    async def _lifespan(self, scope: Any, receive: Any, send: Any) -> None:
-        async def observed_send(message: Any) -> None:
-            await send(message)
-            if message["type"] == "lifespan.startup.complete":
-                _worker.report_booted(self._worker)
-            elif message["type"] == "lifespan.startup.failed":
-                reason = message.get("message") or "lifespan startup failed"
-                _worker.report_failed(self._worker, reason)
-
-        try:
-            await self.app(scope, receive, observed_send)
-        except Exception as exc:
-            self._ended(f"{type(exc).__name__}: {exc}")
-            raise
-        self._ended("the app returned before lifespan startup completed")
-
-    def _ended(self, reason: str) -> None:
-        # Lifespan unsupported: with lifespan="auto" the server serves anyway.
-        if self._required:
-            _worker.report_failed(self._worker, reason)
-        else:
-            _worker.report_booted(self._worker)
-
-
-def _asgi_lifespan(worker: Worker) -> tuple[str, str] | None:
-    """``(app attribute, lifespan mode)`` for an ASGI worker class, None for WSGI."""
-    for cls in type(worker).__mro__:
-        if (cls.__module__, cls.__name__) in _ASGI_WORKERS:
-            if cls.__name__ == "ASGIWorker":
-                return "asgi", str(getattr(worker.cfg, "asgi_lifespan", "auto"))
-            return "wsgi", str(getattr(worker.config, "lifespan", "auto"))
-    return None
-
-
-def _worker_initialized(worker: Worker) -> None:
-    if _worker.fd < 0:
-        return
-    asgi = _asgi_lifespan(worker)
-    if asgi is None or asgi[1] == "off":
-        _worker.report_booted(worker)  # WSGI: the run loop starts right after this hook
-        return
-    attribute, mode = asgi
-    setattr(worker, attribute, _LifespanObserver(getattr(worker, attribute), worker, mode == "on"))
-
-
-def _forked(server: Arbiter, worker: Worker) -> None:
-    if _arbiter.notifier is not None and _arbiter._event_w >= 0:
-        _worker.fd = _arbiter._event_w
-        _arbiter.in_child()
-
-
-def _worker_exiting(server: Arbiter, worker: Worker) -> None:
-    if os.getpid() != worker.pid:  # the arbiter calls it too, for a worker already gone
-        _arbiter.worker_exited(worker)
-        return
-    if _worker.fd >= 0 and not _worker.reported:
-        exc = sys.exc_info()[1]
-        cause = exc.__context__ if isinstance(exc, SystemExit) and exc.__context__ else exc
-        reason = f"{type(cause).__name__}: {cause}" if cause is not None else "exited while booting"
-        _worker.report_failed(worker, reason)
-
-
-def _worker_aborted(worker: Worker) -> None:
-    _worker.report_failed(worker, "aborted (SIGABRT, usually gunicorn's worker timeout)")
-
-
-# -- hook chaining ---------------------------------------------------------------------------
-
-# name: (arity, our part, run ours after theirs)
-_HOOKS: dict[str, tuple[int, Callable[..., None], bool]] = {
-    "on_starting": (1, _arbiter.starting, False),
-    "nworkers_changed": (3, lambda server, new, old: _workers_changed(server), False),
-    "when_ready": (1, _arbiter.when_ready, False),
-    "on_reload": (1, _arbiter.reloading, False),
-    "pre_fork": (2, lambda server, worker: _arbiter.forking(worker), False),
-    "post_fork": (2, _forked, False),
-    "post_worker_init": (1, _worker_initialized, True),
-    "worker_abort": (1, _worker_aborted, False),
-    "worker_exit": (2, _worker_exiting, False),
-    "child_exit": (2, lambda server, worker: _arbiter.worker_exited(worker), False),
-    "pre_exec": (1, _arbiter.before_exec, False),
-    "on_exit": (1, _arbiter.exiting, False),
-}
-
-
-def _workers_changed(server: Arbiter) -> None:
-    # gunicorn sets num_workers in Arbiter.setup(), before a --preload app is imported:
-    # the earliest moment to hide NOTIFY_SOCKET from the app.
-    _arbiter.take_notify_socket(server)
-    _arbiter.workers_changed()
-
-
-def _chain(name: str, theirs: Callable[..., None] | None) -> Callable[..., None]:
-    arity, ours, ours_last = _HOOKS[name]
-
-    def call(args: tuple[Any, ...]) -> None:
-        if not ours_last:
-            _contained(name, ours, args)
-        if theirs is not None:
-            theirs(*args)  # the user's errors propagate, as without sdready
-        if ours_last:
-            _contained(name, ours, args)
-
-    # gunicorn checks the exact positional arity of every hook: no *args wrapper.
-    hook: Callable[..., None]
-    if arity == 1:
-
-        def hook(a: Any) -> None:
-            call((a,))
-    elif arity == 2:
-
-        def hook(a: Any, b: Any) -> None:
-            call((a, b))
-    else:
-
-        def hook(a: Any, b: Any, c: Any) -> None:
-            call((a, b, c))
-
-    hook.__name__ = hook.__qualname__ = name
-    hook.__dict__["__sdready__"] = True  # install() and _ensure_hooks() skip it
-    return hook
-
-
-def _contained(name: str, ours: Callable[..., None], args: tuple[Any, ...]) -> None:
-    # Invalid sdready_* options fail loudly, like any bad gunicorn setting; anything else
-    # of ours must never stop gunicorn.
-    with contained(f"the {name} hook", allow=(_OptionError,)):
-        ours(*args)
-
-
-def _ensure_hooks(server: Arbiter) -> None:
-    """Wrap hooks that escaped install(), e.g. defined below it: else READY never comes."""
-    for name in _HOOKS:
-        current = server.cfg.settings[name].get()
-        if not getattr(current, "__sdready__", False):
-            logger.warning(
-                "%s was set after install(globals()); sdready wrapped it now. "
-                "Call install() at the end of the config file.",
-                name,
-            )
-            server.cfg.set(name, _chain(name, current))
-
-
-def install(namespace: MutableMapping[str, Any]) -> None:
-    """Add sdready's hooks to a gunicorn config module's namespace (``globals()``).
-
-    Hooks already defined there keep running, with their arguments and errors intact;
-    calling it twice changes nothing. Call it last, after your own hook definitions.
-    Options are the ``sdready_*`` variables of the same namespace, read when gunicorn
-    starts (and again on ``SIGHUP``); see the module docstring.
-
-    Example (``gunicorn.conf.py``)::
-
-        workers = 4
-        sdready_ready_workers = "all"
-
-        def post_worker_init(worker):
-            connect_database()
-
-        from sdready.plugins.gunicorn import install
-        install(globals())
-    """
-    global _namespace  # noqa: PLW0603  (gunicorn reads the config module's namespace; the hooks need it)
-    from gunicorn.config import validate_callable
-
-    for name, (arity, _ours, _last) in _HOOKS.items():
-        theirs = namespace.get(name)
-        if getattr(theirs, "__sdready__", False):
-            continue
-        if theirs is not None:
-            theirs = validate_callable(arity)(theirs)  # gunicorn's own check and message
-        namespace[name] = _chain(name, theirs)
-    _namespace = namespace
-
-
-install(globals())
+arbiter = _ArbiterSide()
+OptionError = _OptionError

@@ -1,0 +1,152 @@
+"""gunicorn's workers: each reports once, over the arbiter's pipe, that it can serve.
+
+WSGI workers can serve right after ``post_worker_init``; ASGI workers once their app's
+lifespan startup completed (an observer wraps the app). A worker that fails to boot
+reports why. Workers never see ``NOTIFY_SOCKET``: only the arbiter speaks to systemd.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ._arbiter import arbiter as _arbiter
+
+if TYPE_CHECKING:
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.workers.base import Worker
+
+__all__ = ["forked", "worker_aborted", "worker_exiting", "worker_initialized"]
+
+logger = logging.getLogger("sdready")
+
+_MAX_REASON = 1000  # keeps a worker's report under PIPE_BUF, so the write is atomic
+# (module, class) of ASGI worker classes, whose app is ready only after lifespan startup.
+_ASGI_WORKERS = {
+    ("gunicorn.workers.gasgi", "ASGIWorker"),
+    ("uvicorn_worker._workers", "UvicornWorker"),
+    ("uvicorn.workers", "UvicornWorker"),
+}
+
+
+class _WorkerSide:
+    """One worker's report to the arbiter: booted (serving) or failed, once."""
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self.reported = False
+
+    def report_booted(self, worker: Worker) -> None:
+        if self.fd < 0 or self.reported:
+            return
+        from sdready import listening_sockets
+
+        # By inode, not fd: the core reports a dup'ed socket once, under its lowest fd.
+        own = {os.fstat(s.fileno()).st_ino for s in worker.sockets}
+        listening = [item for item in listening_sockets() if item.inode in own]
+        addresses = [item.address for item in listening][:32]
+        complete = len(listening) == len(own)
+        self._report(worker, event="booted", addresses=addresses, complete=complete)
+
+    def report_failed(self, worker: Worker, reason: str) -> None:
+        if self.fd >= 0 and not self.reported:
+            self._report(worker, event="failed", reason=" ".join(reason.split())[:_MAX_REASON])
+
+    def _report(self, worker: Worker, **fields: Any) -> None:
+        self.reported = True
+        line = json.dumps({"age": worker.age, "pid": os.getpid(), **fields}) + "\n"
+        try:
+            os.write(self.fd, line.encode())
+        except OSError as exc:  # EAGAIN: the arbiter's thread is gone or far behind
+            logger.debug("could not report to the arbiter: %s", exc)
+
+
+_worker = _WorkerSide()
+
+
+# -- ASGI workers: booted means lifespan startup completed ---------------------------------
+
+
+class _LifespanObserver:
+    """Wrap a worker's ASGI app; report once lifespan startup completed or failed.
+
+    http and websocket scopes pass straight through; the app's messages and exceptions
+    are untouched, so the server behaves exactly as without it.
+    """
+
+    def __init__(self, app: Any, worker: Worker, required: bool) -> None:
+        self.app = app
+        self._worker = worker
+        self._required = required  # lifespan="on": an app without lifespan cannot boot
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        await self._lifespan(scope, receive, send)
+
+    async def _lifespan(self, scope: Any, receive: Any, send: Any) -> None:
+        async def observed_send(message: Any) -> None:
+            await send(message)
+            if message["type"] == "lifespan.startup.complete":
+                _worker.report_booted(self._worker)
+            elif message["type"] == "lifespan.startup.failed":
+                reason = message.get("message") or "lifespan startup failed"
+                _worker.report_failed(self._worker, reason)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        except Exception as exc:
+            self._ended(f"{type(exc).__name__}: {exc}")
+            raise
+        self._ended("the app returned before lifespan startup completed")
+
+    def _ended(self, reason: str) -> None:
+        # Lifespan unsupported: with lifespan="auto" the server serves anyway.
+        if self._required:
+            _worker.report_failed(self._worker, reason)
+        else:
+            _worker.report_booted(self._worker)
+
+
+def _asgi_lifespan(worker: Worker) -> tuple[str, str] | None:
+    """``(app attribute, lifespan mode)`` for an ASGI worker class, None for WSGI."""
+    for cls in type(worker).__mro__:
+        if (cls.__module__, cls.__name__) in _ASGI_WORKERS:
+            if cls.__name__ == "ASGIWorker":
+                return "asgi", str(getattr(worker.cfg, "asgi_lifespan", "auto"))
+            return "wsgi", str(getattr(worker.config, "lifespan", "auto"))
+    return None
+
+
+def worker_initialized(worker: Worker) -> None:
+    if _worker.fd < 0:
+        return
+    asgi = _asgi_lifespan(worker)
+    if asgi is None or asgi[1] == "off":
+        _worker.report_booted(worker)  # WSGI: the run loop starts right after this hook
+        return
+    attribute, mode = asgi
+    setattr(worker, attribute, _LifespanObserver(getattr(worker, attribute), worker, mode == "on"))
+
+
+def forked(server: Arbiter, worker: Worker) -> None:
+    _worker.fd = _arbiter.in_child()
+
+
+def worker_exiting(server: Arbiter, worker: Worker) -> None:
+    if os.getpid() != worker.pid:  # the arbiter calls it too, for a worker already gone
+        _arbiter.worker_exited(worker)
+        return
+    if _worker.fd >= 0 and not _worker.reported:
+        exc = sys.exc_info()[1]
+        cause = exc.__context__ if isinstance(exc, SystemExit) and exc.__context__ else exc
+        reason = f"{type(cause).__name__}: {cause}" if cause is not None else "exited while booting"
+        _worker.report_failed(worker, reason)
+
+
+def worker_aborted(worker: Worker) -> None:
+    _worker.report_failed(worker, "aborted (SIGABRT, usually gunicorn's worker timeout)")
