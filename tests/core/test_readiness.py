@@ -37,41 +37,6 @@ def address_of(sock: socket.socket) -> str:
     return f"{host}:{port}"
 
 
-# -- options ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"ready_timeout": 0}, "ready_timeout"),
-        ({"ready_timeout": True}, "ready_timeout"),
-        ({"on_timeout": "ignore"}, "on_timeout"),
-        ({"probe": "tcp"}, "probe"),
-        ({"expect": "not an address"}, "expect entry"),
-        ({"health": 42}, "health"),
-    ],
-)
-def test_options_are_validated_at_construction(kwargs: dict[str, object], match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        ReadyOptions(**kwargs)  # type: ignore[arg-type]
-
-
-def test_options_from_loosely_typed_settings() -> None:
-    options = ReadyOptions.from_settings(
-        {"ready_timeout": "12.5", "watchdog": "off", "expect": "8000, /run/a.sock", "probe": "none"}
-    )
-    assert options.ready_timeout == 12.5
-    assert options.watchdog is False
-    assert options.expect == [8000, "/run/a.sock"]
-    assert options.probe is None
-    with pytest.raises(ValueError, match="unknown readiness option"):
-        ReadyOptions.from_settings({"readytimeout": 1})
-    with pytest.raises(ValueError, match="boolean"):
-        ReadyOptions.from_settings({"watchdog": "perhaps"})
-    with pytest.raises(ValueError, match="seconds"):
-        ReadyOptions.from_settings({"ready_timeout": "soon"})
-
-
 # -- inert outside systemd -----------------------------------------------------------------------
 
 
