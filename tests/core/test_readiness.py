@@ -263,3 +263,133 @@ def test_a_worker_sends_no_stopping(
     monkeypatch.setenv("SYSTEMD_EXEC_PID", str(os.getpid()))
     Readiness().stopping()
     notify_socket.wait_for("STOPPING=1", 2)
+
+
+# -- the engine's API for front ends that learn readiness themselves (gunicorn) ---------------
+
+
+def settle(recorder: NotifyRecorder) -> None:
+    assert Notifier(recorder.address).barrier(2)
+
+
+def test_pushed_ready_once_per_generation(notify_socket: NotifyRecorder) -> None:
+    readiness = Readiness(ReadyOptions(notifier=Notifier()))
+    readiness.starting()
+    assert readiness.ready("Ready: 1 worker")
+    assert not readiness.ready("Ready: 2 workers")  # same generation: a STATUS job at most
+    readiness.reloading("Reloading: generation 2")
+    assert readiness.generation == 2 and not readiness.ready_sent
+    assert readiness.ready("Ready: generation 2")
+    settle(notify_socket)
+    assert notify_socket.values("READY") == ["1", "1"]
+    reloading = [m for m in notify_socket.messages if "RELOADING" in m.fields]
+    assert len(reloading) == 1 and int(reloading[0]["MONOTONIC_USEC"]) > 0
+    assert reloading[0].time < notify_socket.messages[-1].time
+
+
+def test_fail_policy_lets_a_later_push_send_ready(notify_socket: NotifyRecorder) -> None:
+    readiness = Readiness(ReadyOptions(notifier=Notifier(), on_timeout="fail"))
+    readiness.starting()
+    assert not readiness.timed_out("no worker could serve")
+    assert not readiness.awaiting_timeout  # applied once per generation
+    assert not readiness.timed_out("again")
+    assert readiness.ready("Ready: 1 worker")  # the workers serve after all: READY is true
+    settle(notify_socket)
+    assert notify_socket.values("READY") == ["1"]
+
+
+def test_abandon_vetoes_ready(notify_socket: NotifyRecorder, sockets: list[socket.socket]) -> None:
+    tcp_listener(sockets)
+    readiness = Readiness(ReadyOptions(notifier=Notifier(), on_timeout="ready"))
+    readiness.starting()
+    readiness.abandon("the process will never serve")
+    assert readiness.closed
+    assert not readiness.announce_blocking()
+    assert not readiness.ready("Ready")
+    assert not readiness.timed_out("late")
+    settle(notify_socket)
+    assert notify_socket.values("READY") == []
+
+
+def test_a_successor_takes_over_and_its_predecessor_stays_quiet(
+    notify_socket: NotifyRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old_main = os.getpid() + 1
+    monkeypatch.setenv("SYSTEMD_EXEC_PID", str(old_main))  # gunicorn's USR2 child
+    successor = Readiness(ReadyOptions(notifier=Notifier()))
+    successor.took_over(old_main)
+    assert not successor.is_main
+    assert successor.ready("Ready: generation 1")
+    assert successor.is_main
+    ready = notify_socket.wait_for("READY=1", 2)
+    assert ready["MAINPID"] == str(os.getpid())
+    monkeypatch.setenv("SYSTEMD_EXEC_PID", str(os.getpid()))  # the old master, replaced
+    predecessor = Readiness(ReadyOptions(notifier=Notifier()))
+    predecessor.handed_over()
+    assert not predecessor.stopping()
+    assert successor.stopping()
+    settle(notify_socket)
+    assert notify_socket.values("STOPPING") == ["1"]
+
+
+def test_a_status_is_sent_once_and_never_after_stopping(notify_socket: NotifyRecorder) -> None:
+    readiness = Readiness(ReadyOptions(notifier=Notifier()))
+    assert readiness.status("Booting workers (1/2)")
+    assert not readiness.status("Booting workers (1/2)")
+    readiness.stopping()
+    assert not readiness.status("Booting workers (2/2)")
+
+
+def test_step_drives_a_wait_over_another_source(
+    notify_socket: NotifyRecorder, sockets: list[socket.socket]
+) -> None:
+    # sdready exec's shape: its own loop calls step(); the source is not this process's walk.
+    from sdready import listening_sockets
+
+    seen: list[socket.socket] = []
+
+    def source() -> list[object]:
+        inodes = {os.fstat(s.fileno()).st_ino for s in seen}
+        return [item for item in listening_sockets() if item.inode in inodes]
+
+    tcp_listener(sockets)  # listens in this process, but the source does not show it
+    readiness = Readiness(ReadyOptions(notifier=Notifier()), source=source)  # type: ignore[arg-type]
+    readiness.waiting()
+    delays = [readiness.step() for _ in range(3)]
+    assert all(delay is not None and delay >= 0 for delay in delays)
+    shown = tcp_listener(sockets)
+    seen.append(shown)
+    for _ in range(1000):
+        delay = readiness.step()
+        if delay is None:
+            break
+        time.sleep(delay)
+    assert readiness.ready_sent
+    assert [str(item) for item in readiness.listeners] == [address_of(shown)]
+    assert notify_socket.wait_for("READY=1", 2)["STATUS"].startswith(
+        f"Ready: listening on {address_of(shown)}"
+    )
+
+
+def test_accepts_early_switches_auto_to_an_http_probe(
+    notify_socket: NotifyRecorder, sockets: list[socket.socket]
+) -> None:
+    # A socket that accepts before anyone serves (werkzeug's reloader watcher): the hook says
+    # so, and READY waits for an HTTP answer that never comes. The control, without the hook,
+    # takes the kernel's word.
+    def story(hook: object) -> Readiness:
+        readiness = Readiness(
+            ReadyOptions(notifier=Notifier(), probe="auto", ready_timeout=0.5, on_timeout="fail"),
+            accepts_early=hook,  # type: ignore[arg-type]
+        )
+        readiness.starting()
+        readiness.waiting()
+        listener = tcp_listener(sockets)  # the server's: opened after startup, nobody serves
+        readiness.announce_blocking()
+        listener.close()
+        return readiness
+
+    assert not story(lambda listeners: "nobody serves it yet").ready_sent
+    assert story(None).ready_sent
+    settle(notify_socket)
+    assert len(notify_socket.values("READY")) == 1
