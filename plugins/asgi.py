@@ -334,12 +334,11 @@ async def _trio_watchdog_loop(readiness: Readiness, period: float) -> None:
 
 async def _quiet(work: Callable[[], Awaitable[object]], what: str) -> None:
     # Background work must never surface as "Task exception was never retrieved" or crash
-    # trio's system nursery; cancellation still propagates. The coroutine is made here, so
-    # a task cancelled before its first step leaves no "never awaited" coroutine behind.
-    try:
+    # trio's system nursery; cancellation (a BaseException) still propagates. The coroutine
+    # is made here, so a task cancelled before its first step leaves no "never awaited"
+    # coroutine behind.
+    with contained(what):
         await work()
-    except Exception:
-        logger.exception("sdready: %s failed", what)
 
 
 def _last_line(text: str) -> str:
