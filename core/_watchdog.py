@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ._env import watchdog_interval
 from ._notifier import Notifier, _process_notifier
@@ -125,6 +125,8 @@ async def watchdog_loop(
     notifier: Notifier | None = None,
     interval: float | None = None,
     health: HealthCheck | None = None,
+    *,
+    sleep: Callable[[float], Awaitable[object]] | None = None,
 ) -> None:
     """Ping ``WATCHDOG=1`` every half watchdog period from the running event loop.
 
@@ -138,9 +140,14 @@ async def watchdog_loop(
         task = asyncio.create_task(watchdog_loop(health=check_db))
         ...
         task.cancel()
-    """
-    import asyncio
 
+    ``sleep`` is the event loop's own sleep (default :func:`asyncio.sleep`; ``trio.sleep``
+    under trio), so the pings stop whenever that loop is blocked.
+    """
+    if sleep is None:
+        import asyncio
+
+        sleep = asyncio.sleep
     notifier, period = _resolve(notifier, interval)
     if period is None:
         return
@@ -152,9 +159,7 @@ async def watchdog_loop(
                 result: object = health()
                 if _is_awaitable(result):
                     result = await result  # type: ignore[misc]
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+            except Exception as exc:  # cancellation is a BaseException: it ends the loop
                 reason = f"health check raised {exc!r}"
             else:
                 reason = _skip_reason(result)
@@ -163,4 +168,4 @@ async def watchdog_loop(
                 logger.debug("watchdog ping not delivered (see earlier warnings)")
         else:
             logger.debug("watchdog ping skipped: %s", reason)
-        await asyncio.sleep(half)
+        await sleep(half)

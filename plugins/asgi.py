@@ -27,7 +27,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from sdready import Readiness, ReadyOptions
+from sdready import Readiness, ReadyOptions, watchdog_loop
 from sdready._contain import contained
 
 if TYPE_CHECKING:
@@ -256,8 +256,6 @@ class _AsyncioBackground(_Background):
     def start_watchdog(self) -> None:
         period = self._watchdog_period()
         if period is not None and not self._stop.is_set():
-            from sdready import watchdog_loop
-
             options = self.readiness.options
             self._spawn(
                 lambda: watchdog_loop(self.readiness.notifier, period, options.health),
@@ -295,7 +293,15 @@ class _TrioBackground(_Background):
 
         async def pinger() -> None:
             with scope:
-                await _quiet(lambda: _trio_watchdog_loop(self.readiness, period), "watchdog loop")
+                await _quiet(
+                    lambda: watchdog_loop(
+                        self.readiness.notifier,
+                        period,
+                        self.readiness.options.health,
+                        sleep=trio.sleep,
+                    ),
+                    "watchdog loop",
+                )
 
         trio.lowlevel.spawn_system_task(pinger, name="sdready watchdog")
 
@@ -304,32 +310,6 @@ class _TrioBackground(_Background):
         scopes, self._scopes = self._scopes, []
         for scope in scopes:
             scope.cancel()
-
-
-async def _trio_watchdog_loop(readiness: Readiness, period: float) -> None:
-    import inspect
-
-    import trio
-
-    health = readiness.options.health
-    while True:
-        reason: str | None = None
-        if health is not None:
-            try:
-                result = health()
-                if inspect.isawaitable(result):
-                    result = await result
-            except trio.Cancelled:
-                raise
-            except Exception as exc:
-                reason = f"health check raised {exc!r}"
-            else:
-                reason = None if result else f"health check returned {result!r}"
-        if reason is None:
-            readiness.notifier.watchdog()
-        else:
-            logger.debug("watchdog ping skipped: %s", reason)
-        await trio.sleep(period / 2)
 
 
 async def _quiet(work: Callable[[], Awaitable[object]], what: str) -> None:
