@@ -245,10 +245,10 @@ def _add_wait_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--discovery",
-        choices=("auto", "pidfd", "proc"),
+        choices=("auto", "sockdiag", "pidfd", "proc"),
         default="auto",
-        help="how another process's sockets are seen: pidfd_getfd, /proc/net tables, "
-        "or the first that works (default)",
+        help="how another process's sockets are seen: a netlink sock_diag dump of the "
+        "listeners, pidfd_getfd, /proc/net tables, or the first that works (default)",
     )
 
 
@@ -412,10 +412,14 @@ def _environment_report() -> tuple[dict[str, object], list[str]]:
 
 
 def _discovery_summary() -> str:
-    from ._proctree import pidfd_getfd_support
+    """The method ``sdready exec --discovery auto`` uses here, and why not the better ones."""
+    from ._proctree import pidfd_getfd_support, sockdiag_support
 
+    diag, diag_why = sockdiag_support()
+    if diag:
+        return f"sockdiag ({diag_why}; for a child in our network namespace)"
     usable, why = pidfd_getfd_support()
-    return f"pidfd ({why})" if usable else f"proc ({why})"
+    return f"pidfd ({why}; {diag_why})" if usable else f"proc ({why}; {diag_why})"
 
 
 # -- waiting for another process's listeners -----------------------------------------------
@@ -445,7 +449,7 @@ def _cmd_wait_listen(args: argparse.Namespace) -> int:
             logger.error("pid %d does not exist", args.pid)
             return EXIT_NO_SOCKET
         watch = TreeListeners(args.pid, _discovery_method(args.discovery))
-        source = watch.poll
+        source = watch
     waiter = _Wait(args.timeout, expect, None, args.probe, _PROBE_TIMEOUT, source=source)
     try:
         while True:
@@ -503,8 +507,9 @@ def _cmd_exec(args: argparse.Namespace) -> int:
 
 
 def _discovery_method(name: str) -> Method:
-    from ._proctree import pidfd_getfd_support
+    from ._proctree import pidfd_getfd_support, sockdiag_support
 
-    if name == "pidfd" and not pidfd_getfd_support()[0]:
-        raise _UsageError(f"--discovery pidfd: {pidfd_getfd_support()[1]}")
+    for method, support in (("pidfd", pidfd_getfd_support), ("sockdiag", sockdiag_support)):
+        if name == method and not support()[0]:
+            raise _UsageError(f"--discovery {method}: {support()[1]}")
     return cast("Method", name)

@@ -163,7 +163,7 @@ class Supervisor:
 
         watch = TreeListeners(self.pid, self.method)
         readiness = self.readiness = Readiness(
-            replace(self.options, notifier=self.notifier), source=watch.poll
+            replace(self.options, notifier=self.notifier), source=watch
         )
         readiness.pid = self.pid  # READY's STATUS names the server, not sdready
         readiness.waiting()

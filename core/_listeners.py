@@ -334,6 +334,9 @@ async def async_wait_until_listening(  # noqa: PLR0913  (public API: keyword-onl
 
 #: Where a wait looks for listeners: this process's own descriptors (the default),
 #: another process tree (``sdready exec``), or a network namespace (``wait-listen``).
+#: A source may carry ``max_interval``, the longest spacing between polls its cost allows
+#: (seconds, or None), to replace the wait's cap (``_MAX_INTERVAL``): a cheap source polled
+#: often makes READY follow ``listen()`` closely. The duty cap (``_MAX_DUTY``) still holds.
 ListenerSource = Callable[[], list[Listener]]
 
 
@@ -475,7 +478,8 @@ class _Wait:
         do not stretch the interval."""
         spacing = self.interval
         if not self.in_fast_phase():  # the burst is short: no duty cap there
-            self.interval = spacing = min(self.interval * 2, _MAX_INTERVAL)
+            cap = getattr(self.source, "max_interval", None) or _MAX_INTERVAL
+            self.interval = spacing = min(self.interval * 2, cap)
             spacing = max(spacing, min(self.walk_costs, default=0.0) / _MAX_DUTY)
         spacing = max(spacing, self.probe_delay)
         self.probe_delay = 0.0

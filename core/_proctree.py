@@ -17,7 +17,16 @@ process's sockets are reached in one of two ways, chosen per process:
     ptrace-*read* rights (same uid, or ``CAP_SYS_PTRACE``), but reads tables as large as the
     network namespace's socket count; they are read only while a socket is undecided.
 
-``auto`` uses ``pidfd`` where the interpreter, the architecture (the syscall number is
+``sockdiag``
+    One netlink ``sock_diag`` dump of the network namespace's *listeners*
+    (:mod:`sdready._sockdiag`) per poll, tens of microseconds whatever the host runs; the
+    tree's descriptors are read (``/proc/PID/fd``, matched by inode) only when a listener
+    the tree was not known to hold appears, and twice a second in case sockets moved
+    between processes. Cheap enough to be polled every millisecond (:attr:`max_interval`).
+    Needs the tree in our network namespace; nothing else.
+
+``auto`` uses ``sockdiag`` while the tree shares our network namespace and netlink
+answers, else ``pidfd`` where the interpreter, the architecture (the syscall number is
 known) and the kernel allow it, and falls back to ``proc`` for a process that refuses.
 """
 
@@ -29,11 +38,13 @@ import os
 import platform
 import socket
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from ._sockets import Listener, describe, inspect_socket, listener
+from ._sockdiag import SockDiag, same_network_namespace
+from ._sockets import Address, Listener, describe, inspect_socket, listener
 
 __all__ = [
     "Method",
@@ -42,11 +53,21 @@ __all__ = [
     "namespace_listeners",
     "pidfd_getfd_support",
     "process_tree",
+    "sockdiag_support",
 ]
 
 logger = logging.getLogger("sdready")
 
-Method = Literal["auto", "pidfd", "proc"]
+Method = Literal["auto", "sockdiag", "pidfd", "proc"]
+METHODS: tuple[Method, ...] = ("auto", "sockdiag", "pidfd", "proc")
+
+#: How often a sock_diag watch may be polled: a dump costs ~30-60 us, so 1 ms is ~5 % of
+#: a core while waiting, and READY follows listen() within about a millisecond.
+_SOCKDIAG_INTERVAL = 0.001
+#: How often a sock_diag watch reads the tree's descriptors even when the namespace's
+#: listeners did not change: a socket handed between processes, a process that moved to
+#: another network namespace.
+_SOCKDIAG_REWALK = 0.5
 
 # pidfd_getfd is 438 wherever the kernel uses the unified syscall table of Linux 5.1+; alpha,
 # ia64 and the mips ABIs number it differently, so those fall back to /proc.
@@ -232,6 +253,23 @@ def _getfd(pidfd: int, target_fd: int) -> int:
     return fd
 
 
+_diag_support: tuple[bool, str] | None = None
+
+
+def sockdiag_support() -> tuple[bool, str]:
+    """``(usable, why)``: does netlink sock_diag answer here (one dump, tried once)?"""
+    global _diag_support  # noqa: PLW0603  (probed once per process, then cached)
+    if _diag_support is None:
+        try:
+            with SockDiag() as diag:
+                diag.listeners()
+        except (OSError, AttributeError) as exc:  # AttributeError: no AF_NETLINK (not Linux)
+            _diag_support = (False, f"netlink sock_diag refused: {exc}")
+        else:
+            _diag_support = (True, "netlink sock_diag answers (one dump of the listeners per poll)")
+    return _diag_support
+
+
 # -- /proc/net tables ----------------------------------------------------------------------
 
 
@@ -339,8 +377,17 @@ def _inspect_duplicate(dup: int, fd: int, inode: int) -> tuple[Listener | None, 
 def namespace_listeners(pid: int | None = None) -> list[Listener]:
     """Every listening TCP and unix socket in the network namespace of *pid* (default ours).
 
-    For ``wait-listen`` without a pid: the owner is unknown, so ``fd`` is -1.
+    For ``wait-listen`` without a pid: the owner is unknown, so ``fd`` is -1. One sock_diag
+    dump where netlink answers for that namespace, else the ``/proc/net`` tables.
     """
+    if sockdiag_support()[0] and (pid is None or same_network_namespace(pid)):
+        try:
+            with SockDiag() as diag:
+                found = diag.listeners()
+        except OSError as exc:
+            logger.debug("netlink sock_diag failed (%s): reading /proc/net instead", exc)
+        else:
+            return [listener(-1, inode, *described) for inode, described in found.items()]
     netdir = "/proc/net" if pid is None else f"/proc/{pid}/net"
     entries = _read_tables(netdir, None)
     return [
@@ -368,13 +415,19 @@ class TreeListeners:
     """
 
     def __init__(self, root: int, method: Method = "auto") -> None:
-        if method not in ("auto", "pidfd", "proc"):
-            raise ValueError(f"method must be 'auto', 'pidfd' or 'proc', got {method!r}")
+        if method not in METHODS:
+            raise ValueError(
+                f"method must be one of {', '.join(map(repr, METHODS))}, not {method!r}"
+            )
         self.root = root
         self.requested: Method = method
-        self._use_pidfd = method != "proc" and pidfd_getfd_support()[0]
+        self._diag = self._open_diag() if method in ("auto", "sockdiag") else None
+        self._use_pidfd = method in ("auto", "pidfd") and pidfd_getfd_support()[0]
         if method == "pidfd" and not self._use_pidfd:
             raise OSError(_errno.ENOSYS, pidfd_getfd_support()[1])
+        self._owned: dict[int, tuple[int, int]] = {}  # sockdiag: listener inode -> (pid, fd)
+        self._foreign: set[int] = set()  # sockdiag: listeners the tree did not hold
+        self._walked = -_SOCKDIAG_REWALK
         self._pidfds: dict[int, int] = {}
         self._refused: set[int] = set()  # pids that refused pidfd_getfd: use /proc for them
         self._unreadable: set[int] = set()
@@ -384,8 +437,21 @@ class TreeListeners:
 
     @property
     def method(self) -> str:
-        """The method in use: ``"pidfd"``, ``"proc"`` or ``"pidfd+proc"`` after a fallback."""
-        return "+".join(sorted(self.methods_used)) or ("pidfd" if self._use_pidfd else "proc")
+        """The method in use: ``"sockdiag"``, ``"pidfd"``, ``"proc"``, or those used, joined
+        with ``+``, after a fallback."""
+        if self.methods_used:
+            return "+".join(sorted(self.methods_used))
+        return "sockdiag" if self._diag is not None else "pidfd" if self._use_pidfd else "proc"
+
+    @property
+    def max_interval(self) -> float | None:
+        """The longest spacing between polls that this watch's cost allows, for the wait
+        (:class:`sdready._listeners._Wait`); None: the wait's own schedule."""
+        return _SOCKDIAG_INTERVAL if self._diag is not None else None
+
+    def __call__(self) -> list[Listener]:
+        """:meth:`poll`: a watch is a listener source (with its :attr:`max_interval`)."""
+        return self.poll()
 
     @property
     def unreadable(self) -> set[int]:
@@ -394,24 +460,95 @@ class TreeListeners:
 
     def poll(self) -> list[Listener]:
         """The listeners the tree holds now, one per socket (inode), in discovery order."""
+        if self._diag is not None:
+            try:
+                found = self._poll_sockdiag(self._diag)
+            except OSError as exc:
+                found = None
+                self._stop_sockdiag(f"netlink sock_diag failed: {exc}")
+            if found is not None:
+                return found
+        return self._poll_descriptors()
+
+    def _open_diag(self) -> SockDiag | None:
+        usable, why = sockdiag_support()
+        if not usable:
+            if self.requested == "sockdiag":
+                raise OSError(_errno.ENOSYS, why)
+            return None
+        if not same_network_namespace(self.root):
+            if self.requested == "sockdiag":
+                raise OSError(_errno.EXDEV, f"pid {self.root} is in another network namespace")
+            return None
+        return SockDiag()
+
+    def _stop_sockdiag(self, why: str) -> None:
+        assert self._diag is not None
+        self._diag.close()
+        self._diag = None
+        if self.requested == "sockdiag":  # asked for it alone: nothing else is tried
+            raise OSError(_errno.EXDEV, why)
+        logger.info("%s: reading the process tree's descriptors instead", why)
+
+    def _poll_sockdiag(self, diag: SockDiag) -> list[Listener] | None:
+        """One dump; the tree's descriptors only when a listener not known to be the
+        tree's (or not to be) appeared, or it is time to look again. None: fall back."""
+        listening = diag.listeners()
+        now = time.monotonic()
+        unknown = any(i not in self._owned and i not in self._foreign for i in listening)
+        if unknown or now - self._walked >= _SOCKDIAG_REWALK:
+            if not self._walk_owners(listening):
+                return None
+            self._walked = now
+        self.methods_used.add("sockdiag")
+        return [
+            listener(fd, inode, *listening[inode])
+            for inode, (_pid, fd) in self._owned.items()
+            if inode in listening
+        ]
+
+    def _walk_owners(self, listening: dict[int, tuple[int, Address]]) -> bool:
+        """Which of *listening* the tree holds; False when part of it is in another network
+        namespace (its listeners are not in our dump)."""
+        owned: dict[int, tuple[int, int]] = {}
+        for pid, sockets in self._tree_sockets(process_tree(self.root)):
+            # Only a process holding sockets matters (one that exited meanwhile falls back).
+            if sockets and not same_network_namespace(pid):
+                self._stop_sockdiag(f"pid {pid} is in another network namespace")
+                return False
+            for fd, inode in sorted(sockets.items()):
+                if inode in listening:
+                    owned.setdefault(inode, (pid, fd))
+        self._owned = owned
+        self._foreign = set(listening).difference(owned)
+        return True
+
+    def _tree_sockets(self, tree: list[int]) -> list[tuple[int, dict[int, int]]]:
+        """``(pid, {fd: inode})`` for each process of *tree* whose descriptors can be read;
+        warns once about each that cannot."""
+        self._unreadable.intersection_update(tree)
+        readable = []
+        for pid in tree:
+            sockets = _socket_fds(pid)
+            if sockets is not None:
+                readable.append((pid, sockets))
+            elif pid not in self._unreadable:
+                self._unreadable.add(pid)
+                logger.warning(
+                    "cannot read /proc/%d/fd (another user, or not dumpable): the listening "
+                    "sockets of that process are not seen",
+                    pid,
+                )
+        return readable
+
+    def _poll_descriptors(self) -> list[Listener]:
         tree = process_tree(self.root)
         alive = set(tree)
         for pid in [p for p in self._pidfds if p not in alive]:
             os.close(self._pidfds.pop(pid))
-        self._unreadable &= alive
         result: dict[int, Listener] = {}
         table_wanted: dict[int, tuple[int, int]] = {}  # inode -> (pid, fd)
-        for pid in tree:
-            sockets = _socket_fds(pid)
-            if sockets is None:
-                if pid not in self._unreadable:
-                    self._unreadable.add(pid)
-                    logger.warning(
-                        "cannot read /proc/%d/fd (another user, or not dumpable): the listening "
-                        "sockets of that process are not seen",
-                        pid,
-                    )
-                continue
+        for pid, sockets in self._tree_sockets(tree):
             for fd, inode in sockets.items():
                 if inode in result or inode in self._never:
                     continue
@@ -432,7 +569,10 @@ class TreeListeners:
         return list(result.values())
 
     def close(self) -> None:
-        """Close the pidfds held for the tree's processes."""
+        """Close the netlink socket and the pidfds held for the tree's processes."""
+        if self._diag is not None:
+            self._diag.close()
+            self._diag = None
         for pidfd in self._pidfds.values():
             os.close(pidfd)
         self._pidfds.clear()

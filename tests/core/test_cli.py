@@ -175,7 +175,7 @@ def test_status_reports_the_environment(
     assert report["watchdog_sec"] == 4.0
     assert report["listen_fds"] == 2 and report["listen_fds_for_this_process"] == 2
     assert report["main_pid"] == os.getppid()
-    assert report["exec_discovery"].split()[0] in ("pidfd", "proc")
+    assert report["exec_discovery"].split()[0] in ("sockdiag", "pidfd", "proc")
     hints = " ".join(report["hints"])
     assert "NotifyAccess=all" in hints and "every 2 s" in hints
 

@@ -23,7 +23,7 @@ import pytest
 from _cli_support import NODE, SDREADY, Run, ready_address, sdready_run
 from _servers import http_get
 from sdready import texts
-from sdready._proctree import pidfd_getfd_support
+from sdready._proctree import pidfd_getfd_support, sockdiag_support
 from sdready.testing import NotifyMessage, NotifyRecorder
 
 PY = sys.executable
@@ -39,6 +39,10 @@ METHODS = [
     pytest.param(
         "pidfd",
         marks=pytest.mark.skipif(not pidfd_getfd_support()[0], reason=pidfd_getfd_support()[1]),
+    ),
+    pytest.param(
+        "sockdiag",
+        marks=pytest.mark.skipif(not sockdiag_support()[0], reason=sockdiag_support()[1]),
     ),
 ]
 

@@ -1,4 +1,4 @@
-"""Another process tree's listening sockets (``sdready._proctree``), by both methods.
+"""Another process tree's listening sockets (``sdready._proctree``), by every method.
 
 A child process opens every kind of socket; only its listeners may be reported, once per
 socket, with the same readable addresses as the in-process walk.
@@ -25,6 +25,7 @@ from sdready._proctree import (
     namespace_listeners,
     pidfd_getfd_support,
     process_tree,
+    sockdiag_support,
 )
 
 METHODS = [
@@ -32,6 +33,10 @@ METHODS = [
     pytest.param(
         "pidfd",
         marks=pytest.mark.skipif(not pidfd_getfd_support()[0], reason=pidfd_getfd_support()[1]),
+    ),
+    pytest.param(
+        "sockdiag",
+        marks=pytest.mark.skipif(not sockdiag_support()[0], reason=sockdiag_support()[1]),
     ),
 ]
 HAS_IPV6 = socket.has_ipv6 and os.path.exists("/proc/net/tcp6")
@@ -109,13 +114,14 @@ def test_only_listeners_once_each(
     assert len({item.inode for item in found}) == len(found)
 
 
-def test_both_methods_agree(child: tuple[subprocess.Popen[str], dict[str, str]]) -> None:
-    if not pidfd_getfd_support()[0]:
-        pytest.skip(pidfd_getfd_support()[1])
+@pytest.mark.parametrize("method", METHODS[1:])
+def test_every_method_agrees_with_proc(
+    child: tuple[subprocess.Popen[str], dict[str, str]], method: str
+) -> None:
     proc, _ = child
-    with TreeListeners(proc.pid, "pidfd") as a, TreeListeners(proc.pid, "proc") as b:
-        assert {(x.address, x.inode, x.port) for x in a.poll()} == {
-            (x.address, x.inode, x.port) for x in b.poll()
+    with TreeListeners(proc.pid, method) as a, TreeListeners(proc.pid, "proc") as b:  # type: ignore[arg-type]
+        assert {(x.address, x.inode, x.port, x.connect_address) for x in a.poll()} == {
+            (x.address, x.inode, x.port, x.connect_address) for x in b.poll()
         }
 
 
@@ -132,6 +138,7 @@ def test_refused_pidfd_falls_back_to_proc(
         raise OSError(errno.EPERM, os.strerror(errno.EPERM))
 
     monkeypatch.setattr(_proctree, "_getfd", refuse)
+    monkeypatch.setattr(_proctree, "_diag_support", (False, "netlink refused by the test"))
     with TreeListeners(proc.pid) as watch:
         assert sorted(map(str, watch.poll())) == sorted(expected.values())
         assert watch.method == "proc"

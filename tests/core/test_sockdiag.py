@@ -1,0 +1,198 @@
+"""The namespace's listeners from netlink sock_diag (``sdready._sockdiag``), and the watch of
+another process tree built on it: the same answers as the descriptor walk, and today's
+methods whenever sock_diag cannot see the tree.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sdready import _proctree, listening_sockets
+from sdready._proctree import TreeListeners, namespace_listeners, sockdiag_support
+from sdready._sockdiag import SockDiag, same_network_namespace
+
+pytestmark = pytest.mark.skipif(not sockdiag_support()[0], reason=sockdiag_support()[1])
+HAS_IPV6 = socket.has_ipv6 and os.path.exists("/proc/net/tcp6")
+
+
+@pytest.fixture
+def sockets() -> Iterator[dict[str, socket.socket]]:
+    """Listeners of every kind, and the controls: sockets that do not listen."""
+    path = f"/tmp/sdready-diag-{uuid.uuid4().hex[:10]}.sock"
+    made: dict[str, socket.socket] = {}
+
+    def sock(
+        name: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM
+    ) -> socket.socket:
+        made[name] = socket.socket(family, kind)
+        return made[name]
+
+    sock("v4").bind(("127.0.0.1", 0))
+    sock("wild").bind(("0.0.0.0", 0))
+    if HAS_IPV6:
+        sock("v6", socket.AF_INET6).bind(("::1", 0))
+    sock("path", socket.AF_UNIX).bind(path)
+    sock("abstract", socket.AF_UNIX).bind(f"\0sdready-diag-{uuid.uuid4().hex[:10]}")
+    for name in list(made):
+        made[name].listen()
+    sock("bound").bind(("127.0.0.1", 0))  # never listens
+    sock("udp", kind=socket.SOCK_DGRAM).bind(("127.0.0.1", 0))
+    sock("seqpacket", socket.AF_UNIX, socket.SOCK_SEQPACKET).bind(f"\0sdready-sp-{os.getpid()}")
+    made["seqpacket"].listen()  # listens, but the descriptor walk counts stream sockets only
+    sock("client").connect(made["v4"].getsockname())
+    try:
+        yield made
+    finally:
+        for item in made.values():
+            item.close()
+        os.unlink(path)
+
+
+def inode(sock: socket.socket) -> int:
+    return os.fstat(sock.fileno()).st_ino
+
+
+def test_the_same_listeners_as_the_descriptor_walk(sockets: dict[str, socket.socket]) -> None:
+    with SockDiag() as diag:
+        dumped = diag.listeners()
+    walked = listening_sockets()
+    assert {item.inode for item in walked} == {inode(sockets[n]) for n in sockets} - {
+        inode(sockets[n]) for n in ("bound", "udp", "seqpacket", "client")
+    }
+    for item in walked:  # family and address exactly as getsockname() tells them
+        family, (address, connect_address, port) = dumped[item.inode]
+        assert (family, address, connect_address, port) == (
+            item.family,
+            item.address,
+            item.connect_address,
+            item.port,
+        )
+    for control in ("bound", "udp", "seqpacket", "client"):
+        assert inode(sockets[control]) not in dumped
+
+
+def test_a_closed_listener_is_gone_from_the_next_dump(sockets: dict[str, socket.socket]) -> None:
+    with SockDiag() as diag:
+        closed = inode(sockets["v4"])
+        assert closed in diag.listeners()
+        sockets["v4"].close()
+        assert closed not in diag.listeners()
+        assert inode(sockets["wild"]) in diag.listeners()  # the control: still listening
+
+
+def test_namespace_listeners_through_sock_diag_as_the_tables(
+    sockets: dict[str, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    diag = {item.inode: str(item) for item in namespace_listeners()}
+    monkeypatch.setattr(_proctree, "_diag_support", (False, "netlink refused by the test"))
+    tables = {item.inode: str(item) for item in namespace_listeners()}
+    ours = {inode(sockets[n]) for n in ("v4", "wild", "path", "abstract")}
+    assert {i: diag[i] for i in ours} == {i: tables[i] for i in ours}
+
+
+def start(code: str, *prefix: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*prefix, sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True
+    )
+
+
+LISTENER = """
+import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print(s.getsockname()[1], flush=True)
+time.sleep(60)
+"""
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.wait()
+    assert proc.stdout is not None
+    proc.stdout.close()
+
+
+def test_the_tree_watch_uses_sock_diag_and_follows_listeners() -> None:
+    code = """
+    import socket, sys, time
+    first = socket.socket(); first.bind(("127.0.0.1", 0)); first.listen()
+    print(first.getsockname()[1], flush=True)
+    sys.stdin.readline()
+    first.close()
+    second = socket.socket(); second.bind(("127.0.0.1", 0)); second.listen()
+    print(second.getsockname()[1], flush=True)
+    time.sleep(60)
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        with socket.socket() as bystander:  # listens in the namespace, not in the tree
+            bystander.bind(("127.0.0.1", 0))
+            bystander.listen()
+            with TreeListeners(proc.pid) as watch:
+                assert watch.max_interval is not None  # cheap: polled often
+                first = int(proc.stdout.readline())
+                assert [item.port for item in watch.poll()] == [first]
+                assert watch.method == "sockdiag"
+                proc.stdin.write("next\n")
+                proc.stdin.flush()
+                second = int(proc.stdout.readline())
+                assert [item.port for item in watch.poll()] == [second]
+    finally:
+        proc.stdin.close()
+        stop(proc)
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="no unshare(1)")
+def test_a_tree_in_another_network_namespace_falls_back() -> None:
+    isolated = start(LISTENER, "unshare", "--net", "--")
+    control = start(LISTENER)
+    try:
+        assert isolated.stdout is not None and control.stdout is not None
+        port = int(isolated.stdout.readline())  # listens where our dump cannot see
+        control_port = int(control.stdout.readline())
+    except ValueError:
+        stop(isolated)
+        stop(control)
+        pytest.skip("unshare --net is not permitted here")
+    try:
+        assert not same_network_namespace(isolated.pid)  # unshare(1) exec'd python there
+        with TreeListeners(isolated.pid) as watch:
+            assert [item.port for item in watch.poll()] == [port]
+            assert watch.method in ("pidfd", "proc")
+            assert watch.max_interval is None
+        with pytest.raises(OSError, match="another network namespace"):
+            TreeListeners(isolated.pid, "sockdiag")
+        with TreeListeners(control.pid) as same:  # the control: our namespace
+            assert [item.port for item in same.poll()] == [control_port]
+            assert same.method == "sockdiag"
+    finally:
+        stop(isolated)
+        stop(control)
+
+
+def test_refused_netlink_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    proc = start(LISTENER)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        monkeypatch.setattr(_proctree, "_diag_support", (False, "netlink refused by the test"))
+        with TreeListeners(proc.pid) as watch:
+            assert [item.port for item in watch.poll()] == [port]
+            assert watch.method in ("pidfd", "proc")
+        with pytest.raises(OSError, match="refused by the test"):
+            TreeListeners(proc.pid, "sockdiag")
+    finally:
+        stop(proc)
