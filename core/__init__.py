@@ -6,6 +6,8 @@ framework adapters live in ``sdready.plugins``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._env import listen_fds_count, watchdog_interval
 from ._exceptions import NotifyError
 from ._listeners import (
@@ -23,6 +25,9 @@ from ._readiness import Readiness
 from ._version import __version__
 from ._watchdog import Watchdog, watchdog_loop
 
+if TYPE_CHECKING:
+    from ._activation import listen_socket
+
 __all__ = [
     "Expect",
     "HealthCheck",
@@ -38,6 +43,7 @@ __all__ = [
     "__version__",
     "async_wait_until_listening",
     "listen_fds_count",
+    "listen_socket",
     "listening_sockets",
     "notify",
     "ready",
@@ -50,3 +56,12 @@ __all__ = [
     "watchdog_interval",
     "watchdog_loop",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # PEP 562: listen_socket's module (socket binding, the fd store) loads on first use.
+    if name == "listen_socket":
+        from ._activation import listen_socket
+
+        return listen_socket
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,9 +6,22 @@ The one reader of systemd's variables other than ``NOTIFY_SOCKET`` (the notifier
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 
-__all__ = ["is_main_process", "listen_fds_count", "main_pid", "watchdog_interval"]
+__all__ = [
+    "LISTEN_FDS_START",
+    "fdstore_max",
+    "is_main_process",
+    "listen_fds",
+    "listen_fds_count",
+    "main_pid",
+    "unset_listen_fds",
+    "watchdog_interval",
+]
+
+#: The first descriptor systemd passes (SD_LISTEN_FDS_START).
+LISTEN_FDS_START = 3
+_LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 
 _USEC_INFINITY = 2**64 - 1
 
@@ -45,6 +58,37 @@ def listen_fds_count(environ: Mapping[str, str] | None = None) -> int:
     if not count.isdigit() or not pid.isdigit() or int(pid) != os.getpid():
         return 0
     return int(count)
+
+
+def listen_fds(environ: Mapping[str, str] | None = None) -> list[tuple[int, str]]:
+    """``(fd, name)`` for each socket systemd passed to this process, from fd 3 on.
+
+    Names come from ``LISTEN_FDNAMES`` (``"unknown"`` where it gives none, as
+    sd_listen_fds_with_names(3)); empty unless ``LISTEN_PID`` names this process.
+    """
+    env = os.environ if environ is None else environ
+    count = listen_fds_count(env)
+    names = env.get("LISTEN_FDNAMES", "").split(":") if count else []
+    return [
+        (LISTEN_FDS_START + i, names[i] if i < len(names) and names[i] else "unknown")
+        for i in range(count)
+    ]
+
+
+def unset_listen_fds(environ: MutableMapping[str, str] | None = None) -> None:
+    """Remove ``LISTEN_PID``, ``LISTEN_FDS`` and ``LISTEN_FDNAMES`` (children must not
+    take sockets meant for this process)."""
+    env = os.environ if environ is None else environ
+    for name in _LISTEN_VARIABLES:
+        env.pop(name, None)
+
+
+def fdstore_max(environ: Mapping[str, str] | None = None) -> int:
+    """``$FDSTORE``: how many descriptors the unit's fd store holds (systemd >= 254 sets it
+    when ``FileDescriptorStoreMax=`` is above 0); 0 when unset or unparsable."""
+    env = os.environ if environ is None else environ
+    text = env.get("FDSTORE", "")
+    return int(text) if text.isdigit() else 0
 
 
 def main_pid(environ: Mapping[str, str] | None = None) -> int | None:

@@ -15,6 +15,9 @@ __all__ = [
     "GUNICORN_RELOADING",
     "GUNICORN_TIMEOUT_FAIL",
     "GUNICORN_TIMEOUT_WARN",
+    "KEEP_STALE",
+    "KEEP_STORE_FULL",
+    "KEEP_STORE_UNKNOWN",
     "READY",
     "READY_UNCHECKED",
     "STARTING",
@@ -53,6 +56,22 @@ GUNICORN_TIMEOUT_WARN = (
 )
 GUNICORN_TIMEOUT_FAIL = "Not ready: no worker booted within {timeout:g} s; still waiting"
 GUNICORN_FAILED = "Failed: {message}"
+
+# Logged by sdready.listen_socket, sdready exec --listen and gunicorn's keep-sockets.
+#: ``% (name, where it listens, the configured address)``
+KEEP_STALE = (
+    "the socket stored as FDNAME=%s listens on %s, not %s: removed from the fd store and closed"
+)
+#: ``% (sockets kept, $FDSTORE)``
+KEEP_STORE_FULL = (
+    "%d sockets kept but the unit's fd store holds %d (FileDescriptorStoreMax=): systemd "
+    "closed the rest, which will be bound anew (and refuse connections) on restart"
+)
+#: ``% names``: systemd < 254 does not say whether the unit has a store.
+KEEP_STORE_UNKNOWN = (
+    "kept %s in systemd's fd store; the unit needs FileDescriptorStoreMax= (else systemd "
+    "closes them and restarts refuse connections)"
+)
 
 _MAX_SHOWN = 4
 

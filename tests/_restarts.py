@@ -1,0 +1,225 @@
+"""A unit restarted under traffic: what its client saw (issue 12's measurement).
+
+A client sends one GET every 20 ms (5 s timeout, a fresh connection each) while the unit
+goes through crash-restarts (``systemctl kill -s SIGKILL`` with ``Restart=always``) and
+``systemctl restart``s. Every outcome is counted: answered, refused (nobody held the
+listening socket), or cut (accepted, then reset or unanswered: a request in flight when
+the process died). Shared by the real-systemd tests and ``benchmarks/restart_refusals.py``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from _servers import Address, http_get
+from _systemd import UserManager, python_for_units, wait_until
+
+__all__ = ["Outcome", "TrafficClient", "restart_under_traffic", "restart_unit", "write_apps"]
+
+INTERVAL = 0.02
+TIMEOUT = 5.0
+
+
+@dataclass
+class Outcome:
+    """What the client saw."""
+
+    answered: int = 0
+    refused: int = 0
+    cut: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"answered {self.answered}, refused {self.refused}, cut {self.cut}"
+
+
+class TrafficClient(threading.Thread):
+    """One GET every INTERVAL (start to start) on a fresh connection until stopped."""
+
+    def __init__(self, address: Address) -> None:
+        super().__init__(name="restart-client", daemon=True)
+        self.address = address
+        self.outcome = Outcome()
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        next_at = time.monotonic()
+        while not self.halt.is_set():
+            self._one()
+            next_at = max(next_at + INTERVAL, time.monotonic())
+            self.halt.wait(max(0.0, next_at - time.monotonic()))
+
+    def _one(self) -> None:
+        outcome = self.outcome
+        try:
+            status, _body = http_get(self.address, timeout=TIMEOUT)
+        except ConnectionRefusedError as exc:
+            outcome.refused += 1
+            outcome.errors.append(repr(exc))
+        except (OSError, http.client.HTTPException) as exc:  # reset, timeout, no answer
+            outcome.cut += 1
+            outcome.errors.append(repr(exc))
+        else:
+            if status < 500:
+                outcome.answered += 1
+            else:
+                outcome.cut += 1
+                outcome.errors.append(f"HTTP {status}")
+
+    def answer_after(self, count: int, timeout: float = 30.0) -> None:
+        wait_until(lambda: self.outcome.answered > count, timeout=timeout)
+
+    def finish(self) -> Outcome:
+        self.halt.set()
+        self.join(TIMEOUT + 5)
+        return self.outcome
+
+
+def restart_under_traffic(
+    manager: UserManager, unit: str, address: Address, *, kills: int = 3, restarts: int = 2
+) -> Outcome:
+    """Start *unit*, then SIGKILL it *kills* times (systemd restarts it) and
+    ``systemctl restart`` it *restarts* times under traffic; the client's outcome.
+
+    Each step waits until the unit is active again and has answered once more.
+    """
+    manager.start_unit(unit, wait_started=True, timeout=60)
+    manager.wait_for(unit, ActiveState="active", timeout=30)
+    client = TrafficClient(address)
+    client.start()
+    try:
+        client.answer_after(0)
+        for _ in range(kills):
+            before = int(manager.show(unit, "NRestarts")["NRestarts"])
+            answered = client.outcome.answered
+            manager.run("kill", "--signal=SIGKILL", unit, timeout=10)
+            manager.wait_for(
+                unit,
+                lambda p, n=before: int(p["NRestarts"]) > n,
+                ActiveState="active",
+                SubState="running",
+                timeout=60,
+            )
+            client.answer_after(answered)
+        for _ in range(restarts):
+            answered = client.outcome.answered
+            manager.run("restart", unit, timeout=60)
+            manager.wait_for(unit, ActiveState="active", timeout=60)
+            client.answer_after(answered)
+    finally:
+        outcome = client.finish()
+    return outcome
+
+
+# -- the units -----------------------------------------------------------------------------
+
+_APPS = '''\
+"""The apps a restarted unit serves: "ok <pid>" at /."""
+import os
+
+from flask import Flask
+
+flask_app = Flask(__name__)
+
+
+@flask_app.get("/")
+def index():
+    return f"ok {os.getpid()}\\n"
+
+
+def wsgi(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"ok {os.getpid()}\\n".encode()]
+
+
+async def asgi(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": f"ok {os.getpid()}\\n".encode()})
+'''
+
+_WAITRESS = '''\
+"""Flask on waitress with the socket from sdready.listen_socket (keep: yes, no, auto)."""
+import logging
+import sys
+
+import waitress
+
+import sdready
+from restart_apps import flask_app
+from sdready.plugins.flask import SystemdNotify
+
+logging.basicConfig(level=logging.INFO)
+SystemdNotify(flask_app)
+keep = {"yes": True, "no": False, "auto": None}[sys.argv[2]]
+sock = sdready.listen_socket(sys.argv[1], keep=keep)
+waitress.serve(flask_app, sockets=[sock], threads=4)
+'''
+
+
+def write_apps(directory: Path) -> Path:
+    """The apps and server scripts in *directory*/apps; that directory."""
+    apps = directory / "apps"
+    apps.mkdir(parents=True, exist_ok=True)
+    (apps / "restart_apps.py").write_text(_APPS)
+    (apps / "serve_waitress.py").write_text(_WAITRESS)
+    return apps
+
+
+def restart_unit(
+    manager: UserManager,
+    directory: Path,
+    exec_start: str,
+    *,
+    base: str,
+    store: bool,
+    extra: str = "",
+) -> str:
+    """Write a ``Type=notify``, ``Restart=always`` (``RestartSec=100ms``) unit running
+    *exec_start* in the apps directory; with *store*, ``FileDescriptorStoreMax=`` (and
+    ``FileDescriptorStorePreserve=yes`` on systemd >= 254). Its name."""
+    python, python_env = python_for_units()
+    apps = write_apps(directory)
+    paths = [str(apps), *filter(None, [python_env.get("PYTHONPATH")])]
+    environment = " ".join(
+        f"{k}={v}" for k, v in {**python_env, "PYTHONPATH": ":".join(paths)}.items()
+    )
+    store_lines = ""
+    if store:
+        store_lines = "FileDescriptorStoreMax=8"
+        if manager.systemd.version >= 254:
+            store_lines += "\nFileDescriptorStorePreserve=yes"
+    name = manager.unit_name(base)
+    text = f"""\
+[Unit]
+StartLimitIntervalSec=0
+
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart={exec_start.format(python=python, bin=Path(python).parent)}
+WorkingDirectory={apps}
+Environment={environment}
+Restart=always
+RestartSec=100ms
+TimeoutStartSec=60
+TimeoutStopSec=10
+{store_lines}
+{extra}
+StandardOutput=append:{directory}/server.log
+StandardError=append:{directory}/server.log
+"""
+    manager.write_unit(name, text)
+    return name

@@ -1,0 +1,59 @@
+"""sdready.listen_socket under a real systemd: restarts refuse no connection (issue 12).
+
+Flask on waitress serves the socket listen_socket returns, as a ``Restart=always`` unit.
+With the fd store (``FileDescriptorStoreMax=``; on 254 also ``FileDescriptorStorePreserve=``
+and keeping switched on by ``$FDSTORE`` alone) a client's GETs every 20 ms see no refused
+connection across 3 SIGKILLs and 2 ``systemctl restart``s; the same unit without the store
+is the control and is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _restarts import restart_under_traffic, restart_unit
+from _servers import free_port
+from _systemd import UserManager
+
+pytestmark = [pytest.mark.systemd, pytest.mark.timeout(300)]
+
+KILLS = 3
+
+
+@pytest.fixture(params=["user_manager", "user_manager_254"])
+def manager(request: pytest.FixtureRequest) -> UserManager:
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+
+
+def _waitress(manager: UserManager, tmp_path: Path, port: int, keep: str, store: bool) -> str:
+    return restart_unit(
+        manager,
+        tmp_path,
+        f"{{python}} serve_waitress.py 127.0.0.1:{port} {keep}",
+        base="waitress-keep",
+        store=store,
+    )
+
+
+def test_kept_socket_refuses_nothing_across_restarts(manager: UserManager, tmp_path: Path) -> None:
+    port = free_port()
+    # 254 says the store exists ($FDSTORE): listen_socket keeps the socket by default.
+    keep = "auto" if manager.systemd.version >= 254 else "yes"
+    with manager.scoped():
+        unit = _waitress(manager, tmp_path, port, keep, store=True)
+        outcome = restart_under_traffic(manager, unit, ("127.0.0.1", port), kills=KILLS)
+        log = (tmp_path / "server.log").read_text(errors="replace")
+    print(f"systemd {manager.systemd.version}, kept: {outcome}")
+    assert outcome.refused == 0, f"{outcome}: {outcome.errors[:5]}\n{log[-3000:]}"
+    assert outcome.cut <= KILLS + 2, f"{outcome}: {outcome.errors[:5]}"
+    assert "the socket systemd passed" in log  # the later starts took it from the store
+
+
+def test_control_without_the_store_is_refused(manager: UserManager, tmp_path: Path) -> None:
+    port = free_port()
+    with manager.scoped():
+        unit = _waitress(manager, tmp_path, port, "no", store=False)
+        outcome = restart_under_traffic(manager, unit, ("127.0.0.1", port), kills=KILLS)
+    print(f"systemd {manager.systemd.version}, control: {outcome}")
+    assert outcome.refused > 0, outcome
