@@ -34,6 +34,7 @@ from ._sockets import AF_UNIX, Listener, inspect_socket, listener
 __all__ = [
     "BindAddress",
     "fdname_for",
+    "forget_sockets",
     "keep_sockets",
     "keep_wanted",
     "listen_socket",
@@ -137,7 +138,7 @@ class _Passed:
             if fdname == name and (item is None or not address.matches(item)):
                 where = item.address if item is not None else "not listening"
                 logger.warning(texts.KEEP_STALE, name, where, address.text)
-                notifier.send({"FDSTOREREMOVE": 1, "FDNAME": name})
+                forget_sockets([name], notifier)
                 del self._fds[fd]
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -196,6 +197,14 @@ def _remove_dead_socket_file(path: str) -> None:
             os.unlink(path)
         except OSError:
             pass
+
+
+def forget_sockets(names: Iterable[str], notifier: Notifier) -> None:
+    """Remove what the fd store holds under each of *names* (``FDSTOREREMOVE=1``)."""
+    for name in dict.fromkeys(names):
+        if notifier.send({"FDSTOREREMOVE": 1, "FDNAME": name}):
+            logger.info("removed FDNAME=%s from systemd's fd store", name)
+        _passed.kept.discard(name)
 
 
 def keep_sockets(sockets: Iterable[tuple[socket.socket | int, str]], notifier: Notifier) -> int:

@@ -80,10 +80,17 @@ class TrafficClient(threading.Thread):
 
 
 def restart_under_traffic(
-    manager: UserManager, unit: str, address: Address, *, kills: int = 3, restarts: int = 2
+    manager: UserManager,
+    unit: str,
+    address: Address,
+    *,
+    kills: int = 3,
+    restarts: int = 2,
+    reloads: int = 0,
 ) -> Outcome:
-    """Start *unit*, then SIGKILL it *kills* times (systemd restarts it) and
-    ``systemctl restart`` it *restarts* times under traffic; the client's outcome.
+    """Start *unit*, then under traffic ``systemctl reload`` it *reloads* times, SIGKILL
+    it *kills* times (systemd restarts it) and ``systemctl restart`` it *restarts* times;
+    return the client's outcome.
 
     Each step waits until the unit is active again and has answered once more.
     """
@@ -93,6 +100,10 @@ def restart_under_traffic(
     client.start()
     try:
         client.answer_after(0)
+        for _ in range(reloads):  # ExecReload= (gunicorn: HUP, new workers, same sockets)
+            answered = client.outcome.answered
+            manager.run("reload", unit, timeout=60)
+            client.answer_after(answered)
         for _ in range(kills):
             before = int(manager.show(unit, "NRestarts")["NRestarts"])
             answered = client.outcome.answered

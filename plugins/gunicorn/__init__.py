@@ -14,7 +14,9 @@ or, as the last lines of your own ``gunicorn.conf.py`` (your hooks keep running)
 Options, as ``sdready_<name>`` variables in the config file or ``SDREADY_<NAME>``
 environment variables (the environment wins, as with ``GUNICORN_CMD_ARGS``):
 ``ready_workers`` (1, or ``"all"``; ``"all"`` under ``reuse_port``), ``ready_timeout``
-(30 s), ``on_timeout`` (``"warn"``), ``watchdog`` (true). See README for the table.
+(30 s), ``on_timeout`` (``"warn"``), ``watchdog`` (true), ``keep_sockets`` (true when
+systemd sets ``$FDSTORE``: the listening sockets go into the unit's fd store once READY,
+so that restarts refuse no connection; see :mod:`._keep`). See README for the table.
 
 How: before gunicorn's own ``READY`` (and before ``--preload`` imports the app) the
 arbiter takes ``NOTIFY_SOCKET`` out of the environment, so gunicorn and everything in the

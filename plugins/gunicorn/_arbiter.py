@@ -25,9 +25,11 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sdready import Notifier, Readiness, ReadyOptions, texts, watchdog_interval
-from sdready._contain import chain_signal
+from sdready._contain import chain_signal, contained
 from sdready._options import prefixed
 from sdready._readiness import TimeoutTexts
+
+from . import _keep
 
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
@@ -52,7 +54,7 @@ def _read_options(namespace: MutableMapping[str, Any]) -> ReadyOptions:
     """``sdready_*`` config variables, then ``SDREADY_*`` environment variables (which win,
     as with ``GUNICORN_CMD_ARGS``); an invalid one stops gunicorn."""
     try:
-        configured = prefixed(namespace, "sdready_")
+        configured = prefixed({k: v for k, v in namespace.items() if k != _keep.OPTION}, "sdready_")
         # The environment may carry SDREADY_* settings meant for a plugin in the workers.
         environment = prefixed(os.environ, "SDREADY_", strict=False)
         settings = {**configured, **{k: v for k, v in environment.items() if k in _OPTIONS}}
@@ -394,6 +396,9 @@ class _ArbiterSide:
         self.phase = "ready"
         if self.readiness.is_main:  # a USR2 child feeds the watchdog once it took over
             self._start_watchdog()
+            if self.server is not None and self.notifier is not None:
+                with contained("keeping the listening sockets in the fd store"):
+                    _keep.keep_listeners(self.server, self.notifier, self.namespace)
 
     # -- watchdog -----------------------------------------------------------------------
 

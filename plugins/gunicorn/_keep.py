@@ -1,0 +1,79 @@
+"""gunicorn's listening sockets into systemd's fd store, so that restarts refuse nothing.
+
+gunicorn reads ``LISTEN_FDS`` itself and serves every socket it is passed, so all this
+module does is hand the arbiter's listeners to the store once READY is sent (the next
+start gets them back), through the core's :func:`sdready._activation.keep_sockets`. On
+with ``sdready_keep_sockets = True`` or ``SDREADY_KEEP_SOCKETS=1`` (the environment wins),
+and by default when systemd (>= 254) sets ``$FDSTORE``. A listener that is no longer in
+``bind`` leaves the store; a ``.socket`` unit's socket stays with its unit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sdready._activation import fdname_for, forget_sockets, keep_sockets, keep_wanted
+from sdready._env import LISTEN_FDS_START
+from sdready._options import parse_bool
+from sdready._sockets import describe
+
+if TYPE_CHECKING:
+    from gunicorn.arbiter import Arbiter
+    from sdready import Notifier
+
+__all__ = ["OPTION", "keep_listeners", "wanted"]
+
+OPTION = "sdready_keep_sockets"
+
+
+def wanted(namespace: Mapping[str, Any]) -> bool:
+    """The option: ``SDREADY_KEEP_SOCKETS``, else the config's, else ``$FDSTORE``."""
+    text = os.environ.get(OPTION.upper())
+    if text is not None:
+        return parse_bool(OPTION.upper(), text)
+    value = namespace.get(OPTION)
+    if value is None or isinstance(value, bool):
+        return keep_wanted(value)
+    return parse_bool(OPTION, str(value))
+
+
+def keep_listeners(server: Arbiter, notifier: Notifier, namespace: Mapping[str, Any]) -> None:
+    """Keep the arbiter's configured listeners in the fd store (once READY is sent)."""
+    if not wanted(namespace):
+        return
+    configured = {_key(address) for address in server.cfg.address}
+    passed = _passed_names()
+    kept: list[tuple[int, str]] = []
+    stale: list[str] = []
+    for listener in server.LISTENERS:
+        sock = listener.sock
+        address = describe(sock.family, sock.getsockname())[0]
+        name = fdname_for(address)
+        if _key(sock.getsockname()) not in configured:
+            stale.append(passed.get(sock.fileno(), name))  # bind changed: not next time
+        elif passed.get(sock.fileno(), name) == name:  # not a .socket unit's: that keeps it
+            kept.append((sock.fileno(), name))
+    forget_sockets(stale, notifier)
+    if keep_sockets(kept, notifier):
+        # The sockets outlive this arbiter now: gunicorn must not unlink a unix socket's
+        # file when it exits, as it does not for sockets systemd passed.
+        server.systemd = True
+
+
+def _key(address: object) -> object:
+    """A port or a unix path: hosts are compared by the port alone (``bind`` may name a
+    host that getsockname() shows as an IP)."""
+    if isinstance(address, tuple):
+        return int(address[1])
+    if isinstance(address, bytes):
+        return address
+    return str(address)
+
+
+def _passed_names() -> dict[int, str]:
+    """The ``FDNAME``s of the sockets systemd passed (gunicorn removes ``LISTEN_FDS`` but
+    leaves ``LISTEN_FDNAMES``)."""
+    names = os.environ.get("LISTEN_FDNAMES", "")
+    return {LISTEN_FDS_START + i: name for i, name in enumerate(names.split(":")) if name}

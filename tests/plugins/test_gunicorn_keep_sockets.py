@@ -1,0 +1,79 @@
+"""gunicorn keeps its listening sockets in systemd's fd store: restarts refuse nothing.
+
+Real systemd (252, and 254 where ``$FDSTORE`` alone switches keeping on), a client GETting
+every 20 ms through a HUP reload, 3 SIGKILLs and 2 ``systemctl restart``s. Several
+``--bind``s, one of them a unix socket, come back from the store (gunicorn reads
+``LISTEN_FDS`` itself). The same unit without the store is the control.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _restarts import restart_under_traffic, restart_unit
+from _servers import free_port, http_get
+from _systemd import UserManager
+
+pytestmark = [pytest.mark.systemd, pytest.mark.timeout(300)]
+
+KILLS = 3
+PLUGIN = "-c python:sdready.plugins.gunicorn"
+
+
+@pytest.fixture(params=["user_manager", "user_manager_254"])
+def manager(request: pytest.FixtureRequest) -> UserManager:
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+
+
+def _gunicorn_unit(
+    manager: UserManager, tmp_path: Path, port: int, *, worker: str, store: bool, keep: bool
+) -> str:
+    app = "restart_apps:asgi" if "uvicorn" in worker else "restart_apps:wsgi"
+    # 252 cannot say that the unit has a store: the option says to keep; 254 sets $FDSTORE.
+    env = "Environment=SDREADY_KEEP_SOCKETS=1" if keep and manager.systemd.version < 254 else ""
+    return restart_unit(
+        manager,
+        tmp_path,
+        f"{{bin}}/gunicorn {PLUGIN} --bind 127.0.0.1:{port} --bind unix:{tmp_path}/app.sock "
+        f"--workers 2 -k {worker} --no-control-socket --graceful-timeout 5 {app}",
+        base="gunicorn-keep",
+        store=store,
+        extra=f"ExecReload=/bin/kill -HUP $MAINPID\n{env}",
+    )
+
+
+@pytest.mark.parametrize("worker", ["sync", "uvicorn_worker.UvicornWorker"])
+def test_kept_sockets_refuse_nothing_across_restarts(
+    manager: UserManager, tmp_path: Path, worker: str
+) -> None:
+    port = free_port()
+    with manager.scoped():
+        unit = _gunicorn_unit(manager, tmp_path, port, worker=worker, store=True, keep=True)
+        outcome = restart_under_traffic(manager, unit, ("127.0.0.1", port), kills=KILLS, reloads=1)
+        unix = http_get(str(tmp_path / "app.sock"), timeout=5)  # the second bind came back
+        log = (tmp_path / "server.log").read_text(errors="replace")
+    print(f"systemd {manager.systemd.version} gunicorn {worker}, kept: {outcome}")
+    assert outcome.refused == 0, f"{outcome}: {outcome.errors[:5]}\n{log[-3000:]}"
+    assert outcome.cut <= KILLS, f"{outcome}: {outcome.errors[:5]}"
+    assert unix.status == 200
+
+
+def test_control_without_the_store_is_refused(manager: UserManager, tmp_path: Path) -> None:
+    port = free_port()
+    with manager.scoped():
+        unit = _gunicorn_unit(manager, tmp_path, port, worker="sync", store=False, keep=False)
+        outcome = restart_under_traffic(manager, unit, ("127.0.0.1", port), kills=KILLS)
+    print(f"systemd {manager.systemd.version} gunicorn sync, control: {outcome}")
+    assert outcome.refused > 0, outcome
+
+
+def test_a_store_alone_keeps_nothing_on_252(user_manager: UserManager, tmp_path: Path) -> None:
+    """systemd 252 sets no $FDSTORE: without the option the plugin stores nothing."""
+    port = free_port()
+    with user_manager.scoped():
+        unit = _gunicorn_unit(user_manager, tmp_path, port, worker="sync", store=True, keep=False)
+        outcome = restart_under_traffic(
+            user_manager, unit, ("127.0.0.1", port), kills=1, restarts=0
+        )
+    assert outcome.refused > 0, outcome
