@@ -202,3 +202,31 @@ def test_alive_and_zombies() -> None:
 def test_unknown_method_is_refused() -> None:
     with pytest.raises(ValueError, match="method"):
         TreeListeners(os.getpid(), "magic")  # type: ignore[arg-type]
+
+
+def test_a_process_tree_looked_at_again_follows_new_descendants() -> None:
+    code = (
+        "import subprocess, sys, time; sys.stdin.readline(); "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, text=True)
+    assert proc.stdin is not None
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        tree = _proctree.ProcessTree(proc.pid)
+        assert tree.pids() == [proc.pid]
+        proc.stdin.write("fork\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 20
+        while len(pids := tree.pids()) < 2:  # the child, seen by the same object
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert pids == process_tree(proc.pid)  # as a fresh look says
+        assert bystander.pid not in pids
+    finally:
+        for pid in process_tree(proc.pid)[::-1]:
+            os.kill(pid, signal.SIGKILL)
+        bystander.kill()
+        bystander.wait()
+        proc.wait()
+        proc.stdin.close()
