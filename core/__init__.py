@@ -21,7 +21,7 @@ from ._listeners import (
 )
 from ._notifier import Notifier, notify, ready, reloading, status, stopping, watchdog
 from ._options import Expect, HealthCheck, OnTimeout, ReadyOptions
-from ._readiness import Readiness
+from ._readiness import Readiness, progress
 from ._version import __version__
 from ._watchdog import Watchdog, watchdog_loop
 
@@ -46,6 +46,7 @@ __all__ = [
     "listen_socket",
     "listening_sockets",
     "notify",
+    "progress",
     "ready",
     "reloading",
     "snapshot_listeners",

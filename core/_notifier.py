@@ -42,12 +42,14 @@ from ._protocol import (
     NotifyAddress,
     encode,
     fd_list,
+    timeout_usec,
 )
 from ._retry import RetryQueue, is_full
 
 # The protocol names are re-exported: the CLI and the test kit import them from here.
 __all__ = [
     "NOTIFY_BUFFER_MAX",
+    "PROGRESS_EXTEND",
     "SCM_MAX_FD",
     "FieldValue",
     "Fields",
@@ -63,6 +65,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("sdready")
+
+#: Seconds a ``progress()`` call keeps the unit's start or stop alive: its one default.
+PROGRESS_EXTEND = 30.0
 
 _PEER_GONE = frozenset(
     {_errno.ECONNREFUSED, _errno.ENOTCONN, _errno.ECONNRESET, _errno.EPIPE, _errno.EDESTADDRREQ}
@@ -227,9 +232,31 @@ class Notifier:
 
     def extend_timeout(self, seconds: float) -> bool:
         """Ask for *seconds* more before the current start/stop/reload times out."""
-        if not seconds > 0:
-            raise ValueError(f"extend_timeout needs a positive number of seconds, got {seconds!r}")
-        return self.send({"EXTEND_TIMEOUT_USEC": int(seconds * 1_000_000)})
+        return self.send({"EXTEND_TIMEOUT_USEC": timeout_usec(seconds, "extend_timeout")})
+
+    def progress(self, text: str, *, extend: float = PROGRESS_EXTEND) -> bool:
+        """Say what the service is doing and that it is getting on with it: ``STATUS=text``
+        plus ``EXTEND_TIMEOUT_USEC=`` in one datagram.
+
+        During a start, reload or stop, systemd then waits at least *extend* seconds from
+        now (never less than its configured timeout); call it again before that runs out.
+        A start that stops calling it is killed by ``TimeoutStartSec=`` as before. Sent
+        like ``STATUS``: a full manager queue costs at most :attr:`FULL_QUEUE_WAIT` once,
+        and a progress that cannot be sent is dropped, not retried from a thread: delivered
+        late it would buy time nobody earned. Raises :class:`ValueError` unless *extend* is
+        a positive, finite number of seconds.
+
+        Example::
+
+            for i, shard in enumerate(shards, 1):
+                notifier.progress(f"Loading shard {i}/{len(shards)}", extend=60)
+                load(shard)
+        """
+        usec = timeout_usec(extend)
+        if self._address is None:
+            return self._disabled()
+        data, _state = encode({"STATUS": text, "EXTEND_TIMEOUT_USEC": usec})
+        return self._submit(Message(data, False, [], None))
 
     def errno(self, code: int) -> bool:
         """Report a failure as an errno value: ``ERRNO=code``."""

@@ -25,6 +25,7 @@ __all__ = [
     "NotifyAddress",
     "encode",
     "fd_list",
+    "timeout_usec",
 ]
 
 logger = logging.getLogger("sdready")
@@ -226,6 +227,19 @@ def _truncate_status(pairs: list[tuple[str, str]], status_index: int, size: int)
     )
     pairs = [*pairs[:status_index], ("STATUS", shortened), *pairs[status_index + 1 :]]
     return "\n".join([f"{name}={value}" for name, value in pairs]).encode("utf-8", "replace")
+
+
+def timeout_usec(seconds: float, what: str = "extend") -> int:
+    """*seconds* as the microseconds of ``EXTEND_TIMEOUT_USEC=``, at least 1.
+
+    Raises :class:`ValueError` unless *seconds* is a positive, finite number (0 and
+    infinity mean something else to systemd: "ignore" and "no timeout").
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ValueError(f"{what} must be a number of seconds, got {seconds!r}")
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"{what} must be a positive, finite number of seconds, got {seconds!r}")
+    return max(1, int(seconds * 1_000_000))
 
 
 class Message:

@@ -14,6 +14,9 @@ tree's sockets), gunicorn's arbiter (readiness pushed by its workers). Here, and
 - READY at most once per generation, never after a failed or abandoned startup, with
   ``ERRNO=`` on failure;
 - STOPPING only from the unit's main process (a worker's restart is not the service's);
+- progress: ``EXTEND_TIMEOUT_USEC=`` only while a start, a reload or a drain demonstrably
+  goes on (the app's own :func:`progress` calls, the front ends' milestones, a server's
+  drain with its own budget), never while running, never from a worker;
 - the watchdog period (``WatchdogSec=``, ``WATCHDOG_PID`` and a ``MAINPID`` take-over).
 """
 
@@ -23,8 +26,9 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from . import texts
 from ._env import is_main_process, listen_fds_count, watchdog_interval
@@ -38,14 +42,15 @@ from ._listeners import (
     listening_sockets,
     snapshot_listeners,
 )
-from ._notifier import Notifier
+from ._notifier import PROGRESS_EXTEND, Notifier, _process_notifier
 from ._options import INHERITED_PROBE, ReadyOptions
 from ._probe import parse_probe
+from ._protocol import timeout_usec
 
 if TYPE_CHECKING:
     from ._watchdog import HealthCheck, Watchdog
 
-__all__ = ["Readiness", "ReadyOptions", "TimeoutTexts"]
+__all__ = ["Readiness", "ReadyOptions", "TimeoutTexts", "progress"]
 
 logger = logging.getLogger("sdready")
 
@@ -77,7 +82,9 @@ class Readiness:
       when the front end learns readiness itself (gunicorn's workers report), call
       :meth:`ready` and, once :meth:`time_left` runs out, :meth:`timed_out`;
     - :meth:`abandon` when READY would be a lie (the process will never serve),
-      :meth:`startup_failed`, :meth:`reloading` (a new generation), :meth:`stopping`.
+      :meth:`startup_failed`, :meth:`reloading` (a new generation), :meth:`stopping`;
+    - :meth:`progress` for a milestone (a worker booted), :meth:`drain` when the server
+      drains after :meth:`stopping` with a budget of its own, :meth:`drained` once done.
 
     *source* is where listeners are looked for: default, this process's own descriptors;
     ``sdready exec`` passes another process tree's. *timeout_texts* are the STATUS texts
@@ -87,6 +94,14 @@ class Readiness:
     Without a notify socket every method is a no-op, so front ends stay inert outside
     systemd. Thread-safe: a front end may call from several threads.
     """
+
+    #: A milestone extends a start by twice as long as it has taken so far, at least this.
+    MILESTONE_MIN: ClassVar[float] = 1.0
+    #: While a server drains: every DRAIN_TICK s, DRAIN_STEP s more, never past its own
+    #: budget plus DRAIN_MARGIN after STOPPING=1, and never once the drain ended.
+    DRAIN_TICK: ClassVar[float] = 1.0
+    DRAIN_STEP: ClassVar[float] = 3.0
+    DRAIN_MARGIN: ClassVar[float] = 2.0
 
     def __init__(
         self,
@@ -119,6 +134,10 @@ class Readiness:
         self._status = ""
         self._took_over: int | None = None  # the main pid this process replaced (MAINPID=)
         self._main: bool | None = None  # None: as SYSTEMD_EXEC_PID says
+        self._phase_started = time.monotonic()  # this start, or this reload
+        self._stop_started = 0.0
+        self._drain_limit: float | None = None  # the server's budget, once it drains
+        self._drained = threading.Event()
         self._watchdog: Watchdog | None = None
 
     @property
@@ -138,6 +157,9 @@ class Readiness:
         if not self.enabled:
             return
         self.deadline = time.monotonic() + self.options.ready_timeout
+        self._phase_started = time.monotonic()
+        _engines.clear()  # sdready.progress() in this process goes through this engine
+        _engines[os.getpid()] = weakref.ref(self)
         if self.source is None:
             try:
                 self.baseline = snapshot_listeners()
@@ -195,7 +217,7 @@ class Readiness:
                 self.wait_started = ListenerSnapshot(tuple(listening_sockets()), time.monotonic())
             except (NotImplementedError, OSError) as exc:
                 logger.debug("cannot snapshot listening sockets: %s", exc)
-        self.status(texts.WAITING)
+        self.progress(texts.WAITING)  # the app's startup is done: a milestone
 
     async def announce(self) -> bool:
         """Wait (asynchronously) for the server's listener, then send READY per the options.
@@ -389,6 +411,7 @@ class Readiness:
             was_ready = self.ready_sent
             self.generation += 1
             self.deadline = time.monotonic() + self.options.ready_timeout
+            self._phase_started = time.monotonic()
             self.ready_sent = self._timed_out = self._closed = False
             self._wait = None
             if was_ready:
@@ -405,6 +428,47 @@ class Readiness:
             self._status = text
         return self.notifier.status(text)
 
+    def progress(self, text: str, *, extend: float | None = None) -> bool:
+        """``STATUS=text``, plus ``EXTEND_TIMEOUT_USEC=`` while the service demonstrably
+        gets on with a start, a reload or a drain.
+
+        *extend*: the seconds the caller asks for (the app's :func:`sdready.progress`); None
+        for a front end's milestone (a worker booted, the app's startup done), which the
+        engine extends by twice as long as this start or reload has taken so far (at least
+        :attr:`MILESTONE_MIN`, at most ``ready_timeout``): a start that got this far may
+        take that long again, with as much to spare. No extension while running (systemd
+        would stretch ``RuntimeMaxSec=`` and the watchdog), after a failed or abandoned
+        start, after :meth:`drained`, past a drain's budget, nor from a process that is not
+        the unit's main one. Raises :class:`ValueError` unless *extend* is positive and finite.
+        """
+        seconds = None if extend is None else timeout_usec(extend) / 1_000_000
+        with self._lock:
+            if not self.enabled:
+                return False
+            allowed = self._extension(seconds)
+            if allowed is None and (text == self._status or (self._stopping and extend is None)):
+                return False
+            self._status = text
+        if allowed is None:
+            return self.notifier.status(text)
+        return self.notifier.progress(text, extend=allowed)
+
+    def _extension(self, asked: float | None) -> float | None:
+        """The seconds to ask systemd for now, or None (called with the lock held)."""
+        now = time.monotonic()
+        if self._stopping:
+            if asked is None or self._drained.is_set():
+                return None
+            if self._drain_limit is not None:
+                asked = min(asked, self._drain_limit - now)
+            return asked if asked > 0 and self.is_main else None
+        if self._closed or self.ready_sent or not self.is_main:
+            return None  # running, failed or abandoned; or a worker (its restart is no start)
+        if asked is None:
+            taken = now - self._phase_started
+            asked = min(max(self.MILESTONE_MIN, 2 * taken), self.options.ready_timeout)
+        return asked
+
     def stopping(self) -> bool:
         """Send ``STOPPING=1`` with ``STATUS=Stopping…``; a pending READY is abandoned.
 
@@ -417,6 +481,7 @@ class Readiness:
             if self._stopping or not self.enabled:
                 return False
             self._stopping = True
+            self._stop_started = time.monotonic()
         self.stop_watchdog()
         if not self.is_main:
             logger.debug(
@@ -425,6 +490,55 @@ class Readiness:
             return False
         self._status = texts.STOPPING
         return self.notifier.stopping(texts.STOPPING)
+
+    def drain(self, remaining: Callable[[], int], budget: float) -> bool:
+        """The server drains in-flight work after :meth:`stopping`: extend the stop timeout
+        while it demonstrably does, within the server's own *budget*.
+
+        *remaining* says how much is still draining (gunicorn: its workers still alive);
+        *budget*, the seconds the server itself allows from the stop on (gunicorn's
+        ``graceful_timeout``). Every :attr:`DRAIN_TICK` s while ``remaining()`` is above
+        0, the engine asks for :attr:`DRAIN_STEP` s more, never past *budget* +
+        :attr:`DRAIN_MARGIN` after ``STOPPING=1``: a drain that hangs is still killed.
+        Runs in a daemon thread, started only after a ``STOPPING=1`` from the main process
+        and for a positive, finite budget; returns True if it started.
+        """
+        if not 0 < budget < float("inf"):
+            return False  # gunicorn's graceful_timeout 0: nothing is waited for
+        with self._lock:
+            if not self._stopping or not self.enabled or not self.is_main:
+                return False
+            if self._drain_limit is not None or self._drained.is_set():
+                return False
+            self._drain_limit = self._stop_started + budget + self.DRAIN_MARGIN
+        threading.Thread(
+            target=self._drain, args=(remaining, budget), name="sdready-drain", daemon=True
+        ).start()
+        return True
+
+    def _drain(self, remaining: Callable[[], int], budget: float) -> None:
+        limit = self._drain_limit
+        assert limit is not None
+        while not self._drained.is_set():
+            try:
+                count = remaining()
+            except Exception:  # the front end's fact is unknown: no more time on credit
+                logger.exception("sdready: cannot tell whether the server still drains")
+                break
+            left = limit - time.monotonic()
+            if count <= 0 or left <= 0:
+                logger.debug("drain over: %d still draining, %.1f s of budget left", count, left)
+                break
+            text = texts.DRAINING.format(count=count, budget=budget)
+            with self._lock:
+                self._status = text
+            self.notifier.progress(text, extend=min(self.DRAIN_STEP, left))
+            self._drained.wait(self.DRAIN_TICK)
+        self._drained.set()
+
+    def drained(self) -> None:
+        """The drain (or the app's own shutdown) is over: no extension from now on."""
+        self._drained.set()
 
     @property
     def is_main(self) -> bool:
@@ -481,3 +595,33 @@ class Readiness:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split()) or "(no message)"
+
+
+# -- the module helper ----------------------------------------------------------------------
+
+#: The engine of this process's front end, by pid (a forked child must not use its parent's).
+_engines: dict[int, weakref.ref[Readiness]] = {}
+
+
+def progress(text: str, *, extend: float = PROGRESS_EXTEND) -> bool:
+    """Say what the service is doing, and keep its start or stop alive *extend* more seconds.
+
+    ``STATUS=text`` plus ``EXTEND_TIMEOUT_USEC=`` in one datagram: call it before each step
+    of a long startup (or of the app's own shutdown), each time asking for as long as the
+    step may take; a start that stops calling it is killed by ``TimeoutStartSec=`` as
+    before. With a front end in this process (SystemdMiddleware, SystemdNotify, gunicorn's
+    arbiter) its engine decides: once the app runs, only ``STATUS``. A plain datagram send,
+    safe from sync and async code; outside systemd it does nothing and returns False.
+    Raises :class:`ValueError` unless *extend* is positive and finite.
+
+    Example (a FastAPI lifespan)::
+
+        for i, shard in enumerate(shards, 1):
+            sdready.progress(f"Loading shard {i}/{len(shards)}", extend=60)
+            await load(shard)
+    """
+    ref = _engines.get(os.getpid())
+    engine = ref() if ref is not None else None
+    if engine is not None and engine.enabled:
+        return engine.progress(text, extend=extend)
+    return _process_notifier().progress(text, extend=extend)

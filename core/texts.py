@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "DRAINING",
     "GUNICORN_BOOTING",
     "GUNICORN_DEGRADED",
     "GUNICORN_FAILED",
@@ -44,6 +45,9 @@ TIMEOUT_FAIL = (
 #: ``.format(message=...)``
 STARTUP_FAILED = "Startup failed: {message}"
 STOPPING = "Stopping…"
+#: While a server drains after STOPPING=1 (the stop timeout is being extended).
+#: ``.format(count=..., budget=...)``: still draining (gunicorn: workers), the server's budget.
+DRAINING = "Stopping: draining, {count} left (up to {budget:g} s)"
 
 # gunicorn (sdready.plugins.gunicorn): the arbiter counts workers that can serve.
 GUNICORN_BOOTING = "Booting workers ({booted}/{total})"

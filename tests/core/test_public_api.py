@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -35,6 +36,19 @@ def test_import_sdready_imports_no_framework_and_no_asyncio() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_progress_is_exported_and_inert_outside_systemd() -> None:
+    code = (
+        "import threading, sdready; "
+        "print(sdready.progress('Loading', extend=3), threading.active_count())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert "progress" in sdready.__all__
+    assert out.stdout.split() == ["False", "1"]  # nothing sent, no thread started
 
 
 def test_version_is_in_one_place() -> None:

@@ -42,6 +42,10 @@ class LoggingNotifier(Notifier):
         self.steps.append(text)
         return super().status(text)
 
+    def progress(self, text: str, *, extend: float = 30.0) -> bool:
+        self.steps.append(text)  # the engine's milestones (Waiting…) come this way
+        return super().progress(text, extend=extend)
+
     def ready(self, status: str | None = None) -> bool:
         self.steps.append("READY")
         return super().ready(status)
