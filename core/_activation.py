@@ -105,8 +105,11 @@ class _Passed:
         self.kept: set[str] = set()  # FDNAMEs stored by this process
         self._warned: set[str] = set()
 
-    def claim(self, address: BindAddress, name: str, notifier: Notifier) -> socket.socket | None:
-        """The passed socket stored under *name* or listening on *address*, or None.
+    def claim(
+        self, address: BindAddress, name: str, notifier: Notifier
+    ) -> tuple[socket.socket, str] | None:
+        """The passed socket stored under *name* or listening on *address* (and under
+        which FDNAME it came), or None.
 
         One stored under *name* that listens elsewhere is stale (the configured address
         changed): it leaves the store and is closed.
@@ -116,10 +119,10 @@ class _Passed:
             found = self._find(address, name, notifier)
             if found is None:
                 return None
-            fd, stored_as = found
+            fd, passed_as = found
             del self._fds[fd]
-        logger.info("%s: the socket systemd passed (%s)", address.text, stored_as)
-        return socket.socket(fileno=fd)
+        logger.info("%s: the socket systemd passed (FDNAME=%s)", address.text, passed_as)
+        return socket.socket(fileno=fd), passed_as
 
     def _take(self) -> None:
         if self._taken:
@@ -144,8 +147,8 @@ class _Passed:
                     os.close(fd)
             elif item is not None and address.matches(item):
                 if fdname == name:
-                    return fd, f"FDNAME={fdname}"
-                by_address = by_address or (fd, f"FDNAME={fdname}")
+                    return fd, fdname
+                by_address = by_address or (fd, fdname)
         return by_address
 
     def warn_once(self, key: str, message: str, *args: object) -> None:
@@ -237,18 +240,22 @@ def open_socket(
     keep: bool | None = None,
     backlog: int | None = None,
     notifier: Notifier | None = None,
-) -> tuple[socket.socket, bool]:
-    """:func:`listen_socket`, also saying whether the socket came from systemd."""
+) -> tuple[socket.socket, str]:
+    """:func:`listen_socket`, also saying where the socket came from: ``"bound"``,
+    ``"stored"`` (the fd store, under its name) or ``"socket unit"`` (another name)."""
     target = parse_address(address)
     fdname = name or fdname_for(target.text)
     notifier = Notifier() if notifier is None else notifier
-    sock = _passed.claim(target, fdname, notifier)
-    passed = sock is not None
-    if sock is None:
-        sock = _bind(target, _BACKLOG if backlog is None else backlog)
-    if keep_wanted(keep):
+    claimed = _passed.claim(target, fdname, notifier)
+    if claimed is None:
+        sock, origin = _bind(target, _BACKLOG if backlog is None else backlog), "bound"
+    else:
+        sock, passed_as = claimed
+        # Under another name it came from a .socket unit, which keeps it already.
+        origin = "stored" if passed_as == fdname else "socket unit"
+    if origin != "socket unit" and keep_wanted(keep):
         keep_sockets([(sock, fdname)], notifier)
-    return sock, passed
+    return sock, origin
 
 
 def listen_socket(

@@ -193,6 +193,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="let the command inherit NOTIFY_SOCKET (it can then send its own messages; "
         "they count only with NotifyAccess=all)",
     )
+    run.add_argument(
+        "--listen",
+        action="append",
+        metavar="ADDR",
+        help="own a listening socket (IP:PORT, [IPv6]:PORT, /unix/path, @abstract; passed by "
+        "systemd or bound), keep it in the fd store and hand it to COMMAND as fd 3, 4, ... "
+        "with LISTEN_FDS; READY then waits for --probe (default http:/); repeatable",
+    )
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS ...]")
 
     status = command(
@@ -497,7 +505,9 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     from ._exec import SpawnError, Supervisor, exit_like
 
     method = _discovery_method(args.discovery)
-    supervisor = Supervisor(argv, options, pass_notify=args.pass_notify, method=method)
+    supervisor = Supervisor(
+        argv, options, pass_notify=args.pass_notify, method=method, listen=args.listen or ()
+    )
     try:
         code = supervisor.run()
     except SpawnError as exc:

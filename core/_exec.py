@@ -3,7 +3,11 @@
 The supervisor spawns the command, forwards stop and control signals to it, and drives a
 :class:`~sdready.Readiness` whose listener source is the child's process tree
 (:mod:`sdready._proctree`): READY once the tree listens, the timeout policy, STOPPING and
-the failed-startup STATUS all come from the engine. Single-threaded: the forwarded
+the failed-startup STATUS all come from the engine. With ``--listen`` the supervisor owns
+the listening sockets (passed by systemd or bound, kept in its fd store: see
+:mod:`sdready._activation`) and hands them to the command as fds 3, 4, … with
+``LISTEN_FDS``; since they accept before the app serves, READY then waits for an HTTP
+probe. Single-threaded: the forwarded
 signals and SIGCHLD are blocked and collected with ``sigtimedwait`` between the engine's
 steps and watchdog pings, so no handler can interrupt a send.
 """
@@ -12,12 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import errno as _errno
+import fcntl
 import logging
 import os
 import signal
+import socket
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -28,6 +34,7 @@ from ._options import ReadyOptions
 from ._readiness import Readiness
 
 if TYPE_CHECKING:
+    from ._expect import Expect, ExpectEntry
     from ._proctree import Method
 
 __all__ = [
@@ -62,6 +69,8 @@ _CORE_SIGNALS = frozenset(
                  "SIGSYS", "SIGXCPU", "SIGXFSZ")
     if hasattr(signal, name)
 )  # fmt: skip
+#: --listen's default probe: any answer below 500 at /.
+_LISTEN_PROBE = "http:/"
 # Python ignores these at startup; a spawned command must get the default back.
 _RESET_FOR_CHILD = tuple(
     getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name)
@@ -103,13 +112,25 @@ class Supervisor:
     """Runs the command, and drives the engine with its process tree as the listener source."""
 
     def __init__(
-        self, argv: list[str], options: ReadyOptions, *, pass_notify: bool, method: Method
+        self,
+        argv: list[str],
+        options: ReadyOptions,
+        *,
+        pass_notify: bool,
+        method: Method,
+        listen: Sequence[str] = (),
     ) -> None:
         self.argv = argv
-        self.options = options
         self.pass_notify = pass_notify
         self.method: Method = method
         self.notifier = Notifier()
+        self.listen = list(listen)
+        self.sockets: list[tuple[socket.socket, str]] = []  # --listen's, with their FDNAME
+        if self.listen:
+            # The sockets accept before the app serves: only an answer proves it ready.
+            expect = _listen_expect(self.listen, options.expect)
+            options = replace(options, expect=expect, probe=options.probe or _LISTEN_PROBE)
+        self.options = options
         self.readiness: Readiness | None = None  # once the child exists: its tree is the source
         self.pid = 0
         self.stopping = False
@@ -121,10 +142,24 @@ class Supervisor:
         # Blocked before the child exists, so neither a stop request nor its exit is missed.
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
         try:
+            self._open_sockets()
             self.pid = self._spawn(old_mask)
             return self._supervise(signals)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            for sock, _name in self.sockets:
+                sock.close()  # the fd store (or the .socket unit) keeps them
+
+    def _open_sockets(self) -> None:
+        from ._activation import fdname_for, open_socket
+
+        try:
+            for address in self.listen:
+                # Kept in the fd store (a .socket unit's stays with its unit).
+                sock, _origin = open_socket(address, keep=True, notifier=self.notifier)
+                self.sockets.append((sock, fdname_for(address)))
+        except (OSError, ValueError) as exc:
+            raise SpawnError(EXIT_INTERNAL, f"cannot listen: {exc}") from None
 
     def _spawn(self, child_mask: Iterable[int]) -> int:
         env = dict(os.environ)
@@ -134,7 +169,8 @@ class Supervisor:
             env.pop("WATCHDOG_PID", None)
         else:
             env.pop("NOTIFY_SOCKET", None)  # no premature READY from the command itself
-        if listen_fds_count() > 0:
+        actions, high = self._socket_actions(env)
+        if self.sockets or listen_fds_count() > 0:
             # Socket activation: the fds are inherited as they are, but sd_listen_fds() in
             # the command checks LISTEN_PID against its own pid, unknown until it exists.
             argv = ["/bin/sh", "-c", 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"', "sh", *argv]
@@ -143,6 +179,7 @@ class Supervisor:
                 argv[0],
                 argv,
                 env,
+                file_actions=actions,
                 # Its own process group: a terminal's Ctrl-C reaches only us, forwarded once.
                 setpgroup=0,
                 setsigmask=child_mask,
@@ -155,8 +192,22 @@ class Supervisor:
         except OSError as exc:
             code = EXIT_NOT_EXECUTABLE if exc.errno == _errno.ENOEXEC else EXIT_INTERNAL
             raise SpawnError(code, exc.strerror or str(exc)) from None
+        finally:
+            for fd in high:
+                os.close(fd)
         logger.info("started %s as pid %d", " ".join(self.argv), pid)
         return pid
+
+    def _socket_actions(self, env: dict[str, str]) -> tuple[list[tuple[int, int, int]], list[int]]:
+        """--listen's sockets as the child's fds 3, 4, … (and LISTEN_FDS, LISTEN_FDNAMES)."""
+        if not self.sockets:
+            return [], []
+        count = len(self.sockets)
+        # Copies above the target range first: dup2 onto itself would keep FD_CLOEXEC.
+        high = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD_CLOEXEC, 3 + count) for s, _ in self.sockets]
+        env["LISTEN_FDS"] = str(count)
+        env["LISTEN_FDNAMES"] = ":".join(name for _, name in self.sockets)
+        return [(os.POSIX_SPAWN_DUP2, fd, 3 + i) for i, fd in enumerate(high)], high
 
     def _supervise(self, signals: set[signal.Signals]) -> int:
         from ._proctree import TreeListeners
@@ -256,6 +307,15 @@ class Supervisor:
         readiness = self.readiness
         if readiness is not None and not readiness.ever_ready and not self.stopping:
             readiness.startup_failed(f"{self.argv[0]} {how} before listening")
+
+
+def _listen_expect(listen: list[str], expect: Expect | None) -> list[ExpectEntry]:
+    """--listen's addresses, and the --expect ones (a list from the command line)."""
+    if expect is None:
+        return [*listen]
+    if isinstance(expect, (int, str)) or callable(expect):
+        return [*listen, expect]
+    return [*listen, *expect]
 
 
 def _signame(signum: int) -> str:

@@ -152,6 +152,9 @@ async def asgi(scope, receive, send):
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                import asyncio
+
+                await asyncio.sleep(float(os.environ.get("APP_STARTUP_DELAY", "0")))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})

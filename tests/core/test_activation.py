@@ -266,6 +266,7 @@ def test_takes_a_socket_units_socket_by_address(
     sdready.Notifier(notify_socket.address).status("marker")
     notify_socket.wait_for("STATUS=marker")
     assert not notify_socket.values("FDSTOREREMOVE")
+    assert not notify_socket.values("FDSTORE")
 
 
 def test_a_stale_stored_socket_is_removed_and_closed(

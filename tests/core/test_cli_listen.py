@@ -1,0 +1,127 @@
+"""sdready exec --listen: sdready owns the socket, keeps it, hands it over as fd 3.
+
+Outside a real systemd the manager is a NotifyRecorder (it receives the FDSTORE'd fd);
+the restart behaviour under a real systemd is in test_cli_listen_systemd.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _restarts import write_apps
+from _servers import free_port, http_get
+from sdready.testing import NotifyRecorder
+
+pytestmark = pytest.mark.timeout(120)
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def apps(tmp_path: Path) -> Path:
+    return write_apps(tmp_path)
+
+
+@pytest.fixture
+def run_exec(apps: Path, notify_socket: NotifyRecorder, tmp_path: Path) -> Iterator[object]:
+    """Start ``sdready exec ARGS``; its output goes to tmp_path/exec.log as well."""
+    started: list[subprocess.Popen[str]] = []
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        with open(tmp_path / "exec.log", "w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "sdready", "exec", *args],
+                cwd=apps,
+                env={**notify_socket.env, "PYTHONPATH": str(apps), **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        started.append(process)
+        return process
+
+    yield run
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def test_uvicorn_gets_fd_3_and_ready_waits_for_the_app(
+    run_exec: object, notify_socket: NotifyRecorder, tmp_path: Path
+) -> None:
+    port = free_port()
+    run_exec(  # type: ignore[operator]
+        "--listen", f"127.0.0.1:{port}", "--", str(BIN / "uvicorn"), "--fd", "3",
+        "restart_apps:asgi", env={"APP_STARTUP_DELAY": "1"},
+    )  # fmt: skip
+    stored = notify_socket.wait_for("FDSTORE", timeout=30)
+    assert stored["FDNAME"] == f"127.0.0.1_{port}"
+    assert len(stored.fds) == 1
+    ready = notify_socket.wait_for("READY", timeout=30)
+    # The socket accepted from the start (fd 3 listened before uvicorn even ran); READY
+    # came once the app answered a GET: after its 1 s startup.
+    log = (tmp_path / "exec.log").read_text()
+    assert "Application startup complete" in log, log
+    assert "listening on 127.0.0.1:" in ready["STATUS"]
+    assert http_get(("127.0.0.1", port), timeout=5).status == 200
+    assert "bound a new listening socket" in log
+
+
+def test_hypercorn_takes_fd_uri(run_exec: object, notify_socket: NotifyRecorder) -> None:
+    port = free_port()
+    run_exec(  # type: ignore[operator]
+        "--listen", f"127.0.0.1:{port}", "--", str(BIN / "hypercorn"), "--bind", "fd://3",
+        "restart_apps:asgi",
+    )  # fmt: skip
+    notify_socket.wait_for("READY", timeout=30)
+    assert http_get(("127.0.0.1", port), timeout=5).status == 200
+
+
+def test_gunicorn_reads_listen_fds(
+    run_exec: object, notify_socket: NotifyRecorder, tmp_path: Path
+) -> None:
+    port = free_port()
+    unix = str(tmp_path / "g.sock")
+    run_exec(  # type: ignore[operator]
+        "--listen", f"127.0.0.1:{port}", "--listen", unix, "--", str(BIN / "gunicorn"),
+        "--no-control-socket", "restart_apps:wsgi",
+    )  # fmt: skip
+    notify_socket.wait_for("READY", timeout=30)
+    assert http_get(("127.0.0.1", port), timeout=5).status == 200
+    assert http_get(unix, timeout=5).status == 200
+    names = notify_socket.values("FDNAME")
+    assert names == [f"127.0.0.1_{port}", unix]
+
+
+def test_a_bad_address_is_an_internal_error(run_exec: object, tmp_path: Path) -> None:
+    process = run_exec("--listen", "localhost:80", "--", "true")  # type: ignore[operator]
+    process.wait(30)
+    output = (tmp_path / "exec.log").read_text()
+    assert process.returncode == 125, output
+    assert "cannot listen" in output
+
+
+def test_without_notify_socket_nothing_is_kept(apps: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    show = (
+        "import os; e = os.environ; "
+        "print(e['LISTEN_FDS'], e['LISTEN_FDNAMES'], os.getpid() == int(e['LISTEN_PID']))"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sdready", "exec", "--listen", f"127.0.0.1:{port}", "--",
+         sys.executable, "-c", show],
+        cwd=apps, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    output = process.communicate(timeout=60)[0]
+    assert f"1 127.0.0.1_{port} True" in output, output
