@@ -8,6 +8,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "CHECK_EXEC_RELOAD",
+    "CHECK_FDSTORE",
+    "CHECK_KILL_MODE",
+    "CHECK_LINE",
+    "CHECK_NOTIFY_ACCESS",
+    "CHECK_NOTIFY_RELOAD",
+    "CHECK_RELOAD_SIGNAL",
+    "CHECK_STOP_TIMEOUT",
+    "CHECK_TIMEOUT_INFINITE",
+    "CHECK_TIMEOUT_START",
+    "CHECK_TYPE",
+    "CHECK_WATCHDOG_CHILD",
+    "CHECK_WATCHDOG_HEALTH",
+    "CHECK_WATCHDOG_OFF",
     "DRAINING",
     "GUNICORN_BOOTING",
     "GUNICORN_DEGRADED",
@@ -60,6 +74,91 @@ GUNICORN_TIMEOUT_WARN = (
 )
 GUNICORN_TIMEOUT_FAIL = "Not ready: no worker booted within {timeout:g} s; still waiting"
 GUNICORN_FAILED = "Failed: {message}"
+
+# Logged by sdready.listen_socket, sdready exec --listen and gunicorn's keep-sockets.
+#: ``% (name, where it listens, the configured address)``
+KEEP_STALE = (
+    "the socket stored as FDNAME=%s listens on %s, not %s: removed from the fd store and closed"
+)
+#: ``% (sockets kept, $FDSTORE)``
+KEEP_STORE_FULL = (
+    "%d sockets kept but the unit's fd store holds %d (FileDescriptorStoreMax=): systemd "
+    "closed the rest, which will be bound anew (and refuse connections) on restart"
+)
+#: ``% names``: systemd < 254 does not say whether the unit has a store.
+KEEP_STORE_UNKNOWN = (
+    "kept %s in systemd's fd store; the unit needs FileDescriptorStoreMax= (else systemd "
+    "closes them and restarts refuse connections)"
+)
+
+# Unit checks (sdready doctor and the engine's startup self-check, sdready._unitcheck): each
+# is (why it breaks readiness, the line to write), ``.format(**fields)``; CHECK_LINE joins
+# them into the one WARNING a check logs.
+#: ``.format(unit=, setting=, value=, why=, fix=)``
+CHECK_LINE = "{unit}: {setting}={value} {why}. Write: {fix}"
+CHECK_TYPE = (
+    "makes systemd start the units ordered after this one as soon as the process exists, "
+    "before {server} listens, and ignore READY=1",
+    "Type=notify",
+)
+CHECK_NOTIFY_ACCESS = (
+    "makes systemd drop READY=1, STOPPING=1 and WATCHDOG=1 from {sender}, which is not the "
+    "unit's main process: the start never completes",
+    "NotifyAccess=all",
+)
+CHECK_TIMEOUT_START = (
+    "is not longer than sdready's ready_timeout ({ready_timeout:g} s): systemd ends a slow "
+    "start before sdready's on_timeout={on_timeout!r} can act",
+    "TimeoutStartSec={suggested:g}",
+)
+CHECK_TIMEOUT_INFINITE = (
+    "with on_timeout='fail': a server that never listens keeps the unit 'activating' "
+    "forever, and its dependents waiting",
+    "TimeoutStartSec={suggested:g}",
+)
+CHECK_WATCHDOG_OFF = (
+    "but nothing sends WATCHDOG=1 (sdready's watchdog is off): systemd kills the service "
+    "every {period:g} s",
+    "{enable} (or remove WatchdogSec=)",
+)
+CHECK_WATCHDOG_CHILD = (
+    "but the app runs in {sender}, not the main process the watchdog is for: nobody can "
+    "ping it, and systemd kills the service every {period:g} s",
+    "WatchdogSec=0 (or run a single process)",
+)
+CHECK_NOTIFY_RELOAD = (
+    "makes 'systemctl reload' send SIGHUP and wait for RELOADING=1 then READY=1, which "
+    "{server} never sends ({hup})",
+    "Type=notify",
+)
+CHECK_RELOAD_SIGNAL = (
+    "is not SIGHUP, the only signal on which gunicorn reloads and sdready sends RELOADING=1",
+    "ReloadSignal=SIGHUP",
+)
+CHECK_EXEC_RELOAD = (
+    "sends SIGHUP to {server}, which dies of it: every 'systemctl reload' stops the service",
+    "no ExecReload= (use 'systemctl restart')",
+)
+CHECK_KILL_MODE = (
+    "signals every process of the unit while sdready exec forwards the signal to its "
+    "command too: each process gets SIGTERM twice",
+    "KillMode=mixed",
+)
+CHECK_STOP_TIMEOUT = (
+    "is shorter than gunicorn's graceful_timeout ({graceful:g} s): systemd kills workers "
+    "in the middle of requests they were allowed to finish",
+    "TimeoutStopSec={suggested:g}",
+)
+CHECK_FDSTORE = (
+    "while sdready keeps the listening sockets in the fd store: systemd refuses them, and "
+    "the next start refuses connections until it listens again",
+    "FileDescriptorStoreMax=16",
+)
+#: The watchdog's runtime check. ``.format(took=, period=)``
+CHECK_WATCHDOG_HEALTH = (
+    "health check took {took:.2f} s, over half of WatchdogSec= ({period:g} s): pings come "
+    "late and systemd may kill a healthy service; make the check faster or raise WatchdogSec="
+)
 
 # Logged by sdready.listen_socket, sdready exec --listen and gunicorn's keep-sockets.
 #: ``% (name, where it listens, the configured address)``

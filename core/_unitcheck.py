@@ -1,0 +1,372 @@
+"""The unit checks: does the unit match what the app does? Rules as data, one small runner.
+
+Most readiness failures are a unit that does not match its app: ``Type=simple`` (dependents
+start before the server listens), ``NotifyAccess=main`` while a worker sends READY, a
+``TimeoutStartSec=`` that ends the start before sdready's ``ready_timeout``, a
+``WatchdogSec=`` nobody feeds... Each :class:`Rule` below compares one setting of the unit
+(:class:`~sdready._unitinfo.UnitConfig`) with one fact of the app
+(:class:`~sdready._unitinfo.AppFacts`); a fact that is not known skips the rule rather than
+guess. Two drivers, one set of rules:
+
+- ``sdready doctor UNIT`` (:mod:`sdready._doctor`): the facts come from the unit's
+  ``ExecStart=`` line; prints every rule's verdict.
+- the engine's startup self-check (:func:`self_check`, started by
+  :class:`~sdready.Readiness` once per process, only when ``INVOCATION_ID`` says systemd
+  started us): the same facts, completed with what the engine knows for sure (its options,
+  whether this process is the unit's main one); one WARNING per finding. It runs in a
+  daemon thread after the front end's call returned, asks systemd once with a 2 s bound,
+  and gives up silently (DEBUG) on any failure: it never delays READY nor hurts the app.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
+
+from . import texts
+from ._contain import contained
+from ._env import is_main_process
+from ._unitinfo import AppFacts, UnitConfig, UnitError, describe_command, own_unit, read_unit
+from ._unitinfo import user_manager as _user_manager
+
+if TYPE_CHECKING:
+    from ._readiness import Readiness
+
+__all__ = ["RULES", "Result", "Rule", "check", "facts_for", "self_check"]
+
+logger = logging.getLogger("sdready")
+
+Severity = Literal["warning", "error"]
+Verdict = Literal["ok", "warning", "error", "skipped"]
+Fields = dict[str, object]
+
+#: The self-check's bound on asking systemd (``systemctl show``).
+SELF_CHECK_TIMEOUT = 2.0
+_SIGHUP = 1
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One check: *applies* (the facts it needs are known), *fires* (the fields its texts
+    need when the unit is wrong, else None)."""
+
+    check: str
+    setting: str
+    severity: Severity
+    text: tuple[str, str]  # texts.CHECK_*: why it breaks readiness, the line to write
+    value: Callable[[UnitConfig], str]
+    applies: Callable[[UnitConfig, AppFacts], bool]
+    fires: Callable[[UnitConfig, AppFacts], Fields | None]
+
+
+@dataclass(frozen=True)
+class Result:
+    """One rule's verdict on one unit; *why* and *fix* are empty unless it fired."""
+
+    check: str
+    setting: str
+    value: str
+    verdict: Verdict
+    why: str = ""
+    fix: str = ""
+
+    def line(self, unit: str) -> str:
+        """The one WARNING line: the setting, its value, why it breaks, what to write."""
+        return texts.CHECK_LINE.format(
+            unit=unit, setting=self.setting, value=self.value, why=self.why, fix=self.fix
+        )
+
+
+# -- the facts each rule needs, in words ----------------------------------------------------
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "0"
+    return "infinity" if math.isinf(value) else f"{value:g}s"
+
+
+def _sender(facts: AppFacts) -> str:
+    return f"{facts.server}'s worker processes" if facts.server else "a child process"
+
+
+def _server(facts: AppFacts) -> str:
+    return facts.server or "the server"
+
+
+def _hup(facts: AppFacts) -> str:
+    if facts.front_end == "exec":
+        return "sdready exec forwards the signal and sends neither"
+    if facts.on_hup == "dies":
+        return "SIGHUP kills it"
+    return "it restarts its workers without telling systemd"
+
+
+def _enable_watchdog(facts: AppFacts) -> str:
+    if facts.front_end == "exec":
+        return "sdready exec --watchdog"
+    if facts.front_end == "gunicorn":
+        return "Environment=SDREADY_WATCHDOG=1"
+    return "watchdog=True in the sdready front end"
+
+
+def _suggested_start(facts: AppFacts) -> float:
+    return float(math.ceil(max(2 * facts.ready_timeout, facts.ready_timeout + 30)))
+
+
+def _kills_with_hup(command: Sequence[str]) -> bool:
+    if not command or os.path.basename(command[0]) != "kill":
+        return False
+    args = list(command[1:])
+    named = {"-HUP", "-SIGHUP", "-1"} & set(args)
+    for flag in ("-s", "--signal"):
+        if flag in args[:-1] and args[args.index(flag) + 1].upper() in ("HUP", "SIGHUP", "1"):
+            return True
+    return bool(named)
+
+
+# -- the rules -------------------------------------------------------------------------------
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "type",
+        "Type",
+        "error",
+        texts.CHECK_TYPE,
+        lambda u: u.type,
+        lambda u, f: f.known,
+        lambda u, f: None if u.notify_types else {"server": _server(f)},
+    ),
+    Rule(
+        "notify-access",
+        "NotifyAccess",
+        "error",
+        texts.CHECK_NOTIFY_ACCESS,
+        lambda u: u.notify_access,
+        lambda u, f: u.notify_types and f.ready_from_child is not None,
+        lambda u, f: (
+            {"sender": _sender(f)}
+            if f.ready_from_child and u.notify_access in ("main", "exec")
+            else None
+        ),
+    ),
+    Rule(
+        "timeout-start",
+        "TimeoutStartSec",
+        "warning",
+        texts.CHECK_TIMEOUT_START,
+        lambda u: _seconds(u.timeout_start),
+        lambda u, f: u.notify_types,  # generic: whatever notifies, sdready's default applies
+        lambda u, f: (
+            {
+                "ready_timeout": f.ready_timeout,
+                "on_timeout": f.on_timeout,
+                "suggested": _suggested_start(f),
+            }
+            if u.timeout_start <= f.ready_timeout
+            else None
+        ),
+    ),
+    Rule(
+        "timeout-start-infinite",
+        "TimeoutStartSec",
+        "warning",
+        texts.CHECK_TIMEOUT_INFINITE,
+        lambda u: _seconds(u.timeout_start),
+        lambda u, f: u.notify_types,
+        lambda u, f: (
+            {"suggested": _suggested_start(f)}
+            if math.isinf(u.timeout_start) and f.on_timeout == "fail"
+            else None
+        ),
+    ),
+    Rule(
+        "watchdog-off",
+        "WatchdogSec",
+        "error",
+        texts.CHECK_WATCHDOG_OFF,
+        lambda u: _seconds(u.watchdog),
+        lambda u, f: u.watchdog is not None and f.watchdog is not None and not f.ready_from_child,
+        lambda u, f: None if f.watchdog else {"period": u.watchdog, "enable": _enable_watchdog(f)},
+    ),
+    Rule(
+        "watchdog-child",
+        "WatchdogSec",
+        "error",
+        texts.CHECK_WATCHDOG_CHILD,
+        lambda u: _seconds(u.watchdog),
+        lambda u, f: u.watchdog is not None and f.ready_from_child is not None,
+        lambda u, f: {"sender": _sender(f), "period": u.watchdog} if f.ready_from_child else None,
+    ),
+    Rule(
+        "notify-reload",
+        "Type",
+        "error",
+        texts.CHECK_NOTIFY_RELOAD,
+        lambda u: u.type,
+        lambda u, f: u.type == "notify-reload" and f.on_hup is not None,
+        lambda u, f: None if f.on_hup == "reloads" else {"server": _server(f), "hup": _hup(f)},
+    ),
+    Rule(
+        "reload-signal",
+        "ReloadSignal",
+        "error",
+        texts.CHECK_RELOAD_SIGNAL,
+        lambda u: str(u.reload_signal),
+        lambda u, f: u.type == "notify-reload" and f.on_hup == "reloads",
+        lambda u, f: None if u.reload_signal in (None, _SIGHUP) else {},
+    ),
+    Rule(
+        "exec-reload",
+        "ExecReload",
+        "error",
+        texts.CHECK_EXEC_RELOAD,
+        lambda u: "; ".join(" ".join(c) for c in u.exec_reload),
+        lambda u, f: bool(u.exec_reload) and f.on_hup is not None,
+        lambda u, f: (
+            {"server": _server(f)}
+            if f.on_hup == "dies" and any(_kills_with_hup(c) for c in u.exec_reload)
+            else None
+        ),
+    ),
+    Rule(
+        "kill-mode",
+        "KillMode",
+        "warning",
+        texts.CHECK_KILL_MODE,
+        lambda u: u.kill_mode,
+        lambda u, f: f.forwards_signals,
+        lambda u, f: {} if u.kill_mode == "control-group" else None,
+    ),
+    Rule(
+        "stop-timeout",
+        "TimeoutStopSec",
+        "warning",
+        texts.CHECK_STOP_TIMEOUT,
+        lambda u: _seconds(u.timeout_stop),
+        lambda u, f: f.graceful_timeout is not None,
+        lambda u, f: (
+            {"graceful": f.graceful_timeout, "suggested": f.graceful_timeout + 5}
+            if f.graceful_timeout is not None and f.graceful_timeout > u.timeout_stop
+            else None
+        ),
+    ),
+    Rule(
+        "fdstore",
+        "FileDescriptorStoreMax",
+        "warning",
+        texts.CHECK_FDSTORE,
+        lambda u: str(u.fdstore_max),
+        lambda u, f: f.keeps_sockets,  # no front end keeps sockets yet (issue 12)
+        lambda u, f: {} if u.fdstore_max == 0 else None,
+    ),
+)
+
+
+def check(unit: UnitConfig, facts: AppFacts, rules: Sequence[Rule] = RULES) -> list[Result]:
+    """Every rule's verdict on *unit* running an app with *facts*, in :data:`RULES` order."""
+    results: list[Result] = []
+    for rule in rules:
+        value = rule.value(unit)
+        if not rule.applies(unit, facts):
+            results.append(Result(rule.check, rule.setting, value, "skipped"))
+            continue
+        fields = rule.fires(unit, facts)
+        if fields is None:
+            results.append(Result(rule.check, rule.setting, value, "ok"))
+            continue
+        why, fix = rule.text
+        results.append(
+            Result(
+                rule.check,
+                rule.setting,
+                value,
+                rule.severity,
+                why.format(**fields),
+                fix.format(**fields),
+            )
+        )
+    return results
+
+
+def facts_for(unit: UnitConfig) -> AppFacts:
+    """What the unit's ``ExecStart=`` runs (its first command)."""
+    command = unit.exec_start[0] if unit.exec_start else ()
+    return describe_command(command, unit.environment, unit.working_directory)
+
+
+# -- the engine's startup self-check -------------------------------------------------------
+
+_held: list[socket.socket] = []  # the per-invocation claim, kept for the process's life
+
+
+def _claim(invocation: str) -> bool:
+    """True for the first process of this unit invocation to check (uvicorn --workers and
+    hypercorn start several that would each warn): an abstract socket named after it."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.bind(f"\0sdready-unitcheck-{invocation}")
+    except OSError:
+        sock.close()
+        return False
+    _held.append(sock)
+    return True
+
+
+def self_check(readiness: Readiness, environ: Mapping[str, str] | None = None) -> list[Result]:
+    """Compare this process's unit with what *readiness*'s front end does; log each finding.
+
+    Runs in the engine's background thread; returns the results (for tests). Any failure
+    to learn the unit is logged at DEBUG and ends the check: it must never hurt the app.
+    """
+    env = os.environ if environ is None else environ
+    results: list[Result] = []
+    with contained("checking the unit"):
+        invocation = env.get("INVOCATION_ID", "")
+        name = own_unit()
+        if not invocation or name is None:
+            logger.debug("unit check: no INVOCATION_ID or no service in /proc/self/cgroup")
+            return results
+        if not env.get("NOTIFY_SOCKET", "/systemd/notify").endswith("/systemd/notify"):
+            # A test's recorder, not the service manager: the unit around is not ours.
+            logger.debug("unit check: NOTIFY_SOCKET is not a service manager's")
+            return results
+        if not _claim(invocation):
+            logger.debug("unit check: another process of %s checks it", name)
+            return results
+        try:
+            unit = read_unit(name, user=_user_manager(env), timeout=SELF_CHECK_TIMEOUT)
+        except UnitError as exc:
+            logger.debug("unit check skipped: %s", exc)
+            return results
+        results = check(unit, _engine_facts(readiness, facts_for(unit)))
+        found = [r for r in results if r.verdict in ("warning", "error")]
+        for result in found:
+            logger.warning("%s", result.line(unit.name))
+        logger.debug("unit check of %s done: %d finding(s)", unit.name, len(found))
+    return results
+
+
+def _engine_facts(readiness: Readiness, facts: AppFacts) -> AppFacts:
+    """The unit's facts, corrected by what the engine knows for sure about this process."""
+    options = readiness.options
+    sends = readiness.enabled
+    from_child = facts.ready_from_child
+    if sends:  # this process notifies: it is either the main one or a child
+        from_child = not readiness.is_main
+    elif is_main_process():  # no NOTIFY_SOCKET (Type=simple): it would speak as main
+        from_child = False if from_child is None else from_child
+    return replace(
+        facts,
+        front_end=facts.front_end or "engine",
+        ready_from_child=from_child,
+        ready_timeout=options.ready_timeout,
+        on_timeout=options.on_timeout,
+        # sdready exec --pass-notify: the command may feed the watchdog itself (unknown).
+        watchdog=facts.watchdog if facts.front_end == "exec" else options.watchdog,
+    )

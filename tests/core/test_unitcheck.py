@@ -1,0 +1,311 @@
+"""The unit checks' parts without systemd: timespans, ``systemctl show`` parsing, what an
+``ExecStart=`` runs, each rule firing on a wrong unit and staying quiet on its control, and
+the bounded runner. The real-systemd side is in test_unitcheck_systemd.py."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sdready import texts
+from sdready._unitcheck import RULES, check
+from sdready._unitinfo import (
+    AppFacts,
+    UnitConfig,
+    UnitError,
+    _last_watchdog,
+    _run_bounded,
+    describe_command,
+    own_unit,
+    parse_timespan,
+)
+
+# What systemd 252's `systemctl --user show` printed for a running transient unit.
+SHOWN = {
+    "Id": "b.service",
+    "LoadState": "loaded",
+    "ActiveState": "active",
+    "Type": "simple",
+    "NotifyAccess": "main",
+    "TimeoutStartUSec": "1min 15s",
+    "TimeoutStopUSec": "5s",
+    "WatchdogUSec": "1h 30min",
+    "KillMode": "control-group",
+    "FileDescriptorStoreMax": "0",
+    "ExecStart": "{ path=/v/bin/python ; argv[]=/v/bin/python -m uvicorn b:app --port 8000 ; "
+    "ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; "
+    "status=0/0 }",
+    "ExecReload": "{ path=/bin/kill ; argv[]=/bin/kill -HUP $MAINPID ; ignore_errors=no ; "
+    "start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }",
+    "Environment": "PYTHONUNBUFFERED=1 SDREADY_READY_TIMEOUT=60",
+    "WorkingDirectory": "/srv/b",
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1min 30s", 90.0),
+        ("infinity", math.inf),
+        ("0", 0.0),
+        ("500ms", 0.5),
+        ("1h 30min", 5400.0),
+        ("2.5s", 2.5),
+        ("1d 2h", 93600.0),
+        ("bogus", None),
+        ("", None),
+        ("5s junk", None),
+    ],
+)
+def test_parse_timespan(text: str, seconds: float | None) -> None:
+    assert parse_timespan(text) == seconds
+
+
+def test_unit_from_systemctl_show() -> None:
+    unit = UnitConfig.from_properties(SHOWN)
+    assert unit.name == "b.service" and unit.type == "simple" and not unit.notify_types
+    assert (unit.timeout_start, unit.timeout_stop, unit.watchdog) == (75.0, 5.0, 5400.0)
+    assert unit.exec_start == (("/v/bin/python", "-m", "uvicorn", "b:app", "--port", "8000"),)
+    assert unit.exec_reload == (("/bin/kill", "-HUP", "$MAINPID"),)
+    assert unit.environment["SDREADY_READY_TIMEOUT"] == "60"
+    assert unit.reload_signal is None  # systemd 252 has no ReloadSignal=
+
+
+def test_timeouts_of_zero_and_infinity_are_no_timeout() -> None:
+    for text in ("0", "infinity"):
+        unit = UnitConfig.from_properties({**SHOWN, "TimeoutStartUSec": text})
+        assert unit.timeout_start == math.inf
+    unit = UnitConfig.from_properties({**SHOWN, "WatchdogUSec": "infinity"})
+    assert unit.watchdog is None
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("[Service]\nWatchdogSec=30\n", "30s"),
+        ("[Service]\nWatchdogSec=1min\n# drop-in\n[Service]\nWatchdogSec=0\n", "0"),
+        ("[Service]\nWatchdogSec=10\nWatchdogSec=2min\n", "2min"),
+        ("[Service]\nType=notify\n", "0"),
+    ],
+)
+def test_configured_watchdog_of_a_stopped_unit(text: str, value: str) -> None:
+    assert _last_watchdog(text) == value
+
+
+def test_own_unit_from_cgroup(tmp_path: Path) -> None:
+    cgroup = tmp_path / "cgroup"
+    cgroup.write_text(
+        "9:name=systemd:/user.slice/user-0.slice/user@0.service/app.slice/b.service\n"
+        "0::/user.slice/user-0.slice/user@0.service/app.slice/b.service\n"
+    )
+    assert own_unit(str(cgroup)) == "b.service"
+    cgroup.write_text("0::/\n")
+    assert own_unit(str(cgroup)) is None
+    assert own_unit(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "server", "front_end", "from_child", "on_hup"),
+    [
+        (["/v/uvicorn", "a:app"], "uvicorn", None, False, "dies"),
+        (["/v/python3.11", "-m", "uvicorn", "a:app"], "uvicorn", None, False, "dies"),
+        (["/v/uvicorn", "a:app", "--workers", "4"], "uvicorn", None, True, "restarts"),
+        (["/v/uvicorn", "a:app", "--workers=1"], "uvicorn", None, False, "dies"),
+        (["/v/hypercorn", "a:app"], "hypercorn", None, True, "restarts"),
+        (["/usr/bin/env", "X=1", "granian", "a:app"], "granian", None, True, "restarts"),
+        (["/v/waitress-serve", "a:app"], "waitress", None, False, "dies"),
+        (["/v/flask", "run"], "werkzeug", None, False, "dies"),
+        (
+            ["/v/gunicorn", "-c", "python:sdready.plugins.gunicorn", "a:app"],
+            "gunicorn",
+            "gunicorn",
+            False,
+            "reloads",
+        ),
+        (["/v/gunicorn", "a:app"], "gunicorn", None, False, "restarts"),
+        (
+            ["/v/sdready", "exec", "--", "/v/uvicorn", "a:app"],
+            "uvicorn",
+            "exec",
+            False,
+            "dies",
+        ),
+        (["/v/python", "app.py"], None, None, None, None),
+    ],
+)
+def test_describe_command(
+    argv: list[str],
+    server: str | None,
+    front_end: str | None,
+    from_child: bool | None,
+    on_hup: str | None,
+) -> None:
+    facts = describe_command(argv)
+    assert (facts.server, facts.front_end, facts.ready_from_child, facts.on_hup) == (
+        server,
+        front_end,
+        from_child,
+        on_hup,
+    )
+
+
+def test_unknown_command_gets_the_generic_checks_and_says_so() -> None:
+    facts = describe_command(["/v/python", "app.py"])
+    assert not facts.known
+    assert facts.notes == ("python app.py is not a server sdready knows: generic checks only",)
+
+
+def test_sdready_exec_options() -> None:
+    argv = ["sdready", "exec", "--ready-timeout", "45", "--on-timeout=fail", "--watchdog"]
+    facts = describe_command([*argv, "--", "/v/hypercorn", "a:app"])
+    assert (facts.ready_timeout, facts.on_timeout, facts.watchdog) == (45.0, "fail", True)
+    assert facts.forwards_signals
+    passed = describe_command(["sdready", "exec", "--pass-notify", "--", "node", "s.js"])
+    assert passed.watchdog is None  # the command may feed the watchdog itself
+
+
+def test_gunicorn_config_file_and_graceful_timeout(tmp_path: Path) -> None:
+    (tmp_path / "gunicorn.conf.py").write_text(
+        "graceful_timeout = 50\nfrom sdready.plugins.gunicorn import install\n"
+    )
+    facts = describe_command(["/v/gunicorn", "a:app"], {}, str(tmp_path))
+    assert (facts.front_end, facts.graceful_timeout) == ("gunicorn", 50.0)
+    argv = ["/v/gunicorn", "-c", "python:sdready.plugins.gunicorn", "--graceful-timeout", "7"]
+    assert describe_command(argv).graceful_timeout == 7.0
+    env = {"SDREADY_READY_TIMEOUT": "60", "SDREADY_WATCHDOG": "off"}
+    facts = describe_command(argv, env)
+    assert (facts.ready_timeout, facts.watchdog) == (60.0, False)
+
+
+# -- the rules: one wrong unit and its control each ---------------------------------------
+
+UVICORN = AppFacts(server="uvicorn", ready_from_child=False, on_hup="dies", watchdog=True)
+WORKERS = replace(UVICORN, ready_from_child=True, on_hup="restarts")
+EXEC = AppFacts(server="uvicorn", front_end="exec", ready_from_child=False, on_hup="dies",
+                watchdog=False, forwards_signals=True)  # fmt: skip
+GUNICORN = AppFacts(server="gunicorn", front_end="gunicorn", ready_from_child=False,
+                    on_hup="reloads", watchdog=True, graceful_timeout=30.0)  # fmt: skip
+GOOD = UnitConfig("x.service", type="notify", notify_access="main", timeout_start=60.0,
+                  kill_mode="mixed", timeout_stop=40.0)  # fmt: skip
+KILL_HUP = (("/bin/kill", "-HUP", "$MAINPID"),)
+
+RULE_CASES = [
+    # (check, facts, the wrong unit, its control)
+    ("type", UVICORN, replace(GOOD, type="simple"), GOOD),
+    ("type", UVICORN, replace(GOOD, type="exec"), GOOD),
+    ("notify-access", WORKERS, GOOD, replace(GOOD, notify_access="all")),
+    ("timeout-start", UVICORN, replace(GOOD, timeout_start=30.0), GOOD),
+    (
+        "timeout-start-infinite",
+        replace(EXEC, on_timeout="fail"),
+        replace(GOOD, timeout_start=math.inf),
+        GOOD,
+    ),
+    ("watchdog-off", EXEC, replace(GOOD, watchdog=10.0), GOOD),
+    (
+        "watchdog-child",
+        replace(WORKERS),
+        replace(GOOD, watchdog=10.0, notify_access="all"),
+        replace(GOOD, notify_access="all"),
+    ),
+    ("notify-reload", UVICORN, replace(GOOD, type="notify-reload"), GOOD),
+    (
+        "reload-signal",
+        GUNICORN,
+        replace(GOOD, type="notify-reload", reload_signal=10),
+        replace(GOOD, type="notify-reload", reload_signal=1),
+    ),
+    ("exec-reload", UVICORN, replace(GOOD, exec_reload=KILL_HUP), GOOD),
+    (
+        "exec-reload",
+        EXEC,
+        replace(GOOD, exec_reload=(("/bin/kill", "-s", "HUP", "1"),)),
+        replace(GOOD, exec_reload=(("/usr/bin/curl", "-X", "POST", "http://x/reload"),)),
+    ),
+    ("kill-mode", EXEC, replace(GOOD, kill_mode="control-group"), GOOD),
+    ("stop-timeout", GUNICORN, replace(GOOD, timeout_stop=20.0), GOOD),
+    ("fdstore", replace(UVICORN, keeps_sockets=True), GOOD, replace(GOOD, fdstore_max=8)),
+]
+
+
+def _fired(unit: UnitConfig, facts: AppFacts) -> list[str]:
+    return [r.check for r in check(unit, facts) if r.verdict in ("warning", "error")]
+
+
+@pytest.mark.parametrize(
+    ("name", "facts", "wrong", "control"), RULE_CASES, ids=[c[0] for c in RULE_CASES]
+)
+def test_rule_fires_on_the_wrong_unit_only(
+    name: str, facts: AppFacts, wrong: UnitConfig, control: UnitConfig
+) -> None:
+    assert _fired(wrong, facts) == [name]
+    assert _fired(control, facts) == []
+
+
+def test_every_rule_is_tested_and_has_its_texts() -> None:
+    assert {rule.check for rule in RULES} == {case[0] for case in RULE_CASES}
+    for rule in RULES:
+        assert rule.text in vars(texts).values(), rule.check  # from the one texts module
+
+
+def test_the_line_names_setting_value_why_and_fix() -> None:
+    (result,) = [
+        r
+        for r in check(replace(GOOD, type="simple"), UVICORN)
+        if r.verdict not in {"ok", "skipped"}
+    ]
+    assert result.line("b.service") == (
+        "b.service: Type=simple makes systemd start the units ordered after this one as soon "
+        "as the process exists, before uvicorn listens, and ignore READY=1. Write: Type=notify"
+    )
+
+
+def test_unknown_facts_skip_rather_than_guess() -> None:
+    results = check(replace(GOOD, watchdog=10.0, exec_reload=KILL_HUP), AppFacts())
+    verdicts = {r.check: r.verdict for r in results}
+    assert verdicts["type"] == verdicts["watchdog-off"] == verdicts["exec-reload"] == "skipped"
+    assert verdicts["timeout-start"] == "ok"  # generic: sdready's default ready_timeout
+
+
+# -- the bounded runner ---------------------------------------------------------------------
+
+ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
+def test_runner_returns_status_and_output() -> None:
+    code, output = _run_bounded(["sh", "-c", "echo Id=x; echo oops >&2; exit 3"], ENV, 10)
+    assert (code, output) == (3, "Id=x\noops\n")
+
+
+def test_runner_is_bounded() -> None:
+    with pytest.raises(UnitError, match=r"took over 0\.3 s"):
+        _run_bounded(["sleep", "30"], ENV, 0.3)
+
+
+def test_runner_missing_program() -> None:
+    with pytest.raises(UnitError, match="No such file"):
+        _run_bounded(["sdready-no-such-program"], ENV, 5)
+
+
+def test_runner_ends_with_the_child_even_if_another_process_holds_the_pipe() -> None:
+    """A process forked meanwhile (gunicorn booting a worker) keeps the pipe open: the
+    child's exit, not EOF, ends the read (subprocess would wait for that process)."""
+    started = time.monotonic()
+    code, output = _run_bounded(["sh", "-c", "echo Id=x; sleep 20 & exit 0"], ENV, 15)
+    assert (code, output) == (0, "Id=x\n")
+    assert time.monotonic() - started < 15  # the bound itself was not what ended it
+
+
+def test_import_sdready_does_not_load_the_checks() -> None:
+    import subprocess
+
+    code = (
+        "import sdready, sys\n"
+        "assert not {'sdready._unitcheck', 'sdready._unitinfo'} & set(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
