@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from . import texts
-from ._env import is_main_process, listen_fds_count, watchdog_interval
+from ._env import is_main_process, listen_fds_count, main_pid, watchdog_interval
 from ._exceptions import NotifyError
 from ._listeners import (
     Listener,
@@ -139,6 +139,10 @@ class Readiness:
         self._drain_limit: float | None = None  # the server's budget, once it drains
         self._drained = threading.Event()
         self._watchdog: Watchdog | None = None
+        if not self.enabled and main_pid() == os.getpid():
+            # The unit's main process without NOTIFY_SOCKET (Type=simple): front ends go
+            # inert, so the unit check starts here to say what is wrong.
+            self.check_unit()
 
     @property
     def enabled(self) -> bool:
@@ -156,6 +160,7 @@ class Readiness:
         """Snapshot existing listeners and send ``STATUS=Starting…``."""
         if not self.enabled:
             return
+        self.check_unit()
         self.deadline = time.monotonic() + self.options.ready_timeout
         self._phase_started = time.monotonic()
         _engines.clear()  # sdready.progress() in this process goes through this engine
@@ -210,6 +215,7 @@ class Readiness:
         """
         if not self.enabled or self._closed:
             return
+        self.check_unit()  # sdready exec starts here
         if self.source is None and self.baseline is not None:
             try:
                 # Only what listens now matters here: no need for the snapshot's extra walk
@@ -545,6 +551,21 @@ class Readiness:
         """True when this process speaks for the unit (its main pid, or took over as such)."""
         return is_main_process() if self._main is None else self._main
 
+    def check_unit(self) -> None:
+        """Start the startup self-check (:mod:`sdready._unitcheck`), once per process.
+
+        Only under systemd (``INVOCATION_ID``): a daemon thread asks systemd for this
+        process's unit and logs one WARNING per setting that does not match what this front
+        end does. Returns at once: READY never waits for it; its failures stay at DEBUG.
+        """
+        pid = os.getpid()
+        if "INVOCATION_ID" not in os.environ or pid in _UNIT_CHECKED:
+            return
+        _UNIT_CHECKED.add(pid)
+        threading.Thread(
+            target=_check_unit, args=(self,), name="sdready-unit-check", daemon=True
+        ).start()
+
     # -- the watchdog ------------------------------------------------------------------------
 
     def watchdog_period(self) -> float | None:
@@ -595,6 +616,16 @@ class Readiness:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split()) or "(no message)"
+
+
+#: Pids that started the unit self-check (a forked worker checks on its own, if at all).
+_UNIT_CHECKED: set[int] = set()
+
+
+def _check_unit(readiness: Readiness) -> None:
+    from ._unitcheck import self_check  # loaded only under systemd, off the app's path
+
+    self_check(readiness)
 
 
 # -- the module helper ----------------------------------------------------------------------
