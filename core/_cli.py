@@ -11,6 +11,7 @@ Subcommands and exit statuses (also in ``sdready --help``)::
     status       0 a notify socket is set, 1 none (or an invalid one), 2 usage error
     wait-listen  0 the expected listeners accept, 1 timeout (or the process exited),
                  2 usage error
+    doctor       0 clean, 1 warnings, 2 errors, 3 the unit could not be read
 
 Only loaded by the command itself, so it may import what it needs.
 """
@@ -227,6 +228,20 @@ def _build_parser() -> argparse.ArgumentParser:
         "--pid", type=_pid_argument, metavar="PID", help="watch this process and its children"
     )
     _seconds(wait, "--timeout", ReadyOptions.ready_timeout, "give up after S seconds")
+
+    doctor = command(
+        "doctor",
+        _cmd_doctor,
+        help="check that a unit's settings match what its server does",
+        description="Read UNIT's settings (systemctl show) and its ExecStart= line, and "
+        "check them against what the server and sdready will do: Type=, NotifyAccess=, "
+        "TimeoutStartSec=, WatchdogSec=, reloads, KillMode=, TimeoutStopSec=. The same "
+        "checks run at startup under systemd and log a WARNING each.",
+        epilog="exit status: 0 clean, 1 warnings, 2 errors, 3 the unit could not be read",
+    )
+    doctor.add_argument("unit", nargs="?", metavar="UNIT", help="default: this process's unit")
+    doctor.add_argument("--user", action="store_true", help="a unit of the user manager")
+    doctor.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -480,6 +495,15 @@ def _cmd_wait_listen(args: argparse.Namespace) -> int:
     finally:
         if watch is not None:
             watch.close()
+
+
+# -- doctor --------------------------------------------------------------------------------
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from ._doctor import run
+
+    return run(args)
 
 
 # -- exec ----------------------------------------------------------------------------------

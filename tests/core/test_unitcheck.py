@@ -309,3 +309,17 @@ def test_import_sdready_does_not_load_the_checks() -> None:
         "assert not {'sdready._unitcheck', 'sdready._unitinfo'} & set(sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_doctor_on_a_unit_it_cannot_read_exits_3() -> None:
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sdready", "doctor", "sdready-no-such-unit-4242.service"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 3, result
+    assert "cannot read sdready-no-such-unit-4242.service" in result.stderr

@@ -1,0 +1,101 @@
+"""``sdready doctor [--user] [UNIT]``: the unit checks from outside, on a named unit.
+
+Reads the unit's settings with one ``systemctl show`` and its ``ExecStart=`` line to tell
+which server and front end it runs, then applies the same rules as the engine's startup
+self-check (:mod:`sdready._unitcheck`). Prints one row per rule (setting, value, verdict,
+fix) and, for each finding, the line the self-check would log; ``--json`` for scripts.
+Exit status: 0 clean, 1 warnings, 2 errors, 3 the unit could not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+from ._unitcheck import Result, check, facts_for
+from ._unitinfo import UnitError, own_unit, read_unit, user_manager
+
+__all__ = ["EXIT_UNREADABLE", "run"]
+
+EXIT_CLEAN = 0
+EXIT_WARNINGS = 1
+EXIT_ERRORS = 2
+EXIT_UNREADABLE = 3
+#: Asking systemd from a shell may meet a busy manager: more patience than the self-check.
+TIMEOUT = 10.0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the unit named in *args* (``unit``, ``user``, ``json``); return the exit status."""
+    name: str | None = args.unit
+    user: bool = args.user
+    if name is None:  # inside a unit: that one
+        name = own_unit()
+        user = user or user_manager()
+        if name is None:
+            sys.stderr.write("sdready doctor: give a UNIT (this process runs in none)\n")
+            return EXIT_UNREADABLE
+    if "." not in name:
+        name += ".service"
+    try:
+        unit = read_unit(name, user=user, timeout=TIMEOUT)
+    except UnitError as exc:
+        sys.stderr.write(f"sdready doctor: cannot read {name}: {exc}\n")
+        return EXIT_UNREADABLE
+    facts = facts_for(unit)
+    results = check(unit, facts)
+    status = _status(results)
+    notes = list(facts.notes)
+    if args.json:
+        report = {
+            "unit": unit.name,
+            "user": user,
+            "server": facts.server,
+            "front_end": facts.front_end,
+            "notes": notes,
+            "status": status,
+            "results": [asdict(r) for r in results],
+        }
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return status
+    out = sys.stdout
+    manager = "user manager" if user else "system manager"
+    out.write(f"{unit.name} ({manager}): {_runs(facts.server, facts.front_end)}\n")
+    for note in notes:
+        out.write(f"note: {note}\n")
+    _table(results)
+    for result in results:
+        if result.verdict in ("warning", "error"):
+            out.write(f"{result.verdict}: {result.line(unit.name)}\n")
+    verdict = {EXIT_CLEAN: "clean", EXIT_WARNINGS: "warnings", EXIT_ERRORS: "errors"}[status]
+    out.write(f"{verdict}\n")
+    return status
+
+
+def _runs(server: str | None, front_end: str | None) -> str:
+    if server is None and front_end is None:
+        return "no server recognised in ExecStart="
+    text = f"runs {server or 'an unknown server'}"
+    if front_end == "exec":
+        return f"{text} under sdready exec"
+    if front_end is not None:
+        return f"{text} with sdready's {front_end} plugin"
+    return text
+
+
+def _status(results: list[Result]) -> int:
+    verdicts = {r.verdict for r in results}
+    if "error" in verdicts:
+        return EXIT_ERRORS
+    return EXIT_WARNINGS if "warning" in verdicts else EXIT_CLEAN
+
+
+def _table(results: list[Result]) -> None:
+    rows = [("check", "setting", "value", "verdict", "fix")]
+    rows += [(r.check, r.setting, r.value, r.verdict, r.fix) for r in results]
+    widths = [min(max(len(row[i]) for row in rows), 40) for i in range(4)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)]
+        sys.stdout.write("  ".join([*cells, row[4]]).rstrip() + "\n")
