@@ -1,0 +1,269 @@
+"""The unit checks against a real systemd: each misconfiguration, started under the private
+user manager, logs its one named WARNING from the service itself (the engine's startup
+self-check) and shows as the same finding in ``sdready doctor``; the correct unit (the
+control, differing in that one setting) gives neither.
+
+Servers are real (uvicorn with ``SystemdMiddleware``, ``sdready exec`` in front of
+``python -m http.server``, gunicorn with sdready's plugin) on loopback, port 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from _systemd import UserManager, python_for_units, wait_until
+from sdready._unitcheck import Result
+
+pytestmark = [pytest.mark.systemd, pytest.mark.timeout(240)]
+
+TESTS = Path(__file__).resolve().parents[1]
+EXAMPLES = TESTS.parent / "examples"
+PY, PY_ENV = python_for_units()
+BIN = Path(PY).parent
+SDREADY = str(BIN / "sdready")
+ENV = {
+    **PY_ENV,
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), PY_ENV.get("PYTHONPATH")])),
+}
+CHECK_DONE = "unit check of "  # the self-check's DEBUG line once it is done
+WAIT = 60.0
+
+GUNICORN_CONF = """\
+import logging, sys
+handler = logging.StreamHandler(sys.stderr)
+handler.setFormatter(logging.Formatter("%(levelname)s sdready: %(message)s"))
+logging.getLogger("sdready").addHandler(handler)
+logging.getLogger("sdready").setLevel(logging.DEBUG)
+from sdready.plugins.gunicorn import install
+install(globals())
+"""
+
+
+def _uvicorn(*extra: str) -> list[str]:
+    return [
+        PY,
+        "-m",
+        "uvicorn",
+        "_unitcheck_apps:asgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        *extra,
+    ]
+
+
+def _exec(*options: str) -> list[str]:
+    server = [PY, "-m", "http.server", "--bind", "127.0.0.1", "0"]
+    return [SDREADY, "exec", "-v", *options, "--", *server]
+
+
+def _gunicorn(conf: Path) -> list[str]:
+    return [str(BIN / "gunicorn"), "-c", str(conf), "--bind", "127.0.0.1:0", "_unitcheck_apps:wsgi"]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A correct unit for one front end: the control of every check that starts from it."""
+
+    name: str
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+UVICORN = Kind("uvicorn", {"Type": "notify", "TimeoutStartSec": "60"})
+WORKERS = Kind("workers", {"Type": "notify", "NotifyAccess": "all", "TimeoutStartSec": "60"})
+EXEC = Kind("exec", {"Type": "notify", "TimeoutStartSec": "60", "KillMode": "mixed"})
+GUNICORN = Kind(
+    "gunicorn",
+    {
+        "Type": "notify",
+        "TimeoutStartSec": "60",
+        "TimeoutStopSec": "40",
+        "KillMode": "mixed",
+        "ExecReload": "/bin/kill -HUP $MAINPID",
+    },
+)
+KINDS = (UVICORN, WORKERS, EXEC, GUNICORN)
+
+
+@dataclass(frozen=True)
+class Case:
+    check: str  # the one finding expected
+    kind: Kind
+    change: dict[str, str]  # what makes the control wrong
+    options: tuple[str, ...] = ()  # sdready exec options
+
+
+CASES = (
+    Case("type", UVICORN, {"Type": "simple"}),
+    Case("notify-access", WORKERS, {"NotifyAccess": "main"}),
+    Case("watchdog-child", WORKERS, {"WatchdogSec": "60"}),
+    Case("timeout-start", UVICORN, {"TimeoutStartSec": "20"}),
+    Case("timeout-start-infinite", EXEC, {"TimeoutStartSec": "infinity"}, ("--on-timeout", "fail")),
+    Case("watchdog-off", EXEC, {"WatchdogSec": "60"}),
+    Case("exec-reload", UVICORN, {"ExecReload": "/bin/kill -HUP $MAINPID"}),
+    Case("kill-mode", EXEC, {"KillMode": "control-group"}),
+    Case("stop-timeout", GUNICORN, {"TimeoutStopSec": "10"}),
+)
+
+
+def _argv(manager: UserManager, kind: Kind, options: tuple[str, ...] = ()) -> list[str]:
+    if kind is UVICORN:
+        return _uvicorn()
+    if kind is WORKERS:
+        return _uvicorn("--workers", "2")
+    if kind is EXEC:
+        return _exec(*options)
+    conf = manager.work_dir / "gunicorn_unitcheck.py"
+    conf.write_text(GUNICORN_CONF)
+    return _gunicorn(conf)
+
+
+def _doctor(manager: UserManager, unit: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``sdready doctor --user`` inside the manager's namespace, with its systemctl first."""
+    env = {**os.environ, **manager.systemd.env(), "XDG_RUNTIME_DIR": str(manager.runtime_dir)}
+    if manager.systemd.root is not None:
+        env["PATH"] = f"{Path(manager.systemd.tool('systemctl')).parent}:{env['PATH']}"
+    argv = ["nsenter", "--mount", f"--target={manager.pid}", "--", SDREADY, "doctor"]
+    return subprocess.run(
+        [*argv, "--user", *args, unit],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def _run_and_check(
+    manager: UserManager, argv: list[str], properties: dict[str, str]
+) -> tuple[str, list[str], dict]:
+    """Start the unit, wait for its self-check, and return (name, its check lines, doctor)."""
+    props = dict(properties)
+    kind = props.pop("Type")
+    name = manager.systemd_run(
+        *argv, unit="check", properties=props, service_type=kind, env=ENV, timeout=20
+    )
+    wait_until(
+        lambda: CHECK_DONE in manager.unit_log(name),
+        timeout=WAIT,
+        message=lambda: f"no self-check in {name}'s log\n{manager.describe(name)}",
+    )
+    lines = [line for line in manager.unit_log(name).splitlines() if f"{name}: " in line]
+    doctor = _doctor(manager, name, "--json")
+    assert doctor.returncode in (0, 1, 2), doctor.stderr
+    return name, lines, json.loads(doctor.stdout)
+
+
+def _findings(report: dict) -> list[Result]:
+    found = [Result(**r) for r in report["results"]]
+    return [r for r in found if r.verdict in ("warning", "error")]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.check)
+def test_misconfiguration_logs_its_one_warning_and_doctor_agrees(
+    case: Case, user_manager: UserManager
+) -> None:
+    with user_manager.scoped():
+        argv = _argv(user_manager, case.kind, case.options)
+        name, lines, report = _run_and_check(
+            user_manager, argv, {**case.kind.properties, **case.change}
+        )
+        findings = _findings(report)
+        assert [f.check for f in findings] == [case.check], report
+        # The service logged exactly the finding doctor reports, word for word.
+        expected = findings[0].line(name)
+        assert [line for line in lines if expected in line] and len(lines) == 1, (lines, expected)
+        assert report["status"] == (2 if findings[0].verdict == "error" else 1)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+def test_correct_unit_logs_nothing_and_doctor_is_clean(
+    kind: Kind, user_manager: UserManager
+) -> None:
+    with user_manager.scoped():
+        argv = _argv(user_manager, kind)
+        name, lines, report = _run_and_check(user_manager, argv, kind.properties)
+        assert lines == [], user_manager.unit_log(name)
+        assert _findings(report) == [] and report["status"] == 0, report
+        user_manager.wait_for(name, ActiveState="active", timeout=WAIT)
+
+
+def test_notify_reload_in_front_of_uvicorn(user_manager_254: UserManager) -> None:
+    """Type=notify-reload (systemd >= 253): uvicorn dies of SIGHUP; gunicorn's plugin reloads."""
+    manager = user_manager_254
+    with manager.scoped():
+        name, lines, report = _run_and_check(
+            manager, _uvicorn(), {**UVICORN.properties, "Type": "notify-reload"}
+        )
+        assert [f.check for f in _findings(report)] == ["notify-reload"], report
+        assert len(lines) == 1 and _findings(report)[0].line(name) in lines[0], lines
+    with manager.scoped():
+        props = {k: v for k, v in GUNICORN.properties.items() if k != "ExecReload"}
+        name, lines, report = _run_and_check(
+            manager, _argv(manager, GUNICORN), {**props, "Type": "notify-reload"}
+        )
+        assert lines == [] and _findings(report) == [], (lines, report)
+
+
+def test_seed_pair_b_as_type_simple_names_the_problem_and_the_fix(
+    user_manager: UserManager,
+) -> None:
+    """The seed's B (FastAPI + SystemdNotify under uvicorn) as Type=simple: its log says so."""
+    folder = EXAMPLES / "dependent-services"
+    argv = [PY, "-m", "uvicorn", "service_b:app", "--host", "127.0.0.1", "--port", "0"]
+    with user_manager.scoped():
+        name = user_manager.systemd_run(
+            *argv,
+            unit="seed-b",
+            properties={"WorkingDirectory": str(folder)},
+            service_type="simple",
+            env={**ENV, "B_STARTUP_SECONDS": "0.2"},
+        )
+        wait_until(
+            lambda: "Type=simple" in user_manager.unit_log(name),
+            timeout=WAIT,
+            message=lambda: user_manager.describe(name),
+        )
+        lines = [line for line in user_manager.unit_log(name).splitlines() if f"{name}: " in line]
+        assert len(lines) == 1, lines
+        assert "before uvicorn listens" in lines[0] and "Write: Type=notify" in lines[0], lines
+        doctor = _doctor(user_manager, name)  # the table, for people
+        assert doctor.returncode == 2, doctor.stdout + doctor.stderr
+        table = {tuple(row.split()[:4]) for row in doctor.stdout.splitlines()}
+        assert ("type", "Type", "simple", "error") in table, doctor.stdout
+        # uvicorn's default logging: Python's last-resort handler prints the bare message.
+        assert f"error: {lines[0]}" in doctor.stdout, doctor.stdout
+
+
+def test_no_systemd_no_systemctl() -> None:
+    """Outside systemd (no INVOCATION_ID, no NOTIFY_SOCKET) nothing runs: no thread, no
+    process spawned, not even the check's modules imported."""
+    code = (
+        "import os, subprocess, sys, threading\n"
+        "spawned = []\n"
+        "real = os.posix_spawnp\n"
+        "os.posix_spawnp = lambda *a, **k: spawned.append(a) or real(*a, **k)\n"
+        "from sdready import Readiness\n"
+        "r = Readiness(); r.starting(); r.waiting()\n"
+        "assert not spawned, spawned\n"
+        "assert threading.active_count() == 1, threading.enumerate()\n"
+        "assert 'sdready._unitcheck' not in sys.modules\n"
+        "assert 'sdready._unitinfo' not in sys.modules\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("INVOCATION_ID", "NOTIFY_SOCKET")}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
