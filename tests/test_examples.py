@@ -5,7 +5,8 @@
 * every example unit file passes ``systemd-analyze verify`` (with stand-in executables for
   its /srv paths);
 * under a private systemd, every example unit, with its paths pointed at this checkout and
-  its port at a free one, becomes active and answers (the dependent pair: A succeeds).
+  its port at a free one, becomes active and answers (the dependent pair: A succeeds), and
+  ``sdready doctor`` finds nothing wrong with it.
 """
 
 from __future__ import annotations
@@ -339,6 +340,13 @@ def test_unit_runs_under_systemd(unit: Path, user_manager: UserManager) -> None:
         status, body = http_get(("127.0.0.1", port), timeout=GET_TIMEOUT)
         assert status == 200, body
         assert user_manager.show(name, "StatusText")["StatusText"].startswith("Ready")
+        _assert_doctor_clean(user_manager, name)
+
+
+def _assert_doctor_clean(manager: UserManager, name: str) -> None:
+    """``sdready doctor`` finds nothing wrong with the example unit (exit status 0)."""
+    result = manager.command(str(BIN / "sdready"), "doctor", "--user", name, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.systemd
@@ -366,6 +374,8 @@ def test_dependent_units_under_systemd(user_manager: UserManager) -> None:
         assert int(a_start["ExecMainStartTimestampMonotonic"]) >= int(
             b_ready["ActiveEnterTimestampMonotonic"]
         )
+        _assert_doctor_clean(user_manager, a)
+        _assert_doctor_clean(user_manager, b)
 
 
 # -- make demo -----------------------------------------------------------------------------
