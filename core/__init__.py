@@ -6,27 +6,59 @@ framework adapters live in ``sdready.plugins``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ._env import listen_fds_count, watchdog_interval
-from ._exceptions import NotifyError
-from ._listeners import (
-    Listener,
-    ListenerSnapshot,
-    ListenTimeoutError,
-    async_wait_until_listening,
-    listening_sockets,
-    snapshot_listeners,
-    wait_until_listening,
-)
-from ._notifier import Notifier, notify, ready, reloading, status, stopping, watchdog
-from ._options import Expect, HealthCheck, OnTimeout, ReadyOptions
-from ._readiness import Readiness, progress
 from ._version import __version__
-from ._watchdog import Watchdog, watchdog_loop
 
-if TYPE_CHECKING:
+# Every other public name is imported on first use (PEP 562): `sdready notify` in a shell
+# script, or a plugin that needs only the engine, pays only for what it uses. `typing` is
+# not imported for this: it alone costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # what type checkers and IDEs see: the names as imported eagerly
     from ._activation import listen_socket
+    from ._env import listen_fds_count, watchdog_interval
+    from ._exceptions import NotifyError
+    from ._listeners import (
+        Listener,
+        ListenerSnapshot,
+        ListenTimeoutError,
+        async_wait_until_listening,
+        listening_sockets,
+        snapshot_listeners,
+        wait_until_listening,
+    )
+    from ._notifier import Notifier, notify, ready, reloading, status, stopping, watchdog
+    from ._options import Expect, HealthCheck, OnTimeout, ReadyOptions
+    from ._readiness import Readiness, progress
+    from ._watchdog import Watchdog, watchdog_loop
+
+#: Where each public name lives.
+_MODULES = {
+    "listen_socket": "_activation",
+    "listen_fds_count": "_env",
+    "watchdog_interval": "_env",
+    "NotifyError": "_exceptions",
+    "Listener": "_listeners",
+    "ListenerSnapshot": "_listeners",
+    "ListenTimeoutError": "_listeners",
+    "async_wait_until_listening": "_listeners",
+    "listening_sockets": "_listeners",
+    "snapshot_listeners": "_listeners",
+    "wait_until_listening": "_listeners",
+    "Notifier": "_notifier",
+    "notify": "_notifier",
+    "ready": "_notifier",
+    "reloading": "_notifier",
+    "status": "_notifier",
+    "stopping": "_notifier",
+    "watchdog": "_notifier",
+    "Expect": "_options",
+    "HealthCheck": "_options",
+    "OnTimeout": "_options",
+    "ReadyOptions": "_options",
+    "Readiness": "_readiness",
+    "progress": "_readiness",
+    "Watchdog": "_watchdog",
+    "watchdog_loop": "_watchdog",
+}
 
 __all__ = [
     "Expect",
@@ -60,9 +92,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # PEP 562: listen_socket's module (socket binding, the fd store) loads on first use.
-    if name == "listen_socket":
-        from ._activation import listen_socket
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # The import statement's own machinery: importlib is not loaded at start-up.
+    value = getattr(__import__(f"{__name__}.{module}", fromlist=(name,)), name)
+    globals()[name] = value  # once: later lookups are plain attribute reads
+    return value
 
-        return listen_socket
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
