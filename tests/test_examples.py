@@ -339,7 +339,11 @@ def test_unit_runs_under_systemd(unit: Path, user_manager: UserManager) -> None:
         port = ports["8001"] if re.search(rf"\b{ports['8001']}\b", text) else ports["8000"]
         status, body = http_get(("127.0.0.1", port), timeout=GET_TIMEOUT)
         assert status == 200, body
-        assert user_manager.show(name, "StatusText")["StatusText"].startswith("Ready")
+        # Several workers (uvicorn --workers, NotifyAccess=all) each send their own STATUS:
+        # a late one's "Starting…" may follow the first READY; every one ends with Ready.
+        user_manager.wait_for(
+            name, lambda p: p["StatusText"].startswith("Ready"), timeout=READY_TIMEOUT
+        )
         _assert_doctor_clean(user_manager, name)
 
 
