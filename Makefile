@@ -67,7 +67,9 @@ dist: venv $(VENV)/.installed-release
 	tar -xzf dist/sdready-*.tar.gz -C $(SDIST_CHECK) --strip-components=1
 	cd $(SDIST_CHECK) && $(abspath $(PY)) -m pytest -p no:cacheprovider -p no:xdist -q \
 		--collect-only >/dev/null
-	cd $(SDIST_CHECK) && $(abspath $(PY)) -m pytest -p no:cacheprovider -p no:xdist -q \
+	# The checkout's systemd 254 tree (.ci/systemd254) checks the newer unit settings there too.
+	cd $(SDIST_CHECK) && SDREADY_SYSTEMD_ROOT=$${SDREADY_SYSTEMD_ROOT:-$(CURDIR)/.cache/systemd-254/root} \
+		$(abspath $(PY)) -m pytest -p no:cacheprovider -p no:xdist -q \
 		tests/test_docs_units.py tests/test_examples.py::test_every_example_app_is_covered
 	rm -rf $(SDIST_CHECK)
 
