@@ -14,18 +14,15 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import sdready
+from _servers import ServerProcess, child_env, free_port, http_get
 from sdready.testing import NotifyRecorder, RecorderTimeout
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,64 +103,29 @@ def _command(quick: QuickStart) -> list[str]:
     return line.group(1).replace("/srv/app/.venv/bin/", f"{BIN}/").split()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _on_port(text: str, port: int) -> str:
     return re.sub(r"\b8000\b", str(port), text)
 
 
-@dataclass
-class Served:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group (workers too), then SIGKILL what is left."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(15)
-            with contextlib.suppress(ProcessLookupError):  # stragglers of the group
-                os.killpg(process.pid, signal.SIGKILL)
-            return
-
-
 @contextlib.contextmanager
-def _serve(block: str, quick: QuickStart, tmp_path: Path, port: int) -> Iterator[Served]:
+def _serve(block: str, quick: QuickStart, tmp_path: Path, port: int) -> Iterator[ServerProcess]:
     folder = tmp_path / f"port-{port}"
     folder.mkdir()
     source = quick.prepend + "\n" + block if quick.prepend else block
     (folder / quick.file).write_text(_on_port(source, port))
     for name, text in quick.yours.items():
         (folder / name).write_text(text)
-    log = folder / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [_on_port(arg, port) for arg in _command(quick)],
-            cwd=folder,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},  # NOTIFY_SOCKET: the recorder
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # one group: the server and its workers stop together
-        )
-    try:
-        yield Served(process, port, log)
-    finally:
-        _stop(process)
+    # NOTIFY_SOCKET: the recorder fixture's, inherited; the group stops together (workers too).
+    with ServerProcess(
+        [_on_port(arg, port) for arg in _command(quick)],
+        env=child_env({"NOTIFY_SOCKET": os.environ["NOTIFY_SOCKET"]}),
+        log=folder / "server.log",
+        cwd=folder,
+    ) as served:
+        yield served
 
 
-def _wait_ready(served: Served, recorder: NotifyRecorder) -> bool:
+def _wait_ready(served: ServerProcess, recorder: NotifyRecorder) -> bool:
     """True at READY=1; False when the server exited first."""
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
@@ -172,12 +134,11 @@ def _wait_ready(served: Served, recorder: NotifyRecorder) -> bool:
             return True
         if served.process.poll() is not None:
             return False
-    raise AssertionError(f"no READY=1; got {[str(m) for m in recorder]}\n{served.output()}")
+    raise AssertionError(f"no READY=1; got {[str(m) for m in recorder]}\n{served.output(3000)}")
 
 
 def _get(port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
-        return int(response.status)
+    return http_get(("127.0.0.1", port), timeout=10).status
 
 
 @pytest.mark.parametrize("quick", QUICK_STARTS, ids=lambda q: q.heading.split(",")[0])
@@ -187,15 +148,16 @@ def test_quick_start_runs_as_written(
     (block,) = _blocks(SECTIONS[quick.heading], "python")
     for attempt in range(PORT_ATTEMPTS):
         notify_socket.clear()
-        with _serve(block, quick, tmp_path, _free_port()) as served:
+        port = free_port()
+        with _serve(block, quick, tmp_path, port) as served:
             if _wait_ready(served, notify_socket):
                 # The moment READY arrived: a client systemd starts now must be answered.
-                assert _get(served.port) == 200, served.output()
+                assert _get(port) == 200, served.output(3000)
                 if quick.heading == "gunicorn":
-                    assert "initialised" in served.output()  # "your hooks keep running"
+                    assert "initialised" in served.output(3000)  # "your hooks keep running"
                 return
-        if "in use" not in served.output().lower() or attempt == PORT_ATTEMPTS - 1:
-            raise AssertionError(f"exited before READY=1:\n{served.output()}")
+        if "in use" not in served.output(3000).lower() or attempt == PORT_ATTEMPTS - 1:
+            raise AssertionError(f"exited before READY=1:\n{served.output(3000)}")
 
 
 def test_every_quick_start_is_run() -> None:
@@ -213,14 +175,15 @@ def test_without_the_sdready_line_no_ready(notify_socket: NotifyRecorder, tmp_pa
     (block,) = _blocks(SECTIONS[quick.heading], "python")
     without = re.sub(r"^SystemdNotify\(app\).*$", "", block, count=1, flags=re.M)
     assert without != block
-    with _serve(without, quick, tmp_path, _free_port()) as served:
+    port = free_port()
+    with _serve(without, quick, tmp_path, port) as served:
         deadline = time.monotonic() + READY_TIMEOUT  # bounds a broken run only
         status = None
         while status is None and served.process.poll() is None and time.monotonic() < deadline:
             with contextlib.suppress(OSError):  # not listening yet
-                status = _get(served.port)
+                status = _get(port)
             time.sleep(0.05)
-        assert status == 200, served.output()
+        assert status == 200, served.output(3000)
     # The server has exited; a BARRIER from here is answered only after everything it sent.
     assert sdready.Notifier().barrier(timeout=10)
     assert [m for m in notify_socket if "READY" in m] == []
