@@ -389,9 +389,25 @@ def describe_command(
         return AppFacts(server="waitress", ready_from_child=False, on_hup="dies")
     if program == "flask" and args[:1] == ["run"]:
         return AppFacts(server="werkzeug", ready_from_child=False, on_hup="dies")
+    return _unrecognised(argv, program, args, cwd)
+
+
+def _unrecognised(argv: Sequence[str], program: str, args: list[str], cwd: str) -> AppFacts:
     shown = " ".join([os.path.basename(argv[0]), *argv[1:2]]) if argv else "no command"
+    if program == "python" and args and _mentions_sdready(os.path.join(cwd, args[0])):
+        # python app.py with a plugin inside (Flask under waitress, app.run()): sdready runs.
+        note = f"{shown} uses sdready, its server is not known: the generic checks and Type="
+        return AppFacts(front_end="python", notes=(note,))
     note = f"{shown} is not a server sdready knows: generic checks only"
     return AppFacts(notes=(note,))
+
+
+def _mentions_sdready(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return "sdready" in file.read(200_000)
+    except OSError:
+        return False
 
 
 def _sdready_exec(args: list[str], env: Mapping[str, str], cwd: str) -> AppFacts:

@@ -323,3 +323,11 @@ def test_doctor_on_a_unit_it_cannot_read_exits_3() -> None:
     )
     assert result.returncode == 3, result
     assert "cannot read sdready-no-such-unit-4242.service" in result.stderr
+
+
+def test_python_script_with_sdready_inside_is_a_known_front_end(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("from sdready.plugins.flask import SystemdNotify\n")
+    (tmp_path / "client.py").write_text("import urllib.request\n")
+    facts = describe_command(["/v/python", "app.py"], {}, str(tmp_path))
+    assert facts.known and facts.front_end == "python" and facts.server is None
+    assert not describe_command(["/v/python", "client.py"], {}, str(tmp_path)).known
