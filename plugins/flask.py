@@ -154,6 +154,8 @@ def _attach(app: Flask, state: _AppState) -> None:
             if reason is not None:
                 state.inert_reason = reason
                 logger.debug("sdready inert for app %r: %s", app.name, reason)
+                if reason == _NO_SOCKET:
+                    Readiness(state.options)  # under systemd (Type=simple): the unit check
                 return
             process = _process = _Process(state)
             process.start()
@@ -168,10 +170,13 @@ def _listeners_now() -> list[Listener]:
         return []
 
 
+_NO_SOCKET = "no NOTIFY_SOCKET (not started by systemd)"
+
+
 def _inert_reason(options: ReadyOptions) -> str | None:
     notifier = options.notifier
     if not (notifier.enabled if notifier is not None else os.environ.get("NOTIFY_SOCKET")):
-        return "no NOTIFY_SOCKET (not started by systemd)"
+        return _NO_SOCKET
     command = _flask_cli_command()
     if command is not None:
         return f"'{command}' does not serve (only 'flask run' does)"

@@ -20,6 +20,7 @@ _handler = logging.StreamHandler(sys.stderr)
 _handler.setFormatter(logging.Formatter("%(levelname)s sdready: %(message)s"))
 logging.getLogger("sdready").addHandler(_handler)
 logging.getLogger("sdready").setLevel(logging.DEBUG)
+logging.getLogger("sdready").propagate = False  # waitress gives the root logger a handler too
 
 
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:

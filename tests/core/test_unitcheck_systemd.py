@@ -4,7 +4,8 @@ self-check) and shows as the same finding in ``sdready doctor``; the correct uni
 control, differing in that one setting) gives neither.
 
 Servers are real (uvicorn with ``SystemdMiddleware``, ``sdready exec`` in front of
-``python -m http.server``, gunicorn with sdready's plugin) on loopback, port 0.
+``python -m http.server``, gunicorn with sdready's plugin, Flask's ``SystemdNotify`` under
+waitress) on loopback, port 0.
 """
 
 from __future__ import annotations
@@ -89,7 +90,19 @@ GUNICORN = Kind(
         "ExecReload": "/bin/kill -HUP $MAINPID",
     },
 )
-KINDS = (UVICORN, WORKERS, EXEC, GUNICORN)
+FLASK = Kind("flask", {"Type": "notify", "TimeoutStartSec": "60"})
+KINDS = (UVICORN, WORKERS, EXEC, GUNICORN, FLASK)
+
+FLASK_APP = """\
+import _unitcheck_apps  # sdready's DEBUG lines on stderr
+import waitress
+from flask import Flask
+from sdready.plugins.flask import SystemdNotify
+
+app = Flask(__name__)
+SystemdNotify(app)
+waitress.serve(app, host="127.0.0.1", port=0)
+"""
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,9 @@ class Case:
 
 CASES = (
     Case("type", UVICORN, {"Type": "simple"}),
+    Case("type", FLASK, {"Type": "simple"}),
+    Case("type", GUNICORN, {"Type": "simple"}),
+    Case("type", EXEC, {"Type": "exec"}),
     Case("notify-access", WORKERS, {"NotifyAccess": "main"}),
     Case("watchdog-child", WORKERS, {"WatchdogSec": "60"}),
     Case("timeout-start", UVICORN, {"TimeoutStartSec": "20"}),
@@ -120,6 +136,8 @@ def _argv(manager: UserManager, kind: Kind, options: tuple[str, ...] = ()) -> li
         return _uvicorn("--workers", "2")
     if kind is EXEC:
         return _exec(*options)
+    if kind is FLASK:
+        return [PY, str(manager.write_script(FLASK_APP, name="flask_unitcheck"))]
     conf = manager.work_dir / "gunicorn_unitcheck.py"
     conf.write_text(GUNICORN_CONF)
     return _gunicorn(conf)
@@ -166,7 +184,7 @@ def _findings(report: dict) -> list[Result]:
     return [r for r in found if r.verdict in ("warning", "error")]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.check)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.check}-{c.kind.name}")
 def test_misconfiguration_logs_its_one_warning_and_doctor_agrees(
     case: Case, user_manager: UserManager
 ) -> None:
