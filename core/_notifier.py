@@ -16,22 +16,20 @@ Policy, in one place:
 
 from __future__ import annotations
 
-import array
+# Only what sending needs, as the C modules where the Python ones would load more: socket
+# (enum, selectors), threading (functools, collections), weakref, logging, dataclasses and
+# typing cost `sdready notify` several times its sending (benchmarks/cli_startup.py).
+import _socket as socket
+import _weakref
 import errno as _errno
-import logging
-import math
 import os
 import select
-import socket
-import struct
-import threading
+import sys
 import time
-import weakref
-from collections.abc import Callable, Iterable
-from dataclasses import replace
-from typing import ClassVar
+from _thread import allocate_lock
 
 from ._exceptions import NotifyError
+from ._log import DEBUG, WARNING, logger
 from ._protocol import (
     NOTIFY_BUFFER_MAX,
     SCM_MAX_FD,
@@ -45,6 +43,11 @@ from ._protocol import (
     timeout_usec,
 )
 from ._retry import RetryQueue, is_full
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import ClassVar
 
 # The protocol names are re-exported: the CLI and the test kit import them from here.
 __all__ = [
@@ -64,8 +67,6 @@ __all__ = [
     "watchdog",
 ]
 
-logger = logging.getLogger("sdready")
-
 #: Seconds a ``progress()`` call keeps the unit's start or stop alive: its one default.
 PROGRESS_EXTEND = 30.0
 
@@ -81,12 +82,15 @@ def _nothing() -> None:
     pass
 
 
-_live: weakref.WeakSet[Notifier] = weakref.WeakSet()
+# Every notifier, weakly: a WeakSet's own mechanism, without loading weakref.
+_live: set[_weakref.ReferenceType[Notifier]] = set()
 
 
 def _after_fork_in_child() -> None:
-    for notifier in list(_live):
-        notifier._after_fork()
+    for ref in list(_live):
+        notifier = ref()
+        if notifier is not None:
+            notifier._after_fork()
 
 
 if hasattr(os, "register_at_fork"):
@@ -141,12 +145,12 @@ class Notifier:
         self._sock: socket.socket | None = None
         self._closer: Callable[[], object] = _nothing
         self._fast_send: Callable[[bytes], int] | None = None
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._retry = RetryQueue(self._lock, address)
         self._congested = False
         self._warned: set[object] = set()
         self._exec_pid_checked = False
-        _live.add(self)
+        _live.add(_weakref.ref(self, _live.discard))
 
     def __repr__(self) -> str:
         return f"<Notifier address={self._raw_address!r} enabled={self.enabled}>"
@@ -156,6 +160,12 @@ class Notifier:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def __del__(self) -> None:
+        # A notifier dropped without close() must not leak its socket (or warn about it).
+        closer = getattr(self, "_closer", None)  # None: __init__ raised before setting it
+        if closer is not None:
+            closer()
 
     @property
     def enabled(self) -> bool:
@@ -373,7 +383,7 @@ class Notifier:
                     poller.unregister(registered)
                 poller.register(sock, select.POLLOUT)
                 registered = sock
-            poller.poll(max(1, math.ceil(remaining * 1000)))
+            poller.poll(max(1, -int(remaining * -1000)))  # rounded up
             error = self._attempt(message)
             if error is None or not is_full(error):
                 return error
@@ -395,7 +405,7 @@ class Notifier:
             except OSError as exc:
                 if address.type is None and exc.errno in _NO_VSOCK_DGRAM:
                     # libsystemd: hypervisors without vsock datagrams get seqpacket.
-                    self._address = replace(address, type=socket.SOCK_SEQPACKET)
+                    self._address = address.with_type(socket.SOCK_SEQPACKET)
                     return self._send_vsock_connected(message, self._address)
                 if is_full(exc):
                     return exc
@@ -419,7 +429,7 @@ class Notifier:
             sock.close()
             raise
         # A notifier dropped without close() must not leak its socket (or warn about it).
-        self._closer = weakref.finalize(self, sock.close)
+        self._closer = sock.close  # __del__ calls it
         self._sock = sock
         self._update_fast_path()
         return sock
@@ -427,11 +437,18 @@ class Notifier:
     def _sendmsg(self, sock: socket.socket, message: Message) -> None:
         ancillary = []
         if message.fds:
-            fds = array.array("i", message.fds).tobytes()
+            fds = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in message.fds)
             ancillary.append((socket.SOL_SOCKET, socket.SCM_RIGHTS, fds))
         credentials = getattr(socket, "SCM_CREDENTIALS", None)
         if message.pid is not None and credentials is not None:
-            ucred = struct.pack("iII", message.pid, os.getuid(), os.getgid())
+            ucred = b"".join(  # struct ucred: pid_t pid, uid_t uid, gid_t gid
+                value.to_bytes(4, sys.byteorder, signed=signed)
+                for value, signed in (
+                    (message.pid, True),
+                    (os.getuid(), False),
+                    (os.getgid(), False),
+                )
+            )
             try:
                 sock.sendmsg([message.data], [*ancillary, (socket.SOL_SOCKET, credentials, ucred)])
                 return
@@ -444,17 +461,20 @@ class Notifier:
                     message.pid,
                     exc.strerror,
                     os.getpid(),
-                    level=logging.DEBUG,
+                    level=DEBUG,
                 )
         sock.sendmsg([message.data], ancillary)
 
     def _send_vsock_connected(self, message: Message, address: NotifyAddress) -> OSError | None:
         assert address.type is not None
         try:
-            with socket.socket(address.family, address.type | socket.SOCK_CLOEXEC) as sock:
+            sock = socket.socket(address.family, address.type | socket.SOCK_CLOEXEC)
+            try:
                 sock.settimeout(self.FULL_QUEUE_WAIT)
                 sock.connect(address.sockaddr)
                 sock.sendall(message.data)
+            finally:
+                sock.close()
         except OSError as exc:
             return exc
         return None
@@ -510,9 +530,7 @@ class Notifier:
             )
         return False
 
-    def _warn_once(
-        self, key: object, msg: str, *args: object, level: int = logging.WARNING
-    ) -> None:
+    def _warn_once(self, key: object, msg: str, *args: object, level: int = WARNING) -> None:
         if key not in self._warned:
             self._warned.add(key)
             logger.log(level, msg, *args)
@@ -532,7 +550,7 @@ class Notifier:
     def _after_fork(self) -> None:
         # The parent's lock may have been held by another thread at fork time, and its
         # pending messages are the parent's to deliver: start afresh in the child.
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._retry = RetryQueue(self._lock, self._raw_address)
         self._congested = False
         self._exec_pid_checked = False
@@ -548,7 +566,7 @@ def _with_status(fields: dict[str, FieldValue], status: str | None) -> dict[str,
 # -- the process-wide notifier ---------------------------------------------------------
 
 _default: Notifier | None = None
-_default_lock = threading.Lock()
+_default_lock = allocate_lock()
 
 
 def _process_notifier() -> Notifier:

@@ -7,11 +7,13 @@ fits the manager's 4096-byte buffer, checks the descriptors passed with it and p
 
 from __future__ import annotations
 
-import logging
-import socket
-import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+# The C modules behind socket, threading and collections.abc: those three would load enum,
+# selectors, functools and collections, milliseconds that `sdready notify` does not spend.
+import _socket as socket
+from _collections_abc import Iterable, Mapping
+from _thread import allocate_lock
+
+from ._log import logger
 
 __all__ = [
     "KNOWN_FIELDS",
@@ -27,8 +29,6 @@ __all__ = [
     "fd_list",
     "timeout_usec",
 ]
-
-logger = logging.getLogger("sdready")
 
 #: The manager reads at most PIPE_BUF bytes and silently drops a longer datagram whole.
 NOTIFY_BUFFER_MAX = 4096
@@ -77,7 +77,7 @@ KNOWN_FIELDS = STATE_FIELDS | {
 # to any version of it, so it is a mistake, not a newer field.
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _unknown_logged: set[str] = set()
-_unknown_lock = threading.Lock()
+_unknown_lock = allocate_lock()
 _VSOCK_KINDS = {
     "vsock": None,
     "vsock-stream": socket.SOCK_STREAM,
@@ -87,14 +87,49 @@ _VSOCK_KINDS = {
 _VMADDR_CID_ANY = 0xFFFFFFFF
 
 
-@dataclass(frozen=True)
 class NotifyAddress:
-    """A parsed ``NOTIFY_SOCKET`` value."""
+    """A parsed ``NOTIFY_SOCKET`` value; immutable, compared by value.
+
+    A plain class rather than a dataclass: ``dataclasses`` (with ``inspect`` and ``ast``)
+    would cost ``sdready notify`` more start-up than all of its sending.
+    """
+
+    __slots__ = ("family", "sockaddr", "text", "type")
 
     family: int
     type: int | None  # None: vsock without an explicit type (datagram, falling back to seqpacket)
     sockaddr: str | tuple[int, int]
     text: str
+
+    def __init__(
+        self, family: int, type: int | None, sockaddr: str | tuple[int, int], text: str
+    ) -> None:
+        for name, value in zip(self.__slots__, (family, sockaddr, text, type), strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"NotifyAddress is immutable: cannot set {name}")
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.family, self.type, self.sockaddr, self.text)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NotifyAddress):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"NotifyAddress(family={self.family!r}, type={self.type!r}, "
+            f"sockaddr={self.sockaddr!r}, text={self.text!r})"
+        )
+
+    def with_type(self, kind: int) -> NotifyAddress:
+        """The same address with another socket type (vsock's seqpacket fallback)."""
+        return NotifyAddress(self.family, kind, self.sockaddr, self.text)
 
     @classmethod
     def parse(cls, value: str) -> NotifyAddress:

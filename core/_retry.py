@@ -10,18 +10,23 @@ threads die with the interpreter, so at exit waiting messages get a last, bounde
 from __future__ import annotations
 
 import errno
-import logging
-import threading
 import time
-import weakref
-from collections import deque
-from collections.abc import Callable
 
+from ._log import DEBUG, ERROR, logger
 from ._protocol import Message
 
-__all__ = ["RetryQueue", "is_full"]
+# threading and weakref are imported when a message first has to wait: a notifier that
+# never meets a full queue (`sdready notify`, most services) never loads them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import threading
+    import weakref
+    from collections import deque
+    from collections.abc import Callable
+else:
+    from _collections import deque  # collections' own deque, without loading collections
 
-logger = logging.getLogger("sdready")
+__all__ = ["RetryQueue", "is_full"]
 
 _FULL_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS})
 
@@ -41,7 +46,8 @@ class RetryQueue:
 
     def __init__(self, lock: threading.Lock, target: str | None) -> None:
         self.messages: deque[tuple[Message, float]] = deque()  # with their deadlines
-        self._drained = threading.Condition(lock)
+        self._lock = lock
+        self._condition: threading.Condition | None = None
         self._target = target
         self._worker: threading.Thread | None = None
 
@@ -60,6 +66,7 @@ class RetryQueue:
         :param idle: called with the lock held once nothing waits, with whether anything
             was delivered (the notifier then re-enables its fast path).
         """
+        self._drained  # noqa: B018  (made here, under the lock, before any thread can need it)
         self.messages.append((message, deadline))
         if len(self.messages) > limit:
             for index, (queued, _) in enumerate(self.messages):
@@ -67,6 +74,8 @@ class RetryQueue:
                     del self.messages[index]
                     break
         if self._worker is None:
+            import threading
+
             # Only the running thread holds the callbacks: an idle queue keeps no reference
             # to its notifier, which is then freed (and its socket closed) when dropped.
             self._worker = threading.Thread(
@@ -77,6 +86,8 @@ class RetryQueue:
 
     def flush(self, timeout: float) -> bool:
         """Wait up to *timeout* seconds until nothing waits; ``False`` if something still does."""
+        if not self.messages:  # nothing ever waited, or nothing waits now
+            return True
         deadline = time.monotonic() + timeout
         with self._drained:
             while self.messages:
@@ -85,6 +96,15 @@ class RetryQueue:
                     return False
                 self._drained.wait(remaining)
         return True
+
+    @property
+    def _drained(self) -> threading.Condition:
+        """Notified, with the notifier's lock, once nothing waits."""
+        if self._condition is None:
+            import threading
+
+            self._condition = threading.Condition(self._lock)
+        return self._condition
 
     def _drain(
         self, attempt: Callable[[Message], OSError | None], idle: Callable[[bool], None]
@@ -117,7 +137,7 @@ class RetryQueue:
             delay = min(delay * 2, 0.1)
 
     def _gave_up(self, message: Message, reason: str) -> None:
-        level = logging.ERROR if message.state else logging.DEBUG
+        level = ERROR if message.state else DEBUG
         logger.log(
             level, "gave up delivering %s to %s: %s", message.describe(), self._target, reason
         )
@@ -129,23 +149,23 @@ class RetryQueue:
 
 # Queues that ever started a thread. A forked child replaces its notifier's queue; the
 # parent's copy has no live thread there, and the exit flush passes over it.
-_started: weakref.WeakSet[RetryQueue] = weakref.WeakSet()
-_exit_flush_registered = False
+_started: weakref.WeakSet[RetryQueue] | None = None
 
 
 def _register_exit_flush(queue: RetryQueue) -> None:
-    global _exit_flush_registered  # noqa: PLW0603  (one atexit registration per process)
-    _started.add(queue)
-    if not _exit_flush_registered:
+    global _started  # noqa: PLW0603  (one set and one atexit registration per process)
+    if _started is None:
         import atexit
+        import weakref
 
-        _exit_flush_registered = True
+        _started = weakref.WeakSet()
         atexit.register(_flush_at_exit)
+    _started.add(queue)
 
 
 def _flush_at_exit() -> None:
     # Daemon threads die with the interpreter: give queued state changes a last chance.
     deadline = time.monotonic() + 2.0
-    for queue in list(_started):
+    for queue in list(_started or ()):
         if queue._working():
             queue.flush(max(0.0, deadline - time.monotonic()))
