@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 
+from . import texts
 from ._env import watchdog_interval
 from ._notifier import Notifier, _process_notifier
 from ._options import HealthCheck
@@ -35,6 +37,21 @@ def _is_awaitable(value: object) -> bool:
 
 def _skip_reason(result: object) -> str | None:
     return None if result else f"health check returned {result!r}"
+
+
+class _SlowHealth:
+    """The unit check a pinger can only make at run time: a health check that takes over
+    half of ``WatchdogSec=`` delays the next ping past the period. Warns once per pinger."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.warned = False
+
+    def took(self, started: float) -> None:
+        took = time.monotonic() - started
+        if took > self.period / 2 and not self.warned:
+            self.warned = True
+            logger.warning(texts.CHECK_WATCHDOG_HEALTH.format(took=took, period=self.period))
 
 
 class Watchdog:
@@ -97,8 +114,11 @@ class Watchdog:
     def _run(self) -> None:
         assert self.interval is not None
         half = self.interval / 2
+        slow = _SlowHealth(self.interval)
         while not self._stop.is_set():
+            started = time.monotonic()
             reason = self._check()
+            slow.took(started)
             if reason is None:
                 if not self._notifier.watchdog():
                     logger.debug("watchdog ping not delivered (see earlier warnings)")
@@ -152,9 +172,11 @@ async def watchdog_loop(
     if period is None:
         return
     half = period / 2
+    slow = _SlowHealth(period)
     while True:
         reason: str | None = None
         if health is not None:
+            started = time.monotonic()
             try:
                 result: object = health()
                 if _is_awaitable(result):
@@ -163,6 +185,7 @@ async def watchdog_loop(
                 reason = f"health check raised {exc!r}"
             else:
                 reason = _skip_reason(result)
+            slow.took(started)
         if reason is None:
             if not notifier.watchdog():
                 logger.debug("watchdog ping not delivered (see earlier warnings)")
