@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,6 +156,7 @@ async def asgi(scope, receive, send):
                 import asyncio
 
                 await asyncio.sleep(float(os.environ.get("APP_STARTUP_DELAY", "0")))
+                print("APP STARTUP COMPLETE", os.getpid(), flush=True)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
@@ -162,6 +164,15 @@ async def asgi(scope, receive, send):
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": f"ok {os.getpid()}\\n".encode()})
+
+
+def _with_sdready(app):
+    from sdready.plugins.asgi import SystemdMiddleware
+
+    return SystemdMiddleware(app)
+
+
+asgi_sd = _with_sdready(asgi)  # READY once the lifespan startup completed and it listens
 '''
 
 _WAITRESS = '''\
@@ -200,10 +211,15 @@ def restart_unit(
     base: str,
     store: bool,
     extra: str = "",
+    sockets: Sequence[str] = (),
+    access: str = "main",
 ) -> str:
     """Write a ``Type=notify``, ``Restart=always`` (``RestartSec=100ms``) unit running
     *exec_start* in the apps directory; with *store*, ``FileDescriptorStoreMax=`` (and
-    ``FileDescriptorStorePreserve=yes`` on systemd >= 254). Its name."""
+    ``FileDescriptorStorePreserve=yes`` on systemd >= 254); with *sockets*
+    (``ListenStream=`` values), a ``.socket`` unit of the same name holds them.
+    *access* is ``NotifyAccess=`` (hypercorn's READY comes from its worker: ``all``).
+    Its name."""
     python, python_env = python_for_units()
     apps = write_apps(directory)
     paths = [str(apps), *filter(None, [python_env.get("PYTHONPATH")])]
@@ -216,13 +232,17 @@ def restart_unit(
         if manager.systemd.version >= 254:
             store_lines += "\nFileDescriptorStorePreserve=yes"
     name = manager.unit_name(base)
+    if sockets:
+        listen = "\n".join(f"ListenStream={address}" for address in sockets)
+        socket_text = f"[Socket]\n{listen}\nBacklog=1024\n"
+        manager.write_unit(name.removesuffix(".service") + ".socket", socket_text, reload=False)
     text = f"""\
 [Unit]
 StartLimitIntervalSec=0
 
 [Service]
 Type=notify
-NotifyAccess=main
+NotifyAccess={access}
 ExecStart={exec_start.format(python=python, bin=Path(python).parent)}
 WorkingDirectory={apps}
 Environment={environment}
