@@ -262,7 +262,7 @@ RULES: tuple[Rule, ...] = (
         "warning",
         texts.CHECK_FDSTORE,
         lambda u: str(u.fdstore_max),
-        lambda u, f: f.keeps_sockets,  # no front end keeps sockets yet (issue 12)
+        lambda u, f: f.keeps_sockets,  # sdready exec --listen, gunicorn's keep_sockets
         lambda u, f: {} if u.fdstore_max == 0 else None,
     ),
 )

@@ -313,7 +313,7 @@ class AppFacts:
     on_hup: OnHup | None = None
     forwards_signals: bool = False  # sdready exec: signals reach the command through it
     graceful_timeout: float | None = None  # gunicorn
-    keeps_sockets: bool = False  # the fd store (not a feature of sdready yet)
+    keeps_sockets: bool = False  # asks systemd to keep its listening sockets (fd store)
     notes: tuple[str, ...] = ()
 
     @property
@@ -426,10 +426,13 @@ def _sdready_exec(args: list[str], env: Mapping[str, str], cwd: str) -> AppFacts
         watchdog=watchdog,
         on_hup="restarts" if inner.on_hup in ("restarts", "reloads") else inner.on_hup,
         forwards_signals=True,
+        keeps_sockets=_option(options, "--listen") is not None,  # into systemd's fd store
     )
 
 
 _GRACEFUL = re.compile(r"^graceful_timeout\s*=\s*(\d+(?:\.\d+)?)", re.MULTILINE)
+_KEEP = re.compile(r"^sdready_keep_sockets\s*=\s*(True|1|[\"'](?:1|true|yes|on)[\"'])", re.M | re.I)
+_TRUE = ("1", "true", "yes", "on")
 _PLUGIN = "sdready.plugins.gunicorn"
 
 
@@ -459,6 +462,9 @@ def _gunicorn(args: list[str], env: Mapping[str, str], cwd: str) -> AppFacts:
     # sdready_* names are not read here.
     ready_timeout = _number(env.get("SDREADY_READY_TIMEOUT")) or DEFAULT_READY_TIMEOUT
     watchdog = env.get("SDREADY_WATCHDOG", "1").strip().lower() not in ("0", "false", "no", "off")
+    # Asked for explicitly (the default, "when systemd sets $FDSTORE", needs a store anyway).
+    keep = env.get("SDREADY_KEEP_SOCKETS")
+    keeps = keep.strip().lower() in _TRUE if keep is not None else bool(_KEEP.search(text))
     return AppFacts(
         server="gunicorn",
         front_end="gunicorn" if plugin else None,
@@ -468,5 +474,6 @@ def _gunicorn(args: list[str], env: Mapping[str, str], cwd: str) -> AppFacts:
         watchdog=watchdog if plugin else None,
         on_hup="reloads" if plugin else "restarts",
         graceful_timeout=graceful,
+        keeps_sockets=plugin and keeps,
         notes=notes,
     )

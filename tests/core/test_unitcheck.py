@@ -331,3 +331,17 @@ def test_python_script_with_sdready_inside_is_a_known_front_end(tmp_path: Path) 
     facts = describe_command(["/v/python", "app.py"], {}, str(tmp_path))
     assert facts.known and facts.front_end == "python" and facts.server is None
     assert not describe_command(["/v/python", "client.py"], {}, str(tmp_path)).known
+
+
+def test_keeping_sockets_is_read_from_the_command_line_and_config(tmp_path: Path) -> None:
+    argv = ["sdready", "exec", "--listen", "127.0.0.1:8000", "--", "/v/uvicorn", "--fd", "3"]
+    assert describe_command(argv).keeps_sockets
+    assert not describe_command(["sdready", "exec", "--", "/v/uvicorn", "a:app"]).keeps_sockets
+    gunicorn = ["/v/gunicorn", "-c", "python:sdready.plugins.gunicorn", "a:app"]
+    assert describe_command(gunicorn, {"SDREADY_KEEP_SOCKETS": "1"}).keeps_sockets
+    assert not describe_command(gunicorn, {"SDREADY_KEEP_SOCKETS": "0"}).keeps_sockets
+    assert not describe_command(gunicorn).keeps_sockets  # default: only with a store
+    (tmp_path / "gunicorn.conf.py").write_text(
+        "sdready_keep_sockets = True\nfrom sdready.plugins.gunicorn import install\n"
+    )
+    assert describe_command(["/v/gunicorn", "a:app"], {}, str(tmp_path)).keeps_sockets

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from _servers import free_port
 from _systemd import UserManager, python_for_units, wait_until
 from sdready._unitcheck import Result
 
@@ -91,7 +92,9 @@ GUNICORN = Kind(
     },
 )
 FLASK = Kind("flask", {"Type": "notify", "TimeoutStartSec": "60"})
-KINDS = (UVICORN, WORKERS, EXEC, GUNICORN, FLASK)
+# sdready exec --listen keeps its socket in systemd's fd store.
+LISTEN = Kind("listen", {**EXEC.properties, "FileDescriptorStoreMax": "4"})
+KINDS = (UVICORN, WORKERS, EXEC, GUNICORN, FLASK, LISTEN)
 
 FLASK_APP = """\
 import _unitcheck_apps  # sdready's DEBUG lines on stderr
@@ -126,6 +129,7 @@ CASES = (
     Case("exec-reload", UVICORN, {"ExecReload": "/bin/kill -HUP $MAINPID"}),
     Case("kill-mode", EXEC, {"KillMode": "control-group"}),
     Case("stop-timeout", GUNICORN, {"TimeoutStopSec": "10"}),
+    Case("fdstore", LISTEN, {"FileDescriptorStoreMax": "0"}),
 )
 
 
@@ -136,6 +140,9 @@ def _argv(manager: UserManager, kind: Kind, options: tuple[str, ...] = ()) -> li
         return _uvicorn("--workers", "2")
     if kind is EXEC:
         return _exec(*options)
+    if kind is LISTEN:
+        uvicorn = [PY, "-m", "uvicorn", "_unitcheck_apps:asgi", "--fd", "3"]
+        return [SDREADY, "exec", "-v", "--listen", f"127.0.0.1:{free_port()}", "--", *uvicorn]
     if kind is FLASK:
         return [PY, str(manager.write_script(FLASK_APP, name="flask_unitcheck"))]
     conf = manager.work_dir / "gunicorn_unitcheck.py"
