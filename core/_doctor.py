@@ -94,7 +94,7 @@ def _status(results: list[Result]) -> int:
 
 def _table(results: list[Result]) -> None:
     rows = [("check", "setting", "value", "verdict", "fix")]
-    rows += [(r.check, r.setting, r.value, r.verdict, r.fix) for r in results]
+    rows += [(r.check, r.setting, r.value or "-", r.verdict, r.fix) for r in results]
     widths = [min(max(len(row[i]) for row in rows), 40) for i in range(4)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)]

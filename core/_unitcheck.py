@@ -217,7 +217,7 @@ RULES: tuple[Rule, ...] = (
         "ReloadSignal",
         "error",
         texts.CHECK_RELOAD_SIGNAL,
-        lambda u: str(u.reload_signal),
+        lambda u: "-" if u.reload_signal is None else str(u.reload_signal),
         lambda u, f: u.type == "notify-reload" and f.on_hup == "reloads",
         lambda u, f: None if u.reload_signal in (None, _SIGHUP) else {},
     ),
