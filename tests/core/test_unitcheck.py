@@ -345,3 +345,12 @@ def test_keeping_sockets_is_read_from_the_command_line_and_config(tmp_path: Path
         "sdready_keep_sockets = True\nfrom sdready.plugins.gunicorn import install\n"
     )
     assert describe_command(["/v/gunicorn", "a:app"], {}, str(tmp_path)).keeps_sockets
+
+
+def test_reference_lists_every_check_with_its_message() -> None:
+    reference = (Path(__file__).resolve().parents[2] / "docs" / "reference.md").read_text()
+    for rule in RULES:
+        why, fix = rule.text
+        assert f"| `{rule.check}` | `{rule.setting}=` | {rule.severity} |" in reference
+        assert f"| {why} | `{fix}` |" in reference, rule.check
+    assert texts.CHECK_WATCHDOG_HEALTH in reference
