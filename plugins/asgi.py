@@ -174,6 +174,7 @@ class LifespanCycle:
                 self._startup_failed(_last_line(str(message.get("message") or "")))
         elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
             self._shutdown_answered = True
+            self.readiness.drained()  # the app's shutdown is over: its progress buys no time
         await self._send(message)  # hypercorn raises here on *.failed: let it
 
     def _startup_failed(self, error: Exception | str) -> None:

@@ -237,6 +237,7 @@ class _ArbiterSide:
                 text = texts.GUNICORN_FAILED if ever else texts.STARTUP_FAILED
                 self.readiness.status(text.format(message=message))
             self.phase = "exited"
+        self.readiness.drained()  # the arbiter exits: nothing drains any more
         self._closing = True
         self._wake()
         self.readiness.stop_watchdog()
@@ -317,7 +318,7 @@ class _ArbiterSide:
             if not self.readiness.ready_sent:
                 self.readiness.status(texts.STARTUP_FAILED.format(message=self._failure))
                 return
-        self._update()
+        self._update(booted=True)
 
     def _stopping(self, signum: int) -> None:
         self._stop_signal = 0
@@ -331,6 +332,8 @@ class _ArbiterSide:
                 self.readiness.handed_over()
             if not self.readiness.stopping():
                 logger.debug("signal %d: no STOPPING=1, this master is not the main one", signum)
+            else:  # gunicorn lets its workers finish for graceful_timeout: tell the engine
+                self.readiness.drain(lambda: _draining(server), float(server.cfg.graceful_timeout))
 
     def _timeout(self) -> None:
         if self.phase not in ("starting", "reloading"):
@@ -359,7 +362,7 @@ class _ArbiterSide:
             )
         return texts.GUNICORN_BOOTING.format(booted=booted, total=total)
 
-    def _update(self) -> None:
+    def _update(self, *, booted: bool = False) -> None:
         if self.phase in ("stopping", "exited"):
             return
         if self.server is not None and self.server.reexec_pid:
@@ -370,8 +373,8 @@ class _ArbiterSide:
             if len(current) >= self._required():
                 if readiness.ready(self._serving_text(current)):
                     self._now_ready()
-            elif readiness.awaiting_timeout:
-                readiness.status(self._progress_text())
+            elif readiness.awaiting_timeout:  # a worker that booted is progress: a milestone
+                (readiness.progress if booted else readiness.status)(self._progress_text())
             return
         readiness.status(self._serving_text(current))
 
@@ -440,6 +443,11 @@ def _drain(fd: int) -> None:
             pass
     except BlockingIOError:
         pass
+
+
+def _draining(server: Arbiter) -> int:
+    """gunicorn's processes still finishing their requests after a stop signal."""
+    return len(server.WORKERS) + (1 if getattr(server, "dirty_arbiter_pid", 0) else 0)
 
 
 def _reuse_port(server: Arbiter) -> bool:
