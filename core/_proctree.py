@@ -453,6 +453,7 @@ class TreeListeners:
             raise OSError(_errno.ENOSYS, pidfd_getfd_support()[1])
         self._owned: dict[int, tuple[int, int]] = {}  # sockdiag: listener inode -> (pid, fd)
         self._foreign: set[int] = set()  # sockdiag: listeners the tree did not hold
+        self._members: list[int] = []  # sockdiag: the tree at the last walk
         self._walked = -_SOCKDIAG_REWALK
         self._pidfds: dict[int, int] = {}
         self._refused: set[int] = set()  # pids that refused pidfd_getfd: use /proc for them
@@ -521,8 +522,10 @@ class TreeListeners:
         tree's (or not to be) appeared, or it is time to look again. None: fall back."""
         listening = diag.listeners()
         now = time.monotonic()
-        unknown = any(i not in self._owned and i not in self._foreign for i in listening)
-        if unknown or now - self._walked >= _SOCKDIAG_REWALK:
+        unknown = [i for i in listening if i not in self._owned and i not in self._foreign]
+        if now - self._walked >= _SOCKDIAG_REWALK or (
+            unknown and not self._claim(unknown, listening)
+        ):
             if not self._walk_owners(listening):
                 return None
             self._walked = now
@@ -533,11 +536,26 @@ class TreeListeners:
             if inode in listening
         ]
 
+    def _claim(self, unknown: list[int], listening: dict[int, tuple[int, Address]]) -> bool:
+        """Look for *unknown* listeners in the processes the last walk found in the tree,
+        where a new one nearly always is (the server itself), without listing /proc; True
+        when every one was found there."""
+        found: dict[int, tuple[int, int]] = {}
+        for pid, sockets in self._tree_sockets(self._members):
+            for fd, inode in sorted(sockets.items()):
+                if inode in listening and inode not in self._owned:
+                    found.setdefault(inode, (pid, fd))
+        if not found.keys() >= set(unknown):
+            return False  # in a new process, or not the tree's: the full walk decides
+        self._owned.update(found)
+        return True
+
     def _walk_owners(self, listening: dict[int, tuple[int, Address]]) -> bool:
         """Which of *listening* the tree holds; False when part of it is in another network
         namespace (its listeners are not in our dump)."""
         owned: dict[int, tuple[int, int]] = {}
-        for pid, sockets in self._tree_sockets(self._tree.pids()):
+        self._members = self._tree.pids()
+        for pid, sockets in self._tree_sockets(self._members):
             # Only a process holding sockets matters (one that exited meanwhile falls back).
             if sockets and not same_network_namespace(pid):
                 self._stop_sockdiag(f"pid {pid} is in another network namespace")
