@@ -19,19 +19,20 @@ Only loaded by the command itself, so it may import what it needs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from . import texts
+from ._cli_notify import DEFAULT_TIMEOUT, EXIT_NO_SOCKET, deliver, fields_of
 from ._env import listen_fds_count, main_pid, watchdog_interval
-from ._exceptions import NotifyError
 from ._listeners import Listener, ListenTimeoutError, _Wait, validate_expect
-from ._notifier import Notifier, NotifyAddress, encode
+from ._notifier import NotifyAddress
 from ._options import ReadyOptions, parse_duration, parse_expect
 from ._probe import parse_probe
 from ._version import __version__
@@ -46,9 +47,9 @@ logger = logging.getLogger("sdready")
 T = TypeVar("T")
 
 EXIT_OK = 0
-EXIT_NO_SOCKET = 1  # notify/status: no NOTIFY_SOCKET; wait-listen: timed out
+# EXIT_NO_SOCKET (1; notify/status: no NOTIFY_SOCKET, wait-listen: timed out) and notify's
+# EXIT_SEND_FAILED (3) are defined with the notify command, in _cli_notify.
 EXIT_USAGE = 2
-EXIT_SEND_FAILED = 3
 _PROBE_TIMEOUT = 1.0
 
 
@@ -154,7 +155,7 @@ def _build_parser() -> argparse.ArgumentParser:
     notify.add_argument(
         "--no-block", action="store_true", help="do not wait for the manager (no BARRIER)"
     )
-    _seconds(notify, "--timeout", 5.0, "how long to wait for the manager")
+    _seconds(notify, "--timeout", DEFAULT_TIMEOUT, "how long to wait for the manager")
     notify.add_argument(
         "assignments", nargs="*", metavar="FIELD=VALUE", help="more fields, e.g. MAINPID=123"
     )
@@ -289,6 +290,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         level = logging.DEBUG
     else:
         level = logging.INFO if command in ("exec", "wait-listen") else logging.WARNING
+    run: Callable[[argparse.Namespace], int] = args.handler
+    with _stderr_log(command, level):
+        try:
+            return run(args)
+        except _UsageError as exc:
+            sub: argparse.ArgumentParser = args.parser
+            sub.print_usage(sys.stderr)
+            sys.stderr.write(f"sdready {command}: error: {exc}\n")
+            return EXIT_USAGE
+
+
+@contextlib.contextmanager
+def _stderr_log(command: str, level: int) -> Iterator[None]:
+    """sdready's log on stderr, ``sdready COMMAND: message``, while the command runs."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"sdready {command}: %(message)s"))
     handler.setLevel(level)
@@ -296,68 +311,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.addHandler(handler)
     if logger.getEffectiveLevel() > level:
         logger.setLevel(level)
-    run: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return run(args)
-    except _UsageError as exc:
-        sub: argparse.ArgumentParser = args.parser
-        sub.print_usage(sys.stderr)
-        sys.stderr.write(f"sdready {command}: error: {exc}\n")
-        return EXIT_USAGE
+        yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(saved_level)
 
 
+def report_error(command: str, message: str) -> None:
+    """Log *message* as an error of *command*, as :func:`main` would (for a fast path)."""
+    with _stderr_log(command, logging.ERROR):
+        logger.error("%s", message)
+
+
 # -- notify --------------------------------------------------------------------------------
 
 
-def _cmd_notify(args: argparse.Namespace) -> int:  # noqa: PLR0912  (one branch per status field: a table would hide the shape of the report)
-    fields: dict[str, str | int] = {}
-    if args.ready:
-        fields["READY"] = 1
-    if args.reloading:
-        fields["RELOADING"] = 1
-        fields["MONOTONIC_USEC"] = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-    if args.stopping:
-        fields["STOPPING"] = 1
-    if args.status is not None:
-        fields["STATUS"] = args.status
-    for assignment in args.assignments:
-        name, sep, value = assignment.partition("=")
-        if not sep:
-            raise _UsageError(f"{assignment!r} is not FIELD=VALUE")
-        fields[name] = value
-    if not fields:
-        raise _UsageError("nothing to send: give --ready, --status TEXT, FIELD=VALUE, ...")
+def _cmd_notify(args: argparse.Namespace) -> int:
     try:
-        encode(fields)  # a bad field name or a newline is the caller's mistake: exit 2
-    except ValueError as exc:
+        fields = fields_of(
+            ready=args.ready,
+            reloading=args.reloading,
+            stopping=args.stopping,
+            status=args.status,
+            assignments=args.assignments,
+        )
+    except ValueError as exc:  # a bad field name or a newline is the caller's mistake
         raise _UsageError(str(exc)) from None
-
-    address = os.environ.get("NOTIFY_SOCKET")
-    if address is None:
+    if os.environ.get("NOTIFY_SOCKET") is None:
         if not args.quiet:  # scripts that also run outside systemd ask for silence here
             logger.error("NOTIFY_SOCKET is not set: not started by systemd as Type=notify")
         return EXIT_NO_SOCKET
     pid = args.pid if args.pid is not None and args.pid != os.getpid() else None
-    try:
-        notifier = Notifier(address, strict=True)
-        with notifier:
-            notifier.send(fields, pid=pid)
-            if args.no_block:
-                return EXIT_OK
-            if not notifier.barrier(args.timeout):
-                logger.error(
-                    "the service manager did not confirm the message within %g s (BARRIER)",
-                    args.timeout,
-                )
-                return EXIT_SEND_FAILED
-    except NotifyError as exc:
-        logger.error("%s", exc)
-        return EXIT_SEND_FAILED
-    logger.debug("sent and processed: %s", ", ".join(fields))
-    return EXIT_OK
+    code, error = deliver(fields, pid=pid, no_block=args.no_block, timeout=args.timeout)
+    if error is not None:
+        logger.error("%s", error)
+    elif not args.no_block:
+        logger.debug("sent and processed: %s", ", ".join(fields))
+    return code
 
 
 # -- status --------------------------------------------------------------------------------

@@ -1,0 +1,142 @@
+"""The ``sdready`` command's start-up, against ``python -c pass`` and ``systemd-notify``.
+
+Users run the command from an installed package with bytecode caches, so it is measured
+that way: a fresh virtual environment (no ``.pth`` files: this checkout's editable install
+loads re and pathlib into every interpreter) whose site-packages holds the package (a
+tree of links to ``core/``), compiled with compileall, and a ``bin/sdready`` wrapper
+exactly like the one pip writes. Commands run in interleaved rounds, so each sees the same
+machine; the figures are medians, ratios to ``python -c pass`` of the same rounds.
+
+- ``sdready notify --status x``: sent to a NotifyRecorder, which confirms the BARRIER;
+- ``sdready exec -- true``: from start to the supervised command's exit;
+- ``sdready wait-listen --expect PORT``: a socket that already listens.
+
+Targets (issue 16): notify <= 1.3x ``python -c pass``; exec and wait-listen <= 1.5x.
+
+Run: ``python benchmarks/cli_startup.py [--quick] [--rounds N]``. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sdready.testing import NotifyRecorder
+
+CORE = Path(__file__).resolve().parent.parent / "core"
+WRAPPER = """#!{python}
+import sys
+from sdready.__main__ import main
+if __name__ == '__main__':
+    sys.argv[0] = sys.argv[0].removesuffix('.exe')
+    sys.exit(main())
+"""
+TARGETS = {"sdready notify --status x": 1.3, "sdready exec -- true": 1.5}
+
+
+def environment(root: Path) -> tuple[str, str]:
+    """A fresh venv with sdready installed as links, compiled: (python, sdready script)."""
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(root)], check=True)
+    python = str(root / "bin" / "python")
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    package = Path(site) / "sdready"
+    package.mkdir()
+    for source in CORE.glob("*.py"):
+        (package / source.name).symlink_to(source)
+    compileall.compile_dir(str(package), quiet=1)  # writes even with PYTHONDONTWRITEBYTECODE
+    script = root / "bin" / "sdready"
+    script.write_text(WRAPPER.format(python=python))
+    script.chmod(0o755)
+    return python, str(script)
+
+
+def commands(python: str, script: str, port: int) -> dict[str, list[str]]:
+    found = {
+        "python -c pass": [python, "-c", "pass"],
+        "sdready notify --status x": [script, "notify", "--status", "x"],
+        "sdready exec -- true": [script, "exec", "-q", "--", "true"],
+        f"sdready wait-listen --expect {port}": [
+            script,
+            "wait-listen",
+            "-q",
+            "--expect",
+            f"127.0.0.1:{port}",
+        ],
+    }
+    if shutil.which("systemd-notify"):
+        found["systemd-notify --status=x"] = ["systemd-notify", "--status=x"]
+    return found
+
+
+def measure(runs: dict[str, list[str]], rounds: int, env: dict[str, str]) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, command in runs.items():
+            began = time.perf_counter()
+            done = subprocess.run(command, env=env, capture_output=True, check=False)
+            took = time.perf_counter() - began
+            if done.returncode != 0:
+                raise SystemExit(f"{name} failed ({done.returncode}): {done.stderr.decode()}")
+            times[name].append(took * 1000)
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="10 rounds")
+    parser.add_argument("--rounds", type=int, default=60, help="rounds of every command")
+    args = parser.parse_args()
+    rounds = 10 if args.quick else max(3, args.rounds)
+    root = Path(tempfile.mkdtemp(prefix="sdready-startup-"))
+    try:
+        python, script = environment(root / "venv")
+        with NotifyRecorder(set_environment=False) as recorder, socket.socket() as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen()
+            runs = commands(python, script, server.getsockname()[1])
+            env = {**os.environ, "NOTIFY_SOCKET": recorder.address}
+            times = measure(runs, 2, env)  # warm the page cache first
+            times = measure(runs, rounds, env)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    base = statistics.median(times["python -c pass"])
+    print(f"### The sdready command's start-up ({rounds} interleaved rounds, ms)\n")
+    print("| command | median | p25 | p75 | ratio to python -c pass | target |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, values in times.items():
+        median = statistics.median(values)
+        quartiles = statistics.quantiles(values, n=4)
+        target = TARGETS.get(name, 1.5 if "wait-listen" in name else None)
+        verdict = (
+            ""
+            if target is None
+            else f"<= {target:g}x: " + ("yes" if median / base <= target else "NO")
+        )
+        print(
+            f"| `{name}` | {median:.1f} | {quartiles[0]:.1f} | {quartiles[2]:.1f} | "
+            f"{median / base:.2f}x | {verdict} |"
+        )
+    print(
+        f"\nPython {sys.version.split()[0]}, bytecode cached, a fresh venv without .pth files; "
+        "sdready notify waits for the recorder's BARRIER confirmation, as by default."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
