@@ -14,8 +14,9 @@ import json
 import sys
 from dataclasses import asdict
 
+from ._env import user_manager
 from ._unitcheck import Result, check, facts_for
-from ._unitinfo import UnitError, own_unit, read_unit, user_manager
+from ._unitinfo import UnitError, own_unit, read_unit
 
 __all__ = ["EXIT_UNREADABLE", "run"]
 

@@ -11,11 +11,13 @@ from collections.abc import Mapping, MutableMapping
 __all__ = [
     "LISTEN_FDS_START",
     "fdstore_max",
+    "invocation_id",
     "is_main_process",
     "listen_fds",
     "listen_fds_count",
     "main_pid",
     "unset_listen_fds",
+    "user_manager",
     "watchdog_interval",
 ]
 
@@ -99,6 +101,27 @@ def main_pid(environ: Mapping[str, str] | None = None) -> int | None:
     env = os.environ if environ is None else environ
     text = env.get("SYSTEMD_EXEC_PID", "")
     return int(text) if text.isdigit() else None
+
+
+def invocation_id(environ: Mapping[str, str] | None = None) -> str | None:
+    """This unit start's id (``INVOCATION_ID``) when systemd started us, else None.
+
+    None too when ``NOTIFY_SOCKET`` is set but is not a service manager's (``…/systemd/notify``):
+    a test's recorder stands in for systemd, and the unit around is not the app's.
+    """
+    env = os.environ if environ is None else environ
+    invocation = env.get("INVOCATION_ID")
+    if not invocation or not env.get("NOTIFY_SOCKET", "/systemd/notify").endswith(
+        "/systemd/notify"
+    ):
+        return None
+    return invocation
+
+
+def user_manager(environ: Mapping[str, str] | None = None) -> bool:
+    """True when a user manager started this process (it sets ``MANAGERPID``)."""
+    env = os.environ if environ is None else environ
+    return env.get("MANAGERPID", "").isdigit()
 
 
 def is_main_process(environ: Mapping[str, str] | None = None, pid: int | None = None) -> bool:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from . import texts
-from ._env import is_main_process, listen_fds_count, main_pid, watchdog_interval
+from ._env import invocation_id, is_main_process, listen_fds_count, main_pid, watchdog_interval
 from ._exceptions import NotifyError
 from ._listeners import (
     Listener,
@@ -559,7 +559,7 @@ class Readiness:
         end does. Returns at once: READY never waits for it; its failures stay at DEBUG.
         """
         pid = os.getpid()
-        if "INVOCATION_ID" not in os.environ or pid in _UNIT_CHECKED:
+        if pid in _UNIT_CHECKED or invocation_id() is None:
             return
         _UNIT_CHECKED.add(pid)
         threading.Thread(

@@ -30,9 +30,8 @@ from typing import TYPE_CHECKING, Literal
 
 from . import texts
 from ._contain import contained
-from ._env import is_main_process
+from ._env import invocation_id, is_main_process, user_manager
 from ._unitinfo import AppFacts, UnitConfig, UnitError, describe_command, own_unit, read_unit
-from ._unitinfo import user_manager as _user_manager
 
 if TYPE_CHECKING:
     from ._readiness import Readiness
@@ -327,20 +326,16 @@ def self_check(readiness: Readiness, environ: Mapping[str, str] | None = None) -
     env = os.environ if environ is None else environ
     results: list[Result] = []
     with contained("checking the unit"):
-        invocation = env.get("INVOCATION_ID", "")
+        invocation = invocation_id(env)
         name = own_unit()
-        if not invocation or name is None:
-            logger.debug("unit check: no INVOCATION_ID or no service in /proc/self/cgroup")
-            return results
-        if not env.get("NOTIFY_SOCKET", "/systemd/notify").endswith("/systemd/notify"):
-            # A test's recorder, not the service manager: the unit around is not ours.
-            logger.debug("unit check: NOTIFY_SOCKET is not a service manager's")
+        if invocation is None or name is None:
+            logger.debug("unit check: not started by systemd, or no service in /proc/self/cgroup")
             return results
         if not _claim(invocation):
             logger.debug("unit check: another process of %s checks it", name)
             return results
         try:
-            unit = read_unit(name, user=_user_manager(env), timeout=SELF_CHECK_TIMEOUT)
+            unit = read_unit(name, user=user_manager(env), timeout=SELF_CHECK_TIMEOUT)
         except UnitError as exc:
             logger.debug("unit check skipped: %s", exc)
             return results

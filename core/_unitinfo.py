@@ -178,12 +178,6 @@ def own_unit(cgroup_file: str = "/proc/self/cgroup") -> str | None:
     return None
 
 
-def user_manager(environ: Mapping[str, str] | None = None) -> bool:
-    """True when this process was started by a user manager (it sets ``MANAGERPID``)."""
-    env = os.environ if environ is None else environ
-    return env.get("MANAGERPID", "").isdigit()
-
-
 def read_unit(name: str, *, user: bool, timeout: float) -> UnitConfig:
     """Ask systemd for *name*'s settings with one ``systemctl show``; at most *timeout* s.
 

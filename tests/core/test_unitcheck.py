@@ -354,3 +354,22 @@ def test_reference_lists_every_check_with_its_message() -> None:
         assert f"| `{rule.check}` | `{rule.setting}=` | {rule.severity} |" in reference
         assert f"| {why} | `{fix}` |" in reference, rule.check
     assert texts.CHECK_WATCHDOG_HEALTH in reference
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"INVOCATION_ID": "abc"}, "abc"),  # Type=simple: no NOTIFY_SOCKET
+        ({"INVOCATION_ID": "abc", "NOTIFY_SOCKET": "/run/systemd/notify"}, "abc"),
+        ({"INVOCATION_ID": "abc", "NOTIFY_SOCKET": "/run/user/0/systemd/notify"}, "abc"),
+        ({"INVOCATION_ID": "abc", "NOTIFY_SOCKET": "/tmp/pytest-1/recorder.sock"}, None),
+        ({"NOTIFY_SOCKET": "/run/systemd/notify"}, None),
+        ({}, None),
+    ],
+)
+def test_the_check_runs_only_under_a_service_manager(
+    environ: dict[str, str], expected: str | None
+) -> None:
+    from sdready._env import invocation_id
+
+    assert invocation_id(environ) == expected
