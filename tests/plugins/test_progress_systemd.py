@@ -45,13 +45,14 @@ import sdready
 from fastapi import FastAPI
 from sdready.plugins.fastapi import SystemdNotify
 
-MODE = os.environ["PROGRESS_MODE"]  # calls | none | hang
+MODE = os.environ["PROGRESS_MODE"]  # startup: calls | none | hang | quick
+STOP = os.environ.get("PROGRESS_STOP", "")  # shutdown: calls | none | "" (nothing to do)
 EXTEND = float(os.environ["PROGRESS_EXTEND"])
 
 
 @asynccontextmanager
 async def lifespan(app):
-    for i in range(1, 9):
+    for i in range(1, 9 if MODE != "quick" else 1):
         if MODE == "calls" or (MODE == "hang" and i == 1):
             sdready.progress(f"Loading shard {i}/8", extend=EXTEND)
             with open(os.environ["PROGRESS_MARK"], "w") as mark:  # when it asked
@@ -60,6 +61,12 @@ async def lifespan(app):
             await asyncio.Event().wait()  # hung: never calls again
         await asyncio.sleep(1)
     yield
+    for i in range(1, 5 if STOP else 1):  # the app's own shutdown: 4 steps of 1 s
+        if STOP == "calls":
+            sdready.progress(f"Flushing {i}/4", extend=EXTEND)
+        await asyncio.sleep(1)
+    with open(os.environ["PROGRESS_MARK"] + ".stopped", "w") as mark:
+        mark.write("shut down")
 
 
 app = FastAPI(lifespan=lifespan)
@@ -140,7 +147,9 @@ class StatusWatcher(threading.Thread):
 # -- a slow FastAPI startup --------------------------------------------------------------------
 
 
-def _fastapi_units(systemd: UserManager, port: int, mode: str) -> tuple[str, str, Path]:
+def _fastapi_units(
+    systemd: UserManager, port: int, mode: str, stop: str = ""
+) -> tuple[str, str, Path]:
     python, _ = python_for_units()
     work = systemd.work_dir / systemd.unit_name(f"progress-{mode}", suffix="")
     work.mkdir(parents=True)
@@ -149,6 +158,7 @@ def _fastapi_units(systemd: UserManager, port: int, mode: str) -> tuple[str, str
     server = systemd.unit_name("progress-fastapi")
     log = work / "server.log"
     env = {"PROGRESS_MODE": mode, "PROGRESS_EXTEND": str(EXTEND), "PROGRESS_MARK": str(mark)}
+    env["PROGRESS_STOP"] = stop
     argv = f"{python} -m uvicorn progress_app:app --host 127.0.0.1 --port {port}"
     systemd.write_unit(
         server,
@@ -237,6 +247,26 @@ def test_a_start_that_stops_progressing_is_still_killed(systemd: UserManager) ->
         gone = _monotonic(state, "InactiveEnterTimestampMonotonic")
         # Killed within extend + 3 s of its last call (TimeoutStopSec=1 of that is the kill).
         assert gone - asked <= EXTEND + 3, f"{gone - asked:.2f} s\n{details}"
+
+
+@pytest.mark.parametrize("stop", ["calls", "none"], ids=["progress", "control-no-calls"])
+def test_progress_in_the_apps_shutdown_keeps_the_stop_alive(
+    systemd: UserManager, stop: str
+) -> None:
+    """TimeoutStopSec=1, a lifespan shutdown of 4 steps of 1 s: with progress(extend=3)
+    before each it completes (Result=success); without, systemd kills it (the control)."""
+    with reserved_port() as port:
+        server, _client, work = _fastapi_units(systemd, port, "quick", stop)
+        systemd.start_unit(server, wait_started=True, timeout=30)
+        systemd.wait_for(server, ActiveState="active", SubState="running")
+        systemd.run("stop", server, check=False, timeout=30)
+        state = systemd.show(server, "ActiveState", "Result")
+        details = f"{state}\n{systemd.describe(server)}\n{unit_logs(work)}"
+        completed = (work / "progressed.stopped").exists()
+        if stop == "calls":
+            assert completed and state["Result"] == "success", details
+        else:
+            assert not completed and state["Result"] == "timeout", details
 
 
 # -- gunicorn: workers booting one after another -------------------------------------------------
