@@ -158,6 +158,30 @@ APPS = [
         files=("fastapi_app.py",),
     ),
 ]
+APPS += [
+    App(
+        "restarts-waitress-listen-socket",
+        "restarts",
+        lambda port: [PY, "app.py", "--listen", f"127.0.0.1:{port}"],
+        files=("app.py",),
+    ),
+    App(
+        "restarts-exec-listen-uvicorn",
+        "restarts",
+        lambda port: [
+            str(BIN / "sdready"),
+            "exec",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--",
+            str(BIN / "uvicorn"),
+            "--fd",
+            "3",
+            "asgi_app:app",
+        ],
+        files=("asgi_app.py",),
+    ),
+]
 # Files in example folders that are not apps to serve, and why.
 NOT_APPS = {
     "dependent-services/client_a.py": "the client; test_dependent_client_a runs it",
