@@ -299,3 +299,48 @@ def test_import_sdready_does_not_load_activation() -> None:
     code = "import sys, sdready; print('sdready._activation' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- servers that accept a socket serve the one listen_socket returns ----------------------
+
+_SERVE = {
+    "waitress": """
+import waitress
+waitress.serve(wsgi, sockets=[sock])
+""",
+    "werkzeug": """
+from werkzeug.serving import make_server
+make_server("127.0.0.1", 0, wsgi, fd=sock.fileno()).serve_forever()
+""",
+    "uvicorn": """
+import uvicorn
+uvicorn.Server(uvicorn.Config(asgi, lifespan="off", log_level="warning")).run(sockets=[sock])
+""",
+}
+
+
+@pytest.mark.usefixtures("no_systemd")
+@pytest.mark.parametrize("server", list(_SERVE))
+def test_servers_serve_the_socket(server: str, tmp_path: Path) -> None:
+    from _restarts import write_apps
+    from _servers import ServerProcess, child_env, http_get
+    from _systemd import wait_until
+
+    apps = write_apps(tmp_path)
+    address = f"127.0.0.1:{free_port()}"
+    script = apps / "serve.py"
+    script.write_text(
+        "import sys, sdready\nfrom restart_apps import wsgi, asgi\n"
+        f"sock = sdready.listen_socket({address!r})\n" + textwrap.dedent(_SERVE[server])
+    )
+    env = child_env({"PYTHONPATH": str(apps)})
+    with ServerProcess([sys.executable, str(script)], env=env, log=tmp_path / "log") as process:
+
+        def answers() -> bool:
+            try:
+                return http_get(address, timeout=5).status == 200
+            except OSError:
+                assert process.alive, process.output()
+                return False
+
+        wait_until(answers, timeout=30)
