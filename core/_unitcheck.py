@@ -248,7 +248,9 @@ RULES: tuple[Rule, ...] = (
         "warning",
         texts.CHECK_STOP_TIMEOUT,
         lambda u: _seconds(u.timeout_stop),
-        lambda u, f: f.graceful_timeout is not None,
+        # sdready's gunicorn plugin extends the stop while workers drain (EXTEND_TIMEOUT_USEC,
+        # within graceful_timeout): the stop budget covers it, if READY/STOPPING count.
+        lambda u, f: f.graceful_timeout is not None and not (f.extends_stop and u.notify_types),
         lambda u, f: (
             {"graceful": f.graceful_timeout, "suggested": f.graceful_timeout + 5}
             if f.graceful_timeout is not None and f.graceful_timeout > u.timeout_stop
@@ -356,6 +358,8 @@ def _engine_facts(readiness: Readiness, facts: AppFacts) -> AppFacts:
         from_child = not readiness.is_main
     elif is_main_process():  # no NOTIFY_SOCKET (Type=simple): it would speak as main
         from_child = False if from_child is None else from_child
+    if facts.server == "gunicorn":  # an engine in gunicorn's main process: sdready's plugin
+        facts = replace(facts, front_end="gunicorn", extends_stop=True)
     return replace(
         facts,
         front_end=facts.front_end or "engine",

@@ -307,6 +307,7 @@ class AppFacts:
     on_hup: OnHup | None = None
     forwards_signals: bool = False  # sdready exec: signals reach the command through it
     graceful_timeout: float | None = None  # gunicorn
+    extends_stop: bool = False  # sdready extends the stop timeout while the server drains
     keeps_sockets: bool = False  # asks systemd to keep its listening sockets (fd store)
     notes: tuple[str, ...] = ()
 
@@ -468,6 +469,7 @@ def _gunicorn(args: list[str], env: Mapping[str, str], cwd: str) -> AppFacts:
         watchdog=watchdog if plugin else None,
         on_hup="reloads" if plugin else "restarts",
         graceful_timeout=graceful,
+        extends_stop=plugin,  # after STOPPING=1, within graceful_timeout (Readiness.drain)
         keeps_sockets=plugin and keeps,
         notes=notes,
     )

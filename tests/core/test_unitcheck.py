@@ -373,3 +373,10 @@ def test_the_check_runs_only_under_a_service_manager(
     from sdready._env import invocation_id
 
     assert invocation_id(environ) == expected
+
+
+def test_the_gunicorn_plugin_stop_budget_covers_a_short_timeout_stop_sec() -> None:
+    covered = replace(GUNICORN, extends_stop=True)
+    short = replace(GOOD, timeout_stop=10.0)
+    assert _fired(short, covered) == []  # Type=notify: the plugin extends the stop
+    assert _fired(replace(short, type="simple"), covered) == ["type", "stop-timeout"]
