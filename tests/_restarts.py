@@ -144,6 +144,11 @@ def index():
 
 
 def wsgi(environ, start_response):
+    if environ["PATH_INFO"] == "/slow":  # in flight while the unit restarts
+        import time
+
+        print("SLOW START", os.getpid(), flush=True)
+        time.sleep(2)
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [f"ok {os.getpid()}\\n".encode()]
 
@@ -161,6 +166,11 @@ async def asgi(scope, receive, send):
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["path"] == "/slow":  # in flight while the unit restarts
+        import asyncio
+
+        print("SLOW START", os.getpid(), flush=True)
+        await asyncio.sleep(2)
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": f"ok {os.getpid()}\\n".encode()})

@@ -1,0 +1,75 @@
+"""systemctl restart with a kept socket: the old process finishes what it accepted, and
+what waits in the backlog meanwhile is served by the next one, not reset (issue 12, 5).
+
+A GET /slow (2 s) is in flight when ``systemctl restart`` begins, and a client keeps
+sending GET / every 20 ms: the slow request is answered by the old process, and no
+request is refused or cut. gunicorn (sync, keep-sockets) and ``sdready exec --listen`` +
+uvicorn ``--fd 3``, on systemd 252 and 254.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from _restarts import TrafficClient, restart_unit
+from _servers import free_port, http_get
+from _systemd import UserManager, wait_until
+
+pytestmark = [pytest.mark.systemd, pytest.mark.timeout(300)]
+
+SERVERS = {
+    "gunicorn": "{bin}/gunicorn -c python:sdready.plugins.gunicorn --bind 127.0.0.1:{port} "
+    "--workers 2 --no-control-socket --graceful-timeout 5 restart_apps:wsgi",
+    "exec-uvicorn": "{python} -m sdready exec --listen 127.0.0.1:{port} -- "
+    "{bin}/uvicorn --fd 3 restart_apps:asgi",
+}
+
+
+@pytest.fixture(params=["user_manager", "user_manager_254"])
+def manager(request: pytest.FixtureRequest) -> UserManager:
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("server", list(SERVERS))
+def test_restart_finishes_accepted_requests_and_serves_the_backlog(
+    manager: UserManager, tmp_path: Path, server: str
+) -> None:
+    port = free_port()
+    keep = "Environment=SDREADY_KEEP_SOCKETS=1" if manager.systemd.version < 254 else ""
+    log_path = tmp_path / "server.log"
+    with manager.scoped():
+        unit = restart_unit(
+            manager,
+            tmp_path,
+            SERVERS[server].replace("{port}", str(port)),
+            base=f"graceful-{server}",
+            store=True,
+            extra=keep,
+        )
+        manager.start_unit(unit, wait_started=True, timeout=60)
+        slow: list[object] = []
+        thread = threading.Thread(
+            target=lambda: slow.append(_get(("127.0.0.1", port), "/slow")), daemon=True
+        )
+        thread.start()
+        wait_until(lambda: "SLOW START" in log_path.read_text(errors="replace"), timeout=30)
+        client = TrafficClient(("127.0.0.1", port))
+        client.start()
+        try:
+            manager.run("restart", unit, timeout=60)
+            client.answer_after(client.outcome.answered)
+        finally:
+            outcome = client.finish()
+            thread.join(15)
+    print(f"systemd {manager.systemd.version} {server} graceful restart: {outcome}, {slow}")
+    assert slow == [200], log_path.read_text(errors="replace")[-3000:]
+    assert (outcome.refused, outcome.cut) == (0, 0), f"{outcome}: {outcome.errors[:5]}"
+
+
+def _get(address: tuple[str, int], path: str) -> object:
+    try:
+        return http_get(address, path, timeout=15).status
+    except OSError as exc:
+        return repr(exc)
