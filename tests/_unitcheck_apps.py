@@ -4,12 +4,15 @@ Importing this module sends the ``sdready`` logger's DEBUG lines to stderr, so t
 log shows when the startup self-check is done even when it finds nothing.
 
 ``asgi``: a minimal ASGI app in ``SystemdMiddleware`` (``python -m uvicorn
-_unitcheck_apps:asgi``); ``wsgi``: a minimal WSGI app (gunicorn).
+_unitcheck_apps:asgi``), with a health check taking ``UNITCHECK_HEALTH_SECONDS`` when set;
+``wsgi``: a minimal WSGI app (gunicorn).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -30,7 +33,15 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-asgi = SystemdMiddleware(_app)
+HEALTH_SECONDS = float(os.environ.get("UNITCHECK_HEALTH_SECONDS", "0") or 0)
+
+
+async def _health() -> bool:
+    await asyncio.sleep(HEALTH_SECONDS)
+    return True
+
+
+asgi = SystemdMiddleware(_app, health=_health if HEALTH_SECONDS else None)
 
 
 def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -284,6 +284,48 @@ def test_seed_pair_b_as_type_simple_names_the_problem_and_the_fix(
         assert f"error: {lines[0]}" in doctor.stdout, doctor.stdout
 
 
+def test_slow_health_check_warns_under_systemd(user_manager: UserManager) -> None:
+    """The watchdog's own check: a health check over half of WatchdogSec= (3.5 s of 6 s)."""
+    with user_manager.scoped():
+        name = user_manager.systemd_run(
+            *_uvicorn(),
+            unit="health",
+            properties={"TimeoutStartSec": "60", "WatchdogSec": "6"},
+            env={**ENV, "UNITCHECK_HEALTH_SECONDS": "3.5"},
+        )
+        line = wait_until(
+            lambda: [
+                x for x in user_manager.unit_log(name).splitlines() if "health check took" in x
+            ],
+            timeout=WAIT,
+            message=lambda: user_manager.describe(name),
+        )
+        assert len(line) == 1 and "over half of WatchdogSec= (6 s)" in line[0], line
+
+
+def test_doctor_without_a_unit_checks_its_own(user_manager: UserManager) -> None:
+    """Run from inside a unit (ExecStart=sdready doctor), doctor checks that unit."""
+    with user_manager.scoped():
+        name = user_manager.systemd_run(
+            SDREADY, "doctor", "--json", unit="doctor", service_type="oneshot", env=ENV
+        )
+        report = wait_until(
+            lambda: _json_in(user_manager.unit_log(name)),
+            timeout=WAIT,
+            message=lambda: user_manager.describe(name),
+        )
+        assert report["unit"] == name and report["user"] is True, report
+        assert report["server"] is None and report["status"] == 0, report  # nothing to check
+
+
+def _json_in(text: str) -> dict | None:
+    start = text.find("{")
+    try:
+        return json.loads(text[start:]) if start >= 0 else None
+    except ValueError:
+        return None  # not all written yet
+
+
 def test_no_systemd_no_systemctl() -> None:
     """Outside systemd (no INVOCATION_ID, no NOTIFY_SOCKET) nothing runs: no thread, no
     process spawned, not even the check's modules imported."""
