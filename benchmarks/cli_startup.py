@@ -43,7 +43,7 @@ if __name__ == '__main__':
 TARGETS = {"sdready notify --status x": 1.3, "sdready exec -- true": 1.5}
 
 
-def environment(root: Path) -> tuple[str, str]:
+def environment(root: Path, core: Path = CORE) -> tuple[str, str]:
     """A fresh venv with sdready installed as links, compiled: (python, sdready script)."""
     base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", "--without-pip", str(root)], check=True)
@@ -56,7 +56,7 @@ def environment(root: Path) -> tuple[str, str]:
     ).stdout.strip()
     package = Path(site) / "sdready"
     package.mkdir()
-    for source in CORE.glob("*.py"):
+    for source in core.glob("*.py"):
         (package / source.name).symlink_to(source)
     compileall.compile_dir(str(package), quiet=1)  # writes even with PYTHONDONTWRITEBYTECODE
     script = root / "bin" / "sdready"
@@ -100,11 +100,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="10 rounds")
     parser.add_argument("--rounds", type=int, default=60, help="rounds of every command")
+    parser.add_argument(
+        "--core", type=Path, default=CORE, help="another core/ to measure (an older version)"
+    )
     args = parser.parse_args()
     rounds = 10 if args.quick else max(3, args.rounds)
     root = Path(tempfile.mkdtemp(prefix="sdready-startup-"))
     try:
-        python, script = environment(root / "venv")
+        python, script = environment(root / "venv", args.core.resolve())
         with NotifyRecorder(set_environment=False) as recorder, socket.socket() as server:
             server.bind(("127.0.0.1", 0))
             server.listen()
