@@ -7,7 +7,7 @@ the failed-startup STATUS all come from the engine. With ``--listen`` the superv
 the listening sockets (passed by systemd or bound, kept in its fd store: see
 :mod:`sdready._activation`) and hands them to the command as fds 3, 4, … with
 ``LISTEN_FDS``; since they accept before the app serves, READY then waits for an HTTP
-probe. Single-threaded: the forwarded
+probe, or for the command's own READY=1 (:mod:`sdready._relay`). Single-threaded: the forwarded
 signals and SIGCHLD are blocked and collected with ``sigtimedwait`` between the engine's
 steps and watchdog pings, so no handler can interrupt a send.
 """
@@ -36,6 +36,7 @@ from ._readiness import Readiness
 if TYPE_CHECKING:
     from ._expect import Expect, ExpectEntry
     from ._proctree import Method
+    from ._relay import NotifyRelay
 
 __all__ = [
     "EXIT_INTERNAL",
@@ -126,6 +127,7 @@ class Supervisor:
         self.notifier = Notifier()
         self.listen = list(listen)
         self.sockets: list[tuple[socket.socket, str]] = []  # --listen's, with their FDNAME
+        self.relay: NotifyRelay | None = None  # the command's own READY, with --listen
         if self.listen:
             # The sockets accept before the app serves: only an answer proves it ready.
             expect = _listen_expect(self.listen, options.expect)
@@ -149,6 +151,8 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             for sock, _name in self.sockets:
                 sock.close()  # the fd store (or the .socket unit) keeps them
+            if self.relay is not None:
+                self.relay.close()
 
     def _open_sockets(self) -> None:
         from ._activation import fdname_for, open_socket
@@ -167,6 +171,12 @@ class Supervisor:
         if self.pass_notify:
             # WATCHDOG_PID names us: without it the command's own library may feed the watchdog.
             env.pop("WATCHDOG_PID", None)
+        elif self.sockets and self.notifier.enabled:
+            from ._relay import NotifyRelay
+
+            # A sdready plugin in the command says READY itself, once its app serves.
+            self.relay = NotifyRelay()
+            env["NOTIFY_SOCKET"] = self.relay.address
         else:
             env.pop("NOTIFY_SOCKET", None)  # no premature READY from the command itself
         actions, high = self._socket_actions(env)
@@ -239,6 +249,7 @@ class Supervisor:
                     continue  # drain pending signals before more work
                 now = time.monotonic()
                 if waiting and not readiness.closed and now >= next_step:
+                    self._relay_ready(readiness)
                     delay = self._step(readiness)
                     waiting = delay is not None
                     next_step = now + (delay or 0.0)
@@ -250,6 +261,13 @@ class Supervisor:
         finally:
             watch.close()
         return self.exit_code
+
+    def _relay_ready(self, readiness: Readiness) -> None:
+        if self.relay is None or not self.relay.ready():
+            return
+        logger.info("pid %d sent READY=1 itself: its app serves", self.pid)
+        addresses = texts.format_addresses(self.listen)
+        readiness.ready(texts.READY.format(addresses=addresses, pid=self.pid))
 
     @staticmethod
     def _step(readiness: Readiness) -> float | None:

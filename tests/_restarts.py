@@ -166,6 +166,10 @@ async def asgi(scope, receive, send):
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["path"] == "/error":  # an HTTP probe of it never succeeds
+        await send({"type": "http.response.start", "status": 500, "headers": []})
+        await send({"type": "http.response.body", "body": b"error"})
+        return
     if scope["path"] == "/slow":  # in flight while the unit restarts
         import asyncio
 

@@ -125,3 +125,25 @@ def test_without_notify_socket_nothing_is_kept(apps: Path) -> None:
     )  # fmt: skip
     output = process.communicate(timeout=60)[0]
     assert f"1 127.0.0.1_{port} True" in output, output
+
+
+@pytest.mark.parametrize("plugin", [True, False])
+def test_the_commands_own_ready_is_relayed(
+    run_exec: object, notify_socket: NotifyRecorder, tmp_path: Path, plugin: bool
+) -> None:
+    """The probe can never succeed (GET /error answers 500): READY comes only from the
+    command's sdready plugin (the ASGI middleware); the plain app is the control."""
+    port = free_port()
+    app = "restart_apps:asgi_sd" if plugin else "restart_apps:asgi"
+    run_exec(  # type: ignore[operator]
+        "--listen", f"127.0.0.1:{port}", "--probe", "http:/error", "--on-timeout", "fail",
+        "--ready-timeout", "30" if plugin else "2",
+        "--", str(BIN / "uvicorn"), "--fd", "3", app,
+    )  # fmt: skip
+    if plugin:
+        ready = notify_socket.wait_for("READY", timeout=30)
+        assert f"listening on 127.0.0.1:{port}" in ready["STATUS"]
+        assert "sent READY=1 itself" in (tmp_path / "exec.log").read_text()
+    else:
+        notify_socket.wait_for(lambda m: m.get("STATUS", "").startswith("Not ready"), timeout=30)
+        assert not notify_socket.values("READY")
