@@ -5,7 +5,7 @@ start before the server listens), ``NotifyAccess=main`` while a worker sends REA
 ``TimeoutStartSec=`` that ends the start before sdready's ``ready_timeout``, a
 ``WatchdogSec=`` nobody feeds... Each :class:`Rule` below compares one setting of the unit
 (:class:`~sdready._unitinfo.UnitConfig`) with one fact of the app
-(:class:`~sdready._unitinfo.AppFacts`); a fact that is not known skips the rule rather than
+(:class:`~sdready._appfacts.AppFacts`); a fact that is not known skips the rule rather than
 guess. Two drivers, one set of rules:
 
 - ``sdready doctor UNIT`` (:mod:`sdready._doctor`): the facts come from the unit's
@@ -29,9 +29,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from . import texts
+from ._appfacts import AppFacts, describe_command
 from ._contain import contained
 from ._env import invocation_id, is_main_process, user_manager
-from ._unitinfo import AppFacts, UnitConfig, UnitError, describe_command, own_unit, read_unit
+from ._unitinfo import UnitConfig, UnitError, own_unit, read_unit
 
 if TYPE_CHECKING:
     from ._readiness import Readiness

@@ -1,11 +1,9 @@
-"""What a unit says and what its ``ExecStart=`` runs: the two inputs of the unit checks.
+"""What a unit says: the systemd side of the unit checks (:mod:`sdready._unitcheck`).
 
 :func:`read_unit` asks systemd with one bounded ``systemctl show`` call (the property values
 are plain text there, no D-Bus library needed) and :class:`UnitConfig` holds the answer;
-:func:`describe_command` reads an ``ExecStart=`` command line into :class:`AppFacts`: which
-server runs, whether sdready fronts it, which process will notify, what SIGHUP does to it.
-``sdready doctor`` uses both on a named unit; the engine's self-check uses them on its own
-unit and then overlays what it knows for sure (its options, which process it is).
+:func:`own_unit` finds this process's unit in its cgroup. What the unit's ``ExecStart=``
+runs is the other side (:mod:`sdready._appfacts`).
 
 Only imported under systemd or by the command: ``import sdready`` never loads this module.
 """
@@ -17,22 +15,10 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from ._options import DEFAULT_READY_TIMEOUT
-
-__all__ = [
-    "PROPERTIES",
-    "AppFacts",
-    "UnitConfig",
-    "UnitError",
-    "describe_command",
-    "own_unit",
-    "parse_timespan",
-    "read_unit",
-]
+__all__ = ["PROPERTIES", "UnitConfig", "UnitError", "own_unit", "parse_timespan", "read_unit"]
 
 #: Every property the checks read, asked for in one ``systemctl show`` call. Properties a
 #: systemd does not know (``ReloadSignal=`` before 253) are simply absent from its answer.
@@ -53,10 +39,6 @@ PROPERTIES = (
     "Environment",
     "WorkingDirectory",
 )
-
-#: What SIGHUP does: sdready's front end reloads (RELOADING=1, READY=1 again), the server
-#: restarts its workers silently, or the process dies (the default action).
-OnHup = Literal["reloads", "restarts", "dies"]
 
 _TIMESPAN_UNITS = {
     "us": 1e-6, "usec": 1e-6, "ms": 1e-3, "msec": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0,
@@ -286,190 +268,3 @@ def _exited(pid: int) -> int | None:
     except ChildProcessError:
         return _REAPED
     return os.waitstatus_to_exitcode(status) if done else None
-
-
-# -- what ExecStart= runs ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AppFacts:
-    """What the app side will do: the other half of each check.
-
-    ``None`` means unknown: a check that needs the fact is skipped rather than guessed.
-    """
-
-    server: str | None = None  # "uvicorn", "gunicorn", ... None: not recognised
-    front_end: str | None = None  # sdready's front end: "exec", "gunicorn", "engine"; None: unknown
-    ready_from_child: bool | None = None  # READY/STOPPING/WATCHDOG from another pid than main
-    ready_timeout: float = DEFAULT_READY_TIMEOUT
-    on_timeout: str = "warn"
-    watchdog: bool | None = None  # sdready pings WATCHDOG=1
-    on_hup: OnHup | None = None
-    forwards_signals: bool = False  # sdready exec: signals reach the command through it
-    graceful_timeout: float | None = None  # gunicorn
-    extends_stop: bool = False  # sdready extends the stop timeout while the server drains
-    keeps_sockets: bool = False  # asks systemd to keep its listening sockets (fd store)
-    notes: tuple[str, ...] = ()
-
-    @property
-    def known(self) -> bool:
-        """True when a web server or an sdready front end runs (not a client, not a script)."""
-        return self.server is not None or self.front_end is not None
-
-
-_PYTHON = re.compile(r"python[\d.]*$")
-
-
-def _program(argv: Sequence[str]) -> tuple[str, list[str]]:
-    """The program a command line runs and its arguments, past ``env`` and ``python -m``."""
-    args = list(argv)
-    while args:
-        name = os.path.basename(args[0])
-        if name == "env":
-            args = args[1:]
-            while args and ("=" in args[0] or args[0].startswith("-")):
-                args = args[1:]
-            continue
-        if _PYTHON.match(name):
-            rest = args[1:]
-            while rest and rest[0].startswith("-") and rest[0] != "-m":
-                rest = rest[1:]
-            if len(rest) >= 2 and rest[0] == "-m":
-                return rest[1].split(".")[0], rest[2:]
-            return "python", rest
-        return name, args[1:]
-    return "", []
-
-
-def _option(args: Sequence[str], *names: str) -> str | None:
-    """The value of ``--name V`` or ``--name=V`` (the last one given), or None."""
-    value: str | None = None
-    for index, arg in enumerate(args):
-        flag, sep, attached = arg.partition("=")
-        if flag in names:
-            if sep:
-                value = attached
-            elif index + 1 < len(args):
-                value = args[index + 1]
-    return value
-
-
-def _number(text: str | None) -> float | None:
-    try:
-        return float(text) if text is not None else None
-    except ValueError:
-        return None
-
-
-def describe_command(
-    argv: Sequence[str], environ: Mapping[str, str] | None = None, cwd: str = ""
-) -> AppFacts:
-    """What *argv* (an ``ExecStart=`` line) runs, as far as its command line tells."""
-    env = environ or {}
-    program, args = _program(argv)
-    if program == "sdready" and args[:1] == ["exec"]:
-        return _sdready_exec(args[1:], env, cwd)
-    if program == "gunicorn":
-        return _gunicorn(args, env, cwd)
-    if program in ("uvicorn", "hypercorn", "granian"):
-        workers = _number(_option(args, "--workers", "-w"))
-        if program == "uvicorn":
-            children = (workers or 1) > 1 or "--reload" in args
-            hup: OnHup = "restarts" if (workers or 1) > 1 else "dies"
-        else:  # both run their app in worker processes by default, and restart them on HUP
-            children = workers != 0
-            hup = "restarts" if children else "dies"
-        return AppFacts(server=program, ready_from_child=children, on_hup=hup)
-    if program in ("waitress-serve", "waitress"):
-        return AppFacts(server="waitress", ready_from_child=False, on_hup="dies")
-    if program == "flask" and args[:1] == ["run"]:
-        return AppFacts(server="werkzeug", ready_from_child=False, on_hup="dies")
-    return _unrecognised(argv, program, args, cwd)
-
-
-def _unrecognised(argv: Sequence[str], program: str, args: list[str], cwd: str) -> AppFacts:
-    shown = " ".join([os.path.basename(argv[0]), *argv[1:2]]) if argv else "no command"
-    if program == "python" and args and _mentions_sdready(os.path.join(cwd, args[0])):
-        # python app.py with a plugin inside (Flask under waitress, app.run()): sdready runs.
-        note = f"{shown} uses sdready, its server is not known: the generic checks and Type="
-        return AppFacts(front_end="python", notes=(note,))
-    note = f"{shown} is not a server sdready knows: generic checks only"
-    return AppFacts(notes=(note,))
-
-
-def _mentions_sdready(path: str) -> bool:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as file:
-            return "sdready" in file.read(200_000)
-    except OSError:
-        return False
-
-
-def _sdready_exec(args: list[str], env: Mapping[str, str], cwd: str) -> AppFacts:
-    command = args[args.index("--") + 1 :] if "--" in args else []
-    options = args[: args.index("--")] if "--" in args else args
-    inner = describe_command(command, env, cwd) if command else AppFacts()
-    watchdog: bool | None = "--watchdog" in options
-    if not watchdog and "--pass-notify" in options:
-        watchdog = None  # the command may ping itself
-    return replace(
-        inner,
-        front_end="exec",
-        ready_from_child=False,  # READY, STOPPING and WATCHDOG come from sdready, the main pid
-        ready_timeout=_number(_option(options, "--ready-timeout")) or DEFAULT_READY_TIMEOUT,
-        on_timeout=_option(options, "--on-timeout") or "warn",
-        watchdog=watchdog,
-        on_hup="restarts" if inner.on_hup in ("restarts", "reloads") else inner.on_hup,
-        forwards_signals=True,
-        keeps_sockets=_option(options, "--listen") is not None,  # into systemd's fd store
-    )
-
-
-_GRACEFUL = re.compile(r"^graceful_timeout\s*=\s*(\d+(?:\.\d+)?)", re.MULTILINE)
-_KEEP = re.compile(r"^sdready_keep_sockets\s*=\s*(True|1|[\"'](?:1|true|yes|on)[\"'])", re.M | re.I)
-_TRUE = ("1", "true", "yes", "on")
-_PLUGIN = "sdready.plugins.gunicorn"
-
-
-def _gunicorn(args: list[str], env: Mapping[str, str], cwd: str) -> AppFacts:
-    extra = shlex.split(env.get("GUNICORN_CMD_ARGS", ""))
-    config = _option([*args, *extra], "-c", "--config") or "gunicorn.conf.py"
-    text = ""
-    if not config.startswith("python:"):
-        path = os.path.join(cwd, config) if cwd else config
-        try:
-            with open(path, encoding="utf-8", errors="replace") as file:
-                text = file.read()
-        except OSError:
-            text = ""
-    plugin = _PLUGIN in config or _PLUGIN in text
-    graceful = _number(_option([*args, *extra], "--graceful-timeout"))
-    if graceful is None:
-        found = _GRACEFUL.search(text)
-        graceful = float(found.group(1)) if found else 30.0  # gunicorn's default
-    notes: tuple[str, ...] = ()
-    if not plugin:
-        notes = (
-            f"gunicorn without {_PLUGIN} in its command line or {config}: its own READY "
-            "comes before a worker serves; the sdready checks assume the plugin",
-        )
-    # The plugin's SDREADY_* environment (Environment= in the unit); its config module's
-    # sdready_* names are not read here.
-    ready_timeout = _number(env.get("SDREADY_READY_TIMEOUT")) or DEFAULT_READY_TIMEOUT
-    watchdog = env.get("SDREADY_WATCHDOG", "1").strip().lower() not in ("0", "false", "no", "off")
-    # Asked for explicitly (the default, "when systemd sets $FDSTORE", needs a store anyway).
-    keep = env.get("SDREADY_KEEP_SOCKETS")
-    keeps = keep.strip().lower() in _TRUE if keep is not None else bool(_KEEP.search(text))
-    return AppFacts(
-        server="gunicorn",
-        front_end="gunicorn" if plugin else None,
-        ready_from_child=False,  # the arbiter speaks for its workers
-        ready_timeout=ready_timeout,
-        on_timeout=env.get("SDREADY_ON_TIMEOUT", "warn"),
-        watchdog=watchdog if plugin else None,
-        on_hup="reloads" if plugin else "restarts",
-        graceful_timeout=graceful,
-        extends_stop=plugin,  # after STOPPING=1, within graceful_timeout (Readiness.drain)
-        keeps_sockets=plugin and keeps,
-        notes=notes,
-    )

@@ -340,6 +340,7 @@ def test_no_systemd_no_systemctl() -> None:
         "assert threading.active_count() == 1, threading.enumerate()\n"
         "assert 'sdready._unitcheck' not in sys.modules\n"
         "assert 'sdready._unitinfo' not in sys.modules\n"
+        "assert 'sdready._appfacts' not in sys.modules\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("INVOCATION_ID", "NOTIFY_SOCKET")}
     result = subprocess.run(
