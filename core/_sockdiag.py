@@ -95,8 +95,11 @@ class SockDiag:
         self._sock = socket.socket(
             socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, _NETLINK_SOCK_DIAG
         )
+        self._seqs: dict[bytes, int] = {}  # request -> its sequence number
+        # The last reply to each request, read by read, with its entries.
+        self._replies: dict[bytes, tuple[list[bytes], _Seen]] = {}
         self._buffer = bytearray(_BUFFER)
-        self._seq = 0
+        self._view = memoryview(self._buffer)
         self._compat = True  # one dump for IPv4 and IPv6, until the kernel refuses it
         self._ipv6 = True  # until the kernel says it has none
         # What the last dump said, by socket cookie: a listener's address never changes,
@@ -134,18 +137,28 @@ class SockDiag:
         return dict(seen.values())
 
     def _dump_inet(self, kind: int, request: bytes, seen: _Seen) -> None:
+        chunks = self._reply(kind, request, seen)
+        if chunks is None:
+            return
         known = self._known
-        for payload in self._dump(kind, request):
+        entries: _Seen = {}
+        for payload in self._payloads(chunks, request):
             cookie, inode = _INET_KEY.unpack_from(payload)
             entry = known.get(cookie)
             if entry is None:
                 family, port, raw, scope = _INET_ADDRESS.unpack_from(payload)
                 entry = (inode, (family, _inet_address(family, raw, port, scope)))
-            seen[cookie] = entry
+            entries[cookie] = entry
+        self._replies[request] = (chunks, entries)
+        seen.update(entries)
 
     def _dump_unix(self, seen: _Seen) -> None:
+        chunks = self._reply(_SOCK_DIAG_BY_FAMILY, _UNIX_REQUEST, seen)
+        if chunks is None:
+            return
         known = self._known
-        for payload in self._dump(_SOCK_DIAG_BY_FAMILY, _UNIX_REQUEST):
+        entries: _Seen = {}
+        for payload in self._payloads(chunks, _UNIX_REQUEST):
             kind, inode, cookie = _UNIX_MESSAGE.unpack_from(payload)
             if kind != socket.SOCK_STREAM:  # as the descriptor walk: stream sockets only
                 continue
@@ -153,19 +166,45 @@ class SockDiag:
             if entry is None:
                 name = _attribute(payload, _UNIX_MESSAGE.size, _UNIX_DIAG_NAME)
                 entry = (inode, (socket.AF_UNIX, _unix_address(name)))
-            seen[cookie] = entry
+            entries[cookie] = entry
+        self._replies[_UNIX_REQUEST] = (chunks, entries)
+        seen.update(entries)
 
-    def _dump(self, kind: int, request: bytes) -> Iterator[memoryview]:
-        """Send one dump request; yield the payloads of its answers, up to ``NLMSG_DONE``.
-
-        Each payload is a view of a buffer the next read reuses: use it before the next.
-        """
-        self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
-        header = _HEADER.pack(_HEADER.size + len(request), kind, _DUMP, seq, 0)
-        self._sock.send(header + request)
+    def _reply(self, kind: int, request: bytes, seen: _Seen) -> list[bytes] | None:
+        """Send one dump request and read its reply as long as it repeats the last reply,
+        read by read. None: it did, to its end (``NLMSG_DONE``), and its entries went into
+        *seen*: a quiet namespace costs comparisons, no parse. Else the reads so far, the
+        first that differs last; :meth:`_payloads` reads the rest."""
+        # Each request has its own fixed sequence number, so that an unchanged namespace
+        # gives byte for byte the same reply.
+        seq = self._seqs.setdefault(request, len(self._seqs) + 1)
+        self._sock.send(_HEADER.pack(_HEADER.size + len(request), kind, _DUMP, seq, 0) + request)
+        last, entries = self._replies.get(request, ((), {}))
+        chunks: list[bytes] = []
         while True:
-            size = self._sock.recv_into(self._buffer)
-            data = memoryview(self._buffer)[:size]
+            data = self._view[: self._sock.recv_into(self._buffer)]
+            index = len(chunks)
+            if index >= len(last) or data != last[index]:  # compares, copies nothing
+                chunks.append(bytes(data))
+                return chunks
+            chunks.append(last[index])
+            if len(chunks) == len(last):  # the last read held NLMSG_DONE
+                seen.update(entries)
+                return None
+
+    def _payloads(self, chunks: list[bytes], request: bytes) -> Iterator[memoryview]:
+        """The payloads of a dump's reply up to ``NLMSG_DONE``: those in *chunks*, then in
+        further reads, which are appended to *chunks*."""
+        seq = self._seqs[request]
+        index = 0
+        while True:
+            if index == len(chunks):
+                chunks.append(self._sock.recv(_BUFFER))
+            data = memoryview(chunks[index])
+            index += 1
+            size = len(data)
+            if size == 0:
+                raise OSError(errno.EPROTO, "netlink dump ended without NLMSG_DONE")
             offset = 0
             while offset + _HEADER.size <= size:
                 length, reply, _flags, msg_seq, _pid = _HEADER.unpack_from(data, offset)
@@ -181,8 +220,6 @@ class SockDiag:
                     code = -_ERROR.unpack_from(body)[0]
                     raise OSError(code, os.strerror(code))
                 yield body
-            if size == 0:
-                raise OSError(errno.EPROTO, "netlink dump ended without NLMSG_DONE")
 
 
 def _inet_address(family: int, raw: bytes, port: bytes, scope: int) -> Address:

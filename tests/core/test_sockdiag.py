@@ -196,3 +196,16 @@ def test_refused_netlink_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
             TreeListeners(proc.pid, "sockdiag")
     finally:
         stop(proc)
+
+
+def test_a_new_listener_shows_after_unchanged_dumps() -> None:
+    with SockDiag() as diag:
+        first = diag.listeners()
+        assert diag.listeners() == first  # unchanged: the same answer, not parsed again
+        with socket.socket() as late:
+            late.bind(("127.0.0.1", 0))
+            late.listen()
+            found = diag.listeners()
+            new = inode(late)
+            assert found[new][1][2] == late.getsockname()[1]
+        assert new not in diag.listeners()  # closed: gone again
