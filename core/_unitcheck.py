@@ -313,7 +313,7 @@ def _claim(invocation: str) -> bool:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         sock.bind(f"\0sdready-unitcheck-{invocation}")
-    except OSError:
+    except OSError:  # taken: another process of this start checks
         sock.close()
         return False
     _held.append(sock)
@@ -334,12 +334,12 @@ def self_check(readiness: Readiness, environ: Mapping[str, str] | None = None) -
         if invocation is None or name is None:
             logger.debug("unit check: not started by systemd, or no service in /proc/self/cgroup")
             return results
-        if not _claim(invocation):
-            logger.debug("unit check: another process of %s checks it", name)
-            return results
         try:
+            if not _claim(invocation):
+                logger.debug("unit check: another process of %s checks it", name)
+                return results
             unit = read_unit(name, user=user_manager(env), timeout=SELF_CHECK_TIMEOUT)
-        except UnitError as exc:
+        except (UnitError, OSError) as exc:  # a sandbox without AF_UNIX or fork, no fds...
             logger.debug("unit check skipped: %s", exc)
             return results
         results = check(unit, _engine_facts(readiness, facts_for(unit)))

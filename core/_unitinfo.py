@@ -208,7 +208,10 @@ def _run_bounded(argv: list[str], env: Mapping[str, str], timeout: float) -> tup
     import signal
     import time
 
-    read_end, write_end = os.pipe()
+    try:
+        read_end, write_end = os.pipe()
+    except OSError as exc:  # out of descriptors
+        raise UnitError(f"cannot run {argv[0]}: {exc}") from None
     try:
         pid = os.posix_spawnp(
             argv[0],

@@ -303,6 +303,26 @@ def test_slow_health_check_warns_under_systemd(user_manager: UserManager) -> Non
         assert len(line) == 1 and "over half of WatchdogSec= (6 s)" in line[0], line
 
 
+def test_a_sandbox_that_forbids_the_check_keeps_it_silent(user_manager: UserManager) -> None:
+    """No AF_UNIX sockets (RestrictAddressFamilies=): the check gives up at DEBUG; the app
+    starts, nothing above DEBUG, no traceback."""
+    with user_manager.scoped():
+        name = user_manager.systemd_run(
+            *_uvicorn(),
+            unit="sandbox",
+            properties={"RestrictAddressFamilies": "AF_INET AF_INET6"},
+            service_type="simple",
+            env=ENV,
+        )
+        wait_until(
+            lambda: "unit check skipped" in user_manager.unit_log(name),
+            timeout=WAIT,
+            message=lambda: user_manager.describe(name),
+        )
+        log = user_manager.unit_log(name)
+        assert "Traceback" not in log and "ERROR" not in log and "WARNING" not in log, log
+
+
 def test_doctor_without_a_unit_checks_its_own(user_manager: UserManager) -> None:
     """Run from inside a unit (ExecStart=sdready doctor), doctor checks that unit."""
     with user_manager.scoped():
