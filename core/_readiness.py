@@ -50,7 +50,7 @@ from ._protocol import timeout_usec
 if TYPE_CHECKING:
     from ._watchdog import HealthCheck, Watchdog
 
-__all__ = ["Readiness", "ReadyOptions", "TimeoutTexts", "progress"]
+__all__ = ["Readiness", "ReadyOptions", "TimeoutTexts", "progress", "relay_progress"]
 
 logger = logging.getLogger("sdready")
 
@@ -507,12 +507,15 @@ class Readiness:
         0, the engine asks for :attr:`DRAIN_STEP` s more, never past *budget* +
         :attr:`DRAIN_MARGIN` after ``STOPPING=1``: a drain that hangs is still killed.
         Runs in a daemon thread, started only after a ``STOPPING=1`` from the main process
-        and for a positive, finite budget; returns True if it started.
+        of a service that was ready, and for a positive, finite budget; returns True if it
+        started.
         """
         if not 0 < budget < float("inf"):
             return False  # gunicorn's graceful_timeout 0: nothing is waited for
         with self._lock:
             if not self._stopping or not self.enabled or not self.is_main:
+                return False
+            if not self.ever_ready:  # nothing was served: nothing to drain (a failed start)
                 return False
             if self._drain_limit is not None or self._drained.is_set():
                 return False
@@ -632,6 +635,20 @@ def _check_unit(readiness: Readiness) -> None:
 
 #: The engine of this process's front end, by pid (a forked child must not use its parent's).
 _engines: dict[int, weakref.ref[Readiness]] = {}
+#: Where this process's progress goes instead, by pid (a gunicorn worker: to its arbiter).
+_relays: dict[int, Callable[[str, float], bool]] = {}
+
+
+def relay_progress(relay: Callable[[str, float], bool] | None) -> None:
+    """Send this process's :func:`progress` calls to *relay* ``(text, extend)`` (None: stop).
+
+    The hook for a front end whose app runs where systemd is not told directly: gunicorn's
+    workers never see ``NOTIFY_SOCKET`` and pass the app's progress to the arbiter, whose
+    engine decides. Per process: a child forked later does not inherit it.
+    """
+    _relays.pop(os.getpid(), None)
+    if relay is not None:
+        _relays[os.getpid()] = relay
 
 
 def progress(text: str, *, extend: float = PROGRESS_EXTEND) -> bool:
@@ -641,9 +658,10 @@ def progress(text: str, *, extend: float = PROGRESS_EXTEND) -> bool:
     of a long startup (or of the app's own shutdown), each time asking for as long as the
     step may take; a start that stops calling it is killed by ``TimeoutStartSec=`` as
     before. With a front end in this process (SystemdMiddleware, SystemdNotify, gunicorn's
-    arbiter) its engine decides: once the app runs, only ``STATUS``. A plain datagram send,
-    safe from sync and async code; outside systemd it does nothing and returns False.
-    Raises :class:`ValueError` unless *extend* is positive and finite.
+    arbiter, or its workers through it) its engine decides: once the app runs, only
+    ``STATUS``. A plain datagram send, safe from sync and async code; outside systemd it
+    does nothing and returns False. Raises :class:`ValueError` unless *extend* is positive
+    and finite.
 
     Example (a FastAPI lifespan)::
 
@@ -651,8 +669,13 @@ def progress(text: str, *, extend: float = PROGRESS_EXTEND) -> bool:
             sdready.progress(f"Loading shard {i}/{len(shards)}", extend=60)
             await load(shard)
     """
-    ref = _engines.get(os.getpid())
+    pid = os.getpid()
+    ref = _engines.get(pid)
     engine = ref() if ref is not None else None
     if engine is not None and engine.enabled:
         return engine.progress(text, extend=extend)
+    relay = _relays.get(pid)
+    if relay is not None:
+        timeout_usec(extend)  # the same check as everywhere: a bug shows in the worker
+        return relay(text, extend)
     return _process_notifier().progress(text, extend=extend)

@@ -305,6 +305,9 @@ class _ArbiterSide:
         age = int(event["age"])
         if age in self._exited:
             return  # reaped before its report was read
+        if event["event"] == "progress":
+            self._on_progress(age, event)
+            return
         if event["event"] == "booted":
             if not event["complete"]:
                 logger.warning("worker %s booted but not all its sockets listen", event["pid"])
@@ -319,6 +322,13 @@ class _ArbiterSide:
                 self.readiness.status(texts.STARTUP_FAILED.format(message=self._failure))
                 return
         self._update(booted=True)
+
+    def _on_progress(self, age: int, event: dict[str, Any]) -> None:
+        # The app's progress in a worker booting for the generation that awaits READY;
+        # a worker replaced while serving is no start, and its text would hide the READY one.
+        booting = self.phase in ("starting", "reloading") and not self.readiness.ready_sent
+        if age > self._gen_age and booting:
+            self.readiness.progress(str(event["text"]), extend=float(event["extend"]))
 
     def _stopping(self, signum: int) -> None:
         self._stop_signal = 0

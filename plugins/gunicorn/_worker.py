@@ -2,7 +2,8 @@
 
 WSGI workers can serve right after ``post_worker_init``; ASGI workers once their app's
 lifespan startup completed (an observer wraps the app). A worker that fails to boot
-reports why. Workers never see ``NOTIFY_SOCKET``: only the arbiter speaks to systemd.
+reports why. Workers never see ``NOTIFY_SOCKET``: only the arbiter speaks to systemd, and
+the app's ``sdready.progress()`` calls while it boots go to the arbiter too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any
+
+from sdready._readiness import relay_progress
 
 from ._arbiter import arbiter as _arbiter
 
@@ -38,6 +41,17 @@ class _WorkerSide:
     def __init__(self) -> None:
         self.fd = -1
         self.reported = False
+        self.age = 0
+
+    def report_progress(self, text: str, extend: float) -> bool:
+        """The app's ``sdready.progress()`` while this worker boots: the arbiter decides."""
+        if self.fd < 0 or self.reported:
+            return False
+        line = json.dumps(
+            {"age": self.age, "pid": os.getpid(), "event": "progress",
+             "text": text[:_MAX_REASON], "extend": extend}
+        )  # fmt: skip
+        return self._write(line)
 
     def report_booted(self, worker: Worker) -> None:
         if self.fd < 0 or self.reported:
@@ -57,11 +71,15 @@ class _WorkerSide:
 
     def _report(self, worker: Worker, **fields: Any) -> None:
         self.reported = True
-        line = json.dumps({"age": worker.age, "pid": os.getpid(), **fields}) + "\n"
+        self._write(json.dumps({"age": worker.age, "pid": os.getpid(), **fields}))
+
+    def _write(self, line: str) -> bool:
         try:
-            os.write(self.fd, line.encode())
+            os.write(self.fd, (line + "\n").encode())
         except OSError as exc:  # EAGAIN: the arbiter's thread is gone or far behind
             logger.debug("could not report to the arbiter: %s", exc)
+            return False
+        return True
 
 
 _worker = _WorkerSide()
@@ -135,6 +153,9 @@ def worker_initialized(worker: Worker) -> None:
 
 def forked(server: Arbiter, worker: Worker) -> None:
     _worker.fd = _arbiter.in_child()
+    _worker.age = worker.age
+    if _worker.fd >= 0:
+        relay_progress(_worker.report_progress)
 
 
 def worker_exiting(server: Arbiter, worker: Worker) -> None:

@@ -21,10 +21,19 @@ from collections.abc import Iterator
 
 import pytest
 import sdready
-from sdready import Notifier, Readiness, ReadyOptions, texts
+from sdready import Notifier, Readiness, ReadyOptions, _readiness, texts
+from sdready._readiness import relay_progress
 from sdready.testing import NotifyRecorder
 
 USEC = 1_000_000
+
+
+@pytest.fixture(autouse=True)
+def _no_engine_of_other_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    # sdready.progress() goes through the last engine started in this process: each test
+    # starts from none, whatever an earlier test left alive.
+    monkeypatch.setattr(_readiness, "_engines", {})
+    monkeypatch.setattr(_readiness, "_relays", {})
 
 
 @pytest.fixture
@@ -280,11 +289,36 @@ def test_drain_ends_when_the_server_cannot_tell(
 
     readiness = Readiness()
     readiness.starting()
+    readiness.ready("Ready (test)")
     readiness.stopping()
     assert readiness.drain(remaining, 5.0)
     _wait_no_drain_thread()
     assert _extensions(notify_socket) == []
     assert "cannot tell whether the server still drains" in caplog.text
+
+
+def test_no_drain_after_a_start_that_never_served(notify_socket: NotifyRecorder) -> None:
+    """systemd stops a start that timed out: nothing was served, so nothing drains."""
+    readiness = Readiness()
+    readiness.starting()
+    readiness.stopping()
+    assert readiness.drain(lambda: 1, 5.0) is False
+    assert _drain_threads() == []
+
+
+def test_relayed_progress(notify_socket: NotifyRecorder) -> None:
+    """A gunicorn worker's progress goes to its relay (the arbiter's pipe), checked first."""
+    relayed: list[tuple[str, float]] = []
+    relay_progress(lambda text, extend: relayed.append((text, extend)) or True)
+    try:
+        assert sdready.progress("Loading shard 1/2", extend=3) is True
+        with pytest.raises(ValueError, match="extend"):
+            sdready.progress("x", extend=0)
+    finally:
+        relay_progress(None)
+    assert sdready.progress("direct", extend=3) is True
+    assert relayed == [("Loading shard 1/2", 3)]
+    assert notify_socket.wait_for("EXTEND_TIMEOUT_USEC")["STATUS"] == "direct"
 
 
 def test_no_drain_from_a_worker(

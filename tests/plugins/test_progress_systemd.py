@@ -97,6 +97,23 @@ def app(environ, start_response):
     return [body]
 """
 
+PROGRESS_WSGI_APP = """\
+import os
+import time
+
+import sdready
+
+for i in range(1, 7):  # a model loaded in 6 steps of 1 s, in the worker
+    if os.environ.get("PROGRESS_MODE") == "calls":
+        sdready.progress(f"Loading shard {i}/6", extend=3)
+    time.sleep(1)
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+"""
+
 GET_SCRIPT = (  # the dependent unit: one GET, a file saying it was answered
     "import pathlib, sys, urllib.request; "
     "urllib.request.urlopen(f'http://127.0.0.1:{sys.argv[1]}/', timeout=1).read(); "
@@ -320,16 +337,54 @@ def test_control_one_worker_as_slow_in_one_piece_times_out(
         assert state["Result"] == "timeout", f"{systemd.describe(unit)}\n{unit_logs(tmp_path)}"
 
 
+@pytest.mark.parametrize("mode", ["calls", "none"], ids=["progress", "control-no-calls"])
+def test_progress_from_the_app_in_a_gunicorn_worker(
+    systemd: UserManager, tmp_path: Path, mode: str
+) -> None:
+    """The app loads in the worker (6 steps of 1 s), which never sees NOTIFY_SOCKET: its
+    progress() goes to the arbiter, whose engine extends TimeoutStartSec=3."""
+    with reserved_port() as port:
+        unit = _slow_unit(
+            systemd, tmp_path, port, plugin=True, app="progress_wsgi",
+            env={"PROGRESS_MODE": mode}, start=False,
+        )  # fmt: skip
+        watcher = StatusWatcher(systemd, unit)
+        watcher.start()
+        try:
+            systemd.run("start", unit, check=False, timeout=60)
+        finally:
+            seen = watcher.finish()
+        state = systemd.wait_for(unit, lambda p: p["ActiveState"] != "activating")
+        details = f"{seen} {state}\n{unit_logs(tmp_path)}"
+        if mode == "calls":
+            assert state["ActiveState"] == "active", details
+            assert "Loading shard 6/6" in seen, details
+            assert http_get(("127.0.0.1", port))[0] == 200
+        else:
+            assert state["Result"] == "timeout", details
+
+
 # -- gunicorn: the stop drains in-flight requests --------------------------------------------------
 
 
-def _slow_unit(systemd: UserManager, directory: Path, port: int, *, plugin: bool) -> str:
+def _slow_unit(
+    systemd: UserManager,
+    directory: Path,
+    port: int,
+    *,
+    plugin: bool,
+    app: str = "slow_app",
+    env: dict[str, str] | None = None,
+    start: bool = True,
+) -> str:
     _python, python_env = python_for_units()
     apps = directory / "apps"
     apps.mkdir(parents=True)
     (apps / "slow_app.py").write_text(SLOW_WSGI_APP)
+    (apps / "progress_wsgi.py").write_text(PROGRESS_WSGI_APP)
     (directory / "marks").mkdir()
-    environment = _environment({**python_env, "APP_MARK_DIR": str(directory / "marks")})
+    marks = {"APP_MARK_DIR": str(directory / "marks")}
+    environment = _environment({**python_env, **marks, **(env or {})})
     gunicorn = Path(sys.executable).with_name("gunicorn")
     config = "-c python:sdready.plugins.gunicorn " if plugin else ""
     name = systemd.unit_name("progress-drain")
@@ -339,17 +394,18 @@ def _slow_unit(systemd: UserManager, directory: Path, port: int, *, plugin: bool
         [Service]
         Type=notify
         ExecStart={gunicorn} {config}--bind 127.0.0.1:{port} --workers 1 --no-control-socket \\
-            --graceful-timeout 6 --timeout 60 slow_app:app
+            --graceful-timeout 6 --timeout 60 {app}:app
         WorkingDirectory={apps}
         Environment={environment}
-        TimeoutStartSec=30
+        TimeoutStartSec={30 if start else 3}
         TimeoutStopSec=2
         StandardOutput=append:{directory}/server.log
         StandardError=append:{directory}/server.log
         """,
     )
-    systemd.start_unit(name, wait_started=True, timeout=40)
-    systemd.wait_for(name, ActiveState="active", SubState="running", timeout=20)
+    if start:
+        systemd.start_unit(name, wait_started=True, timeout=40)
+        systemd.wait_for(name, ActiveState="active", SubState="running", timeout=20)
     return name
 
 
