@@ -250,6 +250,8 @@ class _ArbiterSide:
 
     def _on_stop_signal(self, signum: int) -> None:
         self._stop_signal = signum
+        if self.server is not None:
+            _keep.stopping(self.server)  # a kept unix socket's file must survive the exit
         self._wake()
 
     def _wake(self) -> None:

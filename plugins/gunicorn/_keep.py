@@ -23,9 +23,10 @@ if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
     from sdready import Notifier
 
-__all__ = ["OPTION", "keep_listeners", "wanted"]
+__all__ = ["OPTION", "keep_listeners", "stopping", "wanted"]
 
 OPTION = "sdready_keep_sockets"
+_kept: set[int] = set()  # the arbiters (by id) whose sockets are in the store
 
 
 def wanted(namespace: Mapping[str, Any]) -> bool:
@@ -57,8 +58,17 @@ def keep_listeners(server: Arbiter, notifier: Notifier, namespace: Mapping[str, 
             kept.append((sock.fileno(), name))
     forget_sockets(stale, notifier)
     if keep_sockets(kept, notifier):
-        # The sockets outlive this arbiter now: gunicorn must not unlink a unix socket's
-        # file when it exits, as it does not for sockets systemd passed.
+        _kept.add(id(server))
+
+
+def stopping(server: Arbiter) -> None:
+    """A stop signal: the kept sockets outlive this arbiter, so gunicorn must not unlink a
+    unix socket's file when it exits, as it does not for sockets systemd passed.
+
+    Only now: gunicorn's USR2 re-exec hands sockets over as fds 3… when ``systemd`` is set,
+    which holds only for sockets it got from systemd.
+    """
+    if id(server) in _kept:
         server.systemd = True
 
 

@@ -77,3 +77,56 @@ def test_a_store_alone_keeps_nothing_on_252(user_manager: UserManager, tmp_path:
             user_manager, unit, ("127.0.0.1", port), kills=1, restarts=0
         )
     assert outcome.refused > 0, outcome
+
+
+def test_usr2_upgrade_keeps_the_sockets(manager: UserManager, tmp_path: Path) -> None:
+    """USR2 (NotifyAccess=all: the new master takes MAINPID), the old master retired with
+    TERM, then a SIGKILL: the restart still gets every socket from the store."""
+    import os
+    import signal
+
+    from _restarts import TrafficClient
+    from _systemd import wait_until
+
+    port = free_port()
+    with manager.scoped():
+        unit = _gunicorn_unit(manager, tmp_path, port, worker="sync", store=True, keep=True)
+        manager.write_unit(  # the same unit, NotifyAccess=all for the take-over
+            unit,
+            (manager.unit_dir / unit).read_text().replace("NotifyAccess=main", "NotifyAccess=all"),
+        )
+        manager.start_unit(unit, wait_started=True, timeout=60)
+        old = int(manager.wait_for(unit, ActiveState="active")["MainPID"])
+        client = TrafficClient(("127.0.0.1", port))
+        client.start()
+        try:
+            os.kill(old, signal.SIGUSR2)
+            manager.wait_for(unit, lambda p: p["MainPID"] not in ("0", str(old)), timeout=60)
+            os.kill(old, signal.SIGTERM)
+            wait_until(lambda: not os.path.exists(f"/proc/{old}"), timeout=30)
+            answered = client.outcome.answered
+            manager.run("kill", "--signal=SIGKILL", unit, timeout=10)
+            manager.wait_for(
+                unit, lambda p: int(p["NRestarts"]) > 0, ActiveState="active", timeout=60
+            )
+            client.answer_after(answered)
+        finally:
+            outcome = client.finish()
+        unix = http_get(str(tmp_path / "app.sock"), timeout=5)
+    print(f"systemd {manager.systemd.version} gunicorn USR2 then SIGKILL: {outcome}")
+    assert outcome.refused == 0, f"{outcome}: {outcome.errors[:5]}"
+    assert unix.status == 200
+
+
+def test_a_kept_unix_socket_keeps_its_file_over_a_restart(
+    manager: UserManager, tmp_path: Path
+) -> None:
+    """gunicorn unlinks the unix socket files it bound when it stops; a kept one must stay
+    reachable by its path after ``systemctl restart`` of the first generation."""
+    port = free_port()
+    with manager.scoped():
+        unit = _gunicorn_unit(manager, tmp_path, port, worker="sync", store=True, keep=True)
+        outcome = restart_under_traffic(manager, unit, ("127.0.0.1", port), kills=0, restarts=1)
+        unix = http_get(str(tmp_path / "app.sock"), timeout=5)
+    assert outcome.refused == 0, outcome
+    assert unix.status == 200
