@@ -58,6 +58,7 @@ def _read_options(namespace: MutableMapping[str, Any]) -> ReadyOptions:
         # The environment may carry SDREADY_* settings meant for a plugin in the workers.
         environment = prefixed(os.environ, "SDREADY_", strict=False)
         settings = {**configured, **{k: v for k, v in environment.items() if k in _OPTIONS}}
+        _keep.wanted(namespace)  # a bad sdready_keep_sockets stops gunicorn too
         unused = sorted(set(configured) - set(_OPTIONS))
         if unused:
             # The workers report readiness themselves: nothing here would use these.

@@ -69,6 +69,14 @@ def test_listen_fds_names_and_pid_check() -> None:
     assert env == {}
 
 
+@pytest.mark.parametrize(("value", "expected"), [("4", 4), ("0", 0), ("", 0), ("x", 0)])
+def test_fdstore_max(value: str, expected: int) -> None:
+    from sdready._env import fdstore_max
+
+    assert fdstore_max({"FDSTORE": value}) == expected
+    assert fdstore_max({}) == 0
+
+
 # -- binding (no systemd) ------------------------------------------------------------------
 
 
