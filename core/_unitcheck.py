@@ -359,7 +359,9 @@ def _engine_facts(readiness: Readiness, facts: AppFacts) -> AppFacts:
         from_child = not readiness.is_main
     elif is_main_process():  # no NOTIFY_SOCKET (Type=simple): it would speak as main
         from_child = False if from_child is None else from_child
-    if facts.server == "gunicorn":  # an engine in gunicorn's main process: sdready's plugin
+    if facts.server == "gunicorn" and readiness.is_main:
+        # An engine in gunicorn's main process is sdready's plugin (an app's own front end
+        # runs in a worker, which is not the main process).
         facts = replace(facts, front_end="gunicorn", extends_stop=True)
     return replace(
         facts,

@@ -380,3 +380,22 @@ def test_the_gunicorn_plugin_stop_budget_covers_a_short_timeout_stop_sec() -> No
     short = replace(GOOD, timeout_stop=10.0)
     assert _fired(short, covered) == []  # Type=notify: the plugin extends the stop
     assert _fired(replace(short, type="simple"), covered) == ["type", "stop-timeout"]
+
+
+def test_engine_facts_in_a_gunicorn_worker_are_not_the_plugins(
+    notify_socket: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ASGI plugin in a gunicorn worker (gunicorn without sdready's plugin) notifies from
+    a child and extends no stop; in gunicorn's main process the engine is the plugin."""
+    from sdready import Readiness
+    from sdready._unitcheck import _engine_facts
+
+    facts = describe_command(["/v/gunicorn", "-k", "uvicorn_worker.UvicornWorker", "a:app"])
+    assert facts.front_end is None and not facts.extends_stop
+    monkeypatch.setenv("SYSTEMD_EXEC_PID", str(os.getpid() + 100000))  # another main
+    worker = _engine_facts(Readiness(), facts)
+    assert worker.ready_from_child and not worker.extends_stop
+    monkeypatch.setenv("SYSTEMD_EXEC_PID", str(os.getpid()))
+    arbiter = _engine_facts(Readiness(), facts)
+    assert not arbiter.ready_from_child and arbiter.extends_stop
+    assert arbiter.front_end == "gunicorn"
