@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from _restarts import restart_under_traffic, restart_unit
-from _servers import free_port
+from _servers import free_port, http_get
 from _systemd import UserManager
 
 pytestmark = [pytest.mark.systemd, pytest.mark.timeout(300)]
@@ -57,3 +57,17 @@ def test_control_without_the_store_is_refused(manager: UserManager, tmp_path: Pa
         outcome = restart_under_traffic(manager, unit, ("127.0.0.1", port), kills=KILLS)
     print(f"systemd {manager.systemd.version}, control: {outcome}")
     assert outcome.refused > 0, outcome
+
+
+def test_a_disabled_store_still_serves(manager: UserManager, tmp_path: Path) -> None:
+    """keep=True without FileDescriptorStoreMax=: systemd closes what it is sent; the app
+    serves as before and says once what the unit needs."""
+    port = free_port()
+    with manager.scoped():
+        unit = _waitress(manager, tmp_path, port, "yes", store=False)
+        manager.start_unit(unit, wait_started=True, timeout=60)
+        manager.wait_for(unit, ActiveState="active", timeout=30)
+        assert http_get(("127.0.0.1", port), timeout=5).status == 200
+        log = (tmp_path / "server.log").read_text(errors="replace")
+    assert log.count("the unit needs FileDescriptorStoreMax=") == 1, log
+    assert "Traceback" not in log
