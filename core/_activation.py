@@ -40,6 +40,7 @@ __all__ = [
     "listen_socket",
     "open_socket",
     "parse_address",
+    "release_stale",
 ]
 
 logger = logging.getLogger("sdready")
@@ -151,6 +152,24 @@ class _Passed:
                 by_address = by_address or (fd, fdname)
         return by_address
 
+    def release_stale(self, notifier: Notifier) -> None:
+        """Remove and close the unclaimed sockets that sdready stored under their address's
+        name: nobody asked for that address any more. Others (a ``.socket`` unit's, or
+        stored under a chosen name) stay as they are."""
+        with self._lock:
+            self._take()
+            stale = []
+            for fd, name in list(self._fds.items()):
+                item = _listener(fd)
+                if item is None or name == fdname_for(item.address):
+                    stale.append((fd, name, item.address if item is not None else "nothing"))
+                    del self._fds[fd]
+        for fd, name, where in stale:
+            logger.warning(texts.KEEP_UNCLAIMED, name, where)
+            forget_sockets([name], notifier)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def warn_once(self, key: str, message: str, *args: object) -> None:
         with self._lock:
             if key in self._warned:
@@ -231,6 +250,12 @@ def keep_sockets(sockets: Iterable[tuple[socket.socket | int, str]], notifier: N
     elif not limit and sent:
         logger.info(texts.KEEP_STORE_UNKNOWN, ", ".join(sorted(_passed.kept)))
     return sent
+
+
+def release_stale(notifier: Notifier) -> None:
+    """Once every address was asked for: the stored sockets no address claimed leave the
+    store and are closed (see :meth:`_Passed.release_stale`)."""
+    _passed.release_stale(notifier)
 
 
 def open_socket(

@@ -155,7 +155,7 @@ class Supervisor:
                 self.relay.close()
 
     def _open_sockets(self) -> None:
-        from ._activation import fdname_for, open_socket
+        from ._activation import fdname_for, open_socket, release_stale
 
         try:
             for address in self.listen:
@@ -164,6 +164,8 @@ class Supervisor:
                 self.sockets.append((sock, fdname_for(address)))
         except (OSError, ValueError) as exc:
             raise SpawnError(EXIT_INTERNAL, f"cannot listen: {exc}") from None
+        if self.sockets:
+            release_stale(self.notifier)  # stored for an address no --listen names now
 
     def _spawn(self, child_mask: Iterable[int]) -> int:
         env = dict(os.environ)

@@ -33,6 +33,7 @@ __all__ = [
     "KEEP_STALE",
     "KEEP_STORE_FULL",
     "KEEP_STORE_UNKNOWN",
+    "KEEP_UNCLAIMED",
     "READY",
     "READY_UNCHECKED",
     "STARTING",
@@ -84,6 +85,11 @@ KEEP_STALE = (
 KEEP_STORE_FULL = (
     "%d sockets kept but the unit's fd store holds %d (FileDescriptorStoreMax=): systemd "
     "closed the rest, which will be bound anew (and refuse connections) on restart"
+)
+#: ``% (name, where it listens)``: ``sdready exec --listen`` no longer asks for it.
+KEEP_UNCLAIMED = (
+    "the socket stored as FDNAME=%s listens on %s, which no --listen names any more: "
+    "removed from the fd store and closed"
 )
 #: ``% names``: systemd < 254 does not say whether the unit has a store.
 KEEP_STORE_UNKNOWN = (

@@ -147,3 +147,44 @@ def test_the_commands_own_ready_is_relayed(
     else:
         notify_socket.wait_for(lambda m: m.get("STATUS", "").startswith("Not ready"), timeout=30)
         assert not notify_socket.values("READY")
+
+
+_WITH_FD3 = """
+import os, sys
+source, name = int(sys.argv[1]), sys.argv[2]
+os.dup2(source, 3)
+os.environ.update(LISTEN_FDS="1", LISTEN_FDNAMES=name, LISTEN_PID=str(os.getpid()))
+os.execv(sys.executable, [sys.executable, "-m", "sdready", *sys.argv[3:]])
+"""
+
+
+@pytest.mark.parametrize("socket_unit", [False, True])
+def test_a_socket_no_listen_names_leaves_the_store(
+    apps: Path, notify_socket: NotifyRecorder, tmp_path: Path, socket_unit: bool
+) -> None:
+    """systemd passes a socket stored for an address the unit no longer listens on: it
+    leaves the store. A .socket unit's socket (another name) is left alone."""
+    import socket
+
+    with socket.socket() as old:
+        old.bind(("127.0.0.1", 0))
+        old.listen()
+        name = "app.socket" if socket_unit else f"127.0.0.1_{old.getsockname()[1]}"
+        new = free_port()
+        show = "import os; print('child', os.environ['LISTEN_FDNAMES'])"
+        result = subprocess.run(
+            [sys.executable, "-c", _WITH_FD3, str(old.fileno()), name, "exec", "--listen",
+             f"127.0.0.1:{new}", "--", sys.executable, "-c", show],
+            pass_fds=(old.fileno(),), env=notify_socket.env, cwd=apps,
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert f"child 127.0.0.1_{new}" in output, output  # only the --listen socket goes on
+    sdready_marker = "no --listen names any more"
+    removed = notify_socket.values("FDSTOREREMOVE")
+    if socket_unit:
+        assert not removed and sdready_marker not in output
+    else:
+        assert removed and sdready_marker in output, output
+        remove = next(m for m in notify_socket.messages if "FDSTOREREMOVE" in m)
+        assert remove["FDNAME"] == name
