@@ -76,27 +76,6 @@ GUNICORN_TIMEOUT_WARN = (
 GUNICORN_TIMEOUT_FAIL = "Not ready: no worker booted within {timeout:g} s; still waiting"
 GUNICORN_FAILED = "Failed: {message}"
 
-# Logged by sdready.listen_socket, sdready exec --listen and gunicorn's keep-sockets.
-#: ``% (name, where it listens, the configured address)``
-KEEP_STALE = (
-    "the socket stored as FDNAME=%s listens on %s, not %s: removed from the fd store and closed"
-)
-#: ``% (sockets kept, $FDSTORE)``
-KEEP_STORE_FULL = (
-    "%d sockets kept but the unit's fd store holds %d (FileDescriptorStoreMax=): systemd "
-    "closed the rest, which will be bound anew (and refuse connections) on restart"
-)
-#: ``% (name, where it listens)``: ``sdready exec --listen`` no longer asks for it.
-KEEP_UNCLAIMED = (
-    "the socket stored as FDNAME=%s listens on %s, which no --listen names any more: "
-    "removed from the fd store and closed"
-)
-#: ``% names``: systemd < 254 does not say whether the unit has a store.
-KEEP_STORE_UNKNOWN = (
-    "kept %s in systemd's fd store; the unit needs FileDescriptorStoreMax= (else systemd "
-    "closes them and restarts refuse connections)"
-)
-
 # Unit checks (sdready doctor and the engine's startup self-check, sdready._unitcheck): each
 # is (why it breaks readiness, the line to write), ``.format(**fields)``; CHECK_LINE joins
 # them into the one WARNING a check logs.
@@ -175,6 +154,11 @@ KEEP_STALE = (
 KEEP_STORE_FULL = (
     "%d sockets kept but the unit's fd store holds %d (FileDescriptorStoreMax=): systemd "
     "closed the rest, which will be bound anew (and refuse connections) on restart"
+)
+#: ``% (name, where it listens)``: ``sdready exec --listen`` no longer asks for it.
+KEEP_UNCLAIMED = (
+    "the socket stored as FDNAME=%s listens on %s, which no --listen names any more: "
+    "removed from the fd store and closed"
 )
 #: ``% names``: systemd < 254 does not say whether the unit has a store.
 KEEP_STORE_UNKNOWN = (
