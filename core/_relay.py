@@ -3,49 +3,63 @@
 With ``--listen`` the command serves a socket that accepted connections before the app
 could answer, so READY must come from the app. An HTTP probe says so from outside; a
 command that runs a sdready plugin (or any sd_notify code) says so itself. The command
-gets ``NOTIFY_SOCKET`` pointing here, in a directory only this user can enter, and the
-supervisor asks :meth:`NotifyRelay.ready` between its steps: whatever else the command
-sends (STATUS, WATCHDOG, fds) is dropped, so only the supervisor speaks to systemd.
+gets ``NOTIFY_SOCKET`` pointing here and the supervisor asks :meth:`NotifyRelay.ready`
+between its steps: whatever else the command sends (STATUS, WATCHDOG, fds) is dropped, so
+only the supervisor speaks to systemd.
+
+The socket is abstract (nothing on disk to leave behind when sdready is killed) under a
+random name, and only datagrams whose kernel-checked credentials (``SO_PASSCRED``) show
+our own uid count.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
-import tempfile
+import struct
 
 __all__ = ["NotifyRelay"]
 
 _DATAGRAM_MAX = 4096
+_UCRED = struct.Struct("3i")  # pid, uid, gid
 
 
 class NotifyRelay:
-    """A datagram socket in a private directory; :attr:`address` is the child's NOTIFY_SOCKET."""
+    """An abstract datagram socket; :attr:`address` is the child's ``NOTIFY_SOCKET``."""
 
     def __init__(self) -> None:
-        self._dir = tempfile.mkdtemp(prefix="sdready-exec-")  # mode 0700: ours alone
-        self.address = os.path.join(self._dir, "notify")
+        name = f"sdready-exec-{os.getpid()}-{os.urandom(8).hex()}"
+        self.address = "@" + name
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
-        self._sock.bind(self.address)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self._sock.bind("\0" + name)
+        self._uid = os.getuid()
 
     def ready(self) -> bool:
-        """True once a datagram with ``READY=1`` arrived; reads all that are queued."""
+        """True once a datagram with ``READY=1`` arrived from our uid; reads all queued."""
         heard = False
         while True:
             try:
-                # recv() takes no ancillary data: the kernel closes any fds sent along.
-                data = self._sock.recv(_DATAGRAM_MAX)
+                # No room for SCM_RIGHTS: the kernel closes any fds sent along.
+                data, ancillary, _flags, _address = self._sock.recvmsg(
+                    _DATAGRAM_MAX, socket.CMSG_SPACE(_UCRED.size)
+                )
             except (BlockingIOError, InterruptedError):
                 return heard
             except OSError:
                 return heard
-            if b"READY=1" in data.split(b"\n"):
+            if self._ours(ancillary) and b"READY=1" in data.split(b"\n"):
                 heard = True
+
+    def _ours(self, ancillary: list[tuple[int, int, bytes]]) -> bool:
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                _pid, uid, _gid = _UCRED.unpack(payload[: _UCRED.size])
+                return uid == self._uid
+        return False
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._sock.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
