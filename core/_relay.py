@@ -56,7 +56,7 @@ class NotifyRelay:
     def _ours(self, ancillary: list[tuple[int, int, bytes]]) -> bool:
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                _pid, uid, _gid = _UCRED.unpack(payload[: _UCRED.size])
+                uid: int = _UCRED.unpack(payload[: _UCRED.size])[1]
                 return uid == self._uid
         return False
 
