@@ -71,3 +71,31 @@ def test_a_disabled_store_still_serves(manager: UserManager, tmp_path: Path) -> 
         log = (tmp_path / "server.log").read_text(errors="replace")
     assert log.count("the unit needs FileDescriptorStoreMax=") == 1, log
     assert "Traceback" not in log
+
+
+def test_preserve_keeps_the_socket_over_a_stop(manager: UserManager, tmp_path: Path) -> None:
+    """FileDescriptorStorePreserve=yes (254+): after systemctl stop the store still holds
+    the socket while the unit stays loaded (a target wants it, as an enabled unit's does),
+    so a connection made while the unit is stopped waits and is served by the next start.
+    systemd 252 (no such setting) empties the store at the stop: refused, the control."""
+    import socket
+
+    port = free_port()
+    with manager.scoped():
+        unit = _waitress(manager, tmp_path, port, "yes", store=True)
+        anchor = manager.unit_name("anchor", ".target")
+        manager.write_unit(anchor, f"[Unit]\nWants={unit}\n")  # keeps the unit loaded
+        manager.start_unit(anchor, wait_started=True, timeout=60)
+        manager.wait_for(unit, ActiveState="active", timeout=60)
+        manager.run("stop", unit, timeout=30)
+        try:  # while no process of the unit runs
+            client = socket.create_connection(("127.0.0.1", port), timeout=30)
+        except ConnectionRefusedError:
+            answer = "refused"
+        else:
+            with client:
+                manager.start_unit(unit, wait_started=True, timeout=60)
+                client.sendall(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
+                answer = client.recv(64).split(b"\r\n")[0].decode()
+    expected = "HTTP/1.0 200 OK" if manager.systemd.version >= 254 else "refused"
+    assert answer == expected
