@@ -35,7 +35,6 @@ from __future__ import annotations
 import errno as _errno
 import logging
 import os
-import platform
 import socket
 import sys
 import time
@@ -232,6 +231,8 @@ def pidfd_getfd_support() -> tuple[bool, str]:
     global _support, _syscall  # noqa: PLW0603  (probed once per process, then cached)
     if _support is not None:
         return _support
+    import platform  # here: a watch that sock_diag serves never needs it (nor ctypes)
+
     machine = platform.machine().lower()
     if not hasattr(os, "pidfd_open"):
         _support = (False, "os.pidfd_open is missing (needs Linux 5.3+)")
@@ -264,7 +265,8 @@ def _probe_self() -> tuple[bool, str]:
     finally:
         os.close(pidfd)
     os.close(fd)
-    return True, f"pidfd_getfd available (Linux {platform.release()}, {platform.machine()})"
+    uname = os.uname()
+    return True, f"pidfd_getfd available (Linux {uname.release}, {uname.machine})"
 
 
 def _getfd(pidfd: int, target_fd: int) -> int:
@@ -448,7 +450,9 @@ class TreeListeners:
         self.requested: Method = method
         self._tree = ProcessTree(root)
         self._diag = self._open_diag() if method in ("auto", "sockdiag") else None
-        self._use_pidfd = method in ("auto", "pidfd") and pidfd_getfd_support()[0]
+        # Probed only when needed (it loads ctypes): pidfd serves "auto" once sock_diag cannot.
+        self._use_pidfd = method == "pidfd" or (method == "auto" and self._diag is None)
+        self._use_pidfd = self._use_pidfd and pidfd_getfd_support()[0]
         if method == "pidfd" and not self._use_pidfd:
             raise OSError(_errno.ENOSYS, pidfd_getfd_support()[1])
         self._owned: dict[int, tuple[int, int]] = {}  # sockdiag: listener inode -> (pid, fd)
@@ -515,6 +519,7 @@ class TreeListeners:
         self._diag = None
         if self.requested == "sockdiag":  # asked for it alone: nothing else is tried
             raise OSError(_errno.EXDEV, why)
+        self._use_pidfd = pidfd_getfd_support()[0]
         logger.info("%s: reading the process tree's descriptors instead", why)
 
     def _poll_sockdiag(self, diag: SockDiag) -> list[Listener] | None:
