@@ -61,6 +61,7 @@ _UNIX_MESSAGE = struct.Struct("=xBxxI8s")  # (family), type, (state, pad), ino, 
 _ATTRIBUTE = struct.Struct("=HH")  # rtattr: len, type
 _ERROR = struct.Struct("=i")  # nlmsgerr: a negative errno first
 _BUFFER = 65536
+_TIMEOUT = 1.0  # seconds
 
 #: socket cookie -> (inode, (family, address))
 _Seen: TypeAlias = "dict[bytes, tuple[int, tuple[int, Address]]]"
@@ -95,6 +96,9 @@ class SockDiag:
         self._sock = socket.socket(
             socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, _NETLINK_SOCK_DIAG
         )
+        # A dump is answered at once; should one ever not be, the caller falls back rather
+        # than hang (sdready exec's supervisor would stop forwarding signals).
+        self._sock.settimeout(_TIMEOUT)
         self._seqs: dict[bytes, int] = {}  # request -> its sequence number
         # The last reply to each request, read by read, with its entries.
         self._replies: dict[bytes, tuple[list[bytes], _Seen]] = {}
