@@ -1,7 +1,7 @@
 """Listening sockets of *another* process tree: what ``sdready exec`` and ``wait-listen`` watch.
 
 The in-process walk of :mod:`sdready._listeners` asks the kernel about our own fds. Another
-process's sockets are reached in one of two ways, chosen per process:
+process's sockets are reached in one of three ways:
 
 ``pidfd``
     ``pidfd_open(2)`` + ``pidfd_getfd(2)`` (Linux 5.6+) duplicate each socket of the target
@@ -13,9 +13,9 @@ process's sockets are reached in one of two ways, chosen per process:
     ``prctl(PR_SET_DUMPABLE, 0)``) refuses.
 ``proc``
     The socket inodes from ``/proc/PID/fd`` matched against ``/proc/PID/net/{tcp,tcp6,unix}``
-    (``LISTEN``: state ``0A`` for TCP, ``__SO_ACCEPTCON`` for unix). Needs only
-    ptrace-*read* rights (same uid, or ``CAP_SYS_PTRACE``), but reads tables as large as the
-    network namespace's socket count; they are read only while a socket is undecided.
+    (:mod:`sdready._proctables`). Needs only ptrace-*read* rights (same uid, or
+    ``CAP_SYS_PTRACE``), but reads tables as large as the network namespace's socket count;
+    they are read only while a socket is undecided.
 
 ``sockdiag``
     One netlink ``sock_diag`` dump of the network namespace's *listeners*
@@ -35,15 +35,13 @@ from __future__ import annotations
 import errno as _errno
 import logging
 import os
-import socket
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
+from ._proctables import listener_from_entry, read_tables
 from ._sockdiag import SockDiag, same_network_namespace
-from ._sockets import Address, Listener, describe, inspect_socket, listener
+from ._sockets import Address, Listener, inspect_socket, listener
 
 __all__ = [
     "Method",
@@ -94,10 +92,6 @@ _UNIFIED_TABLE_ARCHES = frozenset(
 )
 # Errors that mean "pidfd_getfd cannot be used on this process", not "the fd went away".
 _REFUSED = frozenset({_errno.EPERM, _errno.EACCES, _errno.ENOSYS, _errno.EINVAL})
-_TCP_LISTEN = "0A"
-_TCP_CLOSE = "07"  # created, maybe bound, not yet listening: may still listen later
-_UNIX_ACCEPTCON = 0x10000
-_UNIX_STREAM_TYPES = frozenset({"0001", "0005"})  # SOCK_STREAM, SOCK_SEQPACKET
 
 
 # -- processes ---------------------------------------------------------------------------
@@ -297,94 +291,6 @@ def sockdiag_support() -> tuple[bool, str]:
     return _diag_support
 
 
-# -- /proc/net tables ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _TableEntry:
-    listening: bool
-    final: bool  # this socket can never start listening (connected, or not a stream socket)
-    family: int
-    host: str
-    port: int
-    path: str
-
-
-def _ipv4(hex_address: str) -> str:
-    # The kernel prints the __be32 as a host-order integer.
-    return socket.inet_ntop(socket.AF_INET, int(hex_address, 16).to_bytes(4, sys.byteorder))
-
-
-def _ipv6(hex_address: str) -> str:
-    raw = b"".join(
-        int(hex_address[i : i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, 32, 8)
-    )
-    return socket.inet_ntop(socket.AF_INET6, raw)
-
-
-def _read_tables(netdir: str, inodes: set[int] | None) -> dict[int, _TableEntry]:
-    """Parse tcp, tcp6 and unix tables under *netdir*; only *inodes* (None: listeners only)."""
-    entries: dict[int, _TableEntry] = {}
-    for name, family, parse in (
-        ("tcp", socket.AF_INET, _ipv4),
-        ("tcp6", socket.AF_INET6, _ipv6),
-    ):
-        try:
-            with open(f"{netdir}/{name}") as table:
-                next(table, None)
-                for line in table:
-                    fields = line.split()
-                    if len(fields) < 10:
-                        continue
-                    inode = int(fields[9])
-                    listening = fields[3] == _TCP_LISTEN
-                    if not (listening if inodes is None else inode in inodes):
-                        continue
-                    host_hex, _, port_hex = fields[1].partition(":")
-                    entries[inode] = _TableEntry(
-                        listening,
-                        not listening and fields[3] != _TCP_CLOSE,
-                        family,
-                        parse(host_hex),
-                        int(port_hex, 16),
-                        "",
-                    )
-        except OSError:
-            continue  # no IPv6 in this kernel, or no /proc/net
-    try:
-        with open(f"{netdir}/unix", errors="replace") as table:
-            next(table, None)
-            for line in table:
-                fields = line.split(None, 7)
-                if len(fields) < 7:
-                    continue
-                inode = int(fields[6])
-                stream = fields[4] in _UNIX_STREAM_TYPES
-                listening = stream and bool(int(fields[3], 16) & _UNIX_ACCEPTCON)
-                if not (listening if inodes is None else inode in inodes):
-                    continue
-                path = fields[7].rstrip("\n") if len(fields) > 7 else ""
-                # St 01 is SS_UNCONNECTED: the only state that can still become a listener.
-                final = not listening and (not stream or fields[5] != "01")
-                entries[inode] = _TableEntry(listening, final, socket.AF_UNIX, "", 0, path)
-    except OSError:
-        pass
-    return entries
-
-
-def _listener_from_entry(fd: int, inode: int, entry: _TableEntry) -> Listener:
-    sockname: object
-    if entry.family == socket.AF_UNIX:
-        # The table shows an abstract name as "@name"; getsockname() gives b"\0name".
-        path = entry.path
-        sockname = b"\0" + path[1:].encode() if path.startswith("@") else path
-    elif entry.family == socket.AF_INET6:
-        sockname = (entry.host, entry.port, 0, 0)
-    else:
-        sockname = (entry.host, entry.port)
-    return listener(fd, inode, entry.family, describe(entry.family, sockname))
-
-
 def _inspect_duplicate(dup: int, fd: int, inode: int) -> tuple[Listener | None, bool]:
     """``(listener, final)`` for *dup*, our duplicate of another process's socket *fd*.
 
@@ -416,11 +322,9 @@ def namespace_listeners(pid: int | None = None) -> list[Listener]:
         else:
             return [listener(-1, inode, *described) for inode, described in found.items()]
     netdir = "/proc/net" if pid is None else f"/proc/{pid}/net"
-    entries = _read_tables(netdir, None)
+    entries = read_tables(netdir, None)
     return [
-        _listener_from_entry(-1, inode, entry)
-        for inode, entry in entries.items()
-        if entry.listening
+        listener_from_entry(-1, inode, entry) for inode, entry in entries.items() if entry.listening
     ]
 
 
@@ -672,13 +576,13 @@ class TreeListeners:
     def _ask_tables(self, wanted: dict[int, tuple[int, int]], result: dict[int, Listener]) -> None:
         self.methods_used.add("proc")
         owner = next(iter(wanted.values()))[0]
-        entries = _read_tables(f"/proc/{owner}/net", set(wanted))
+        entries = read_tables(f"/proc/{owner}/net", set(wanted))
         for inode, (_pid, fd) in wanted.items():
             entry = entries.get(inode)
             if entry is None:
                 continue  # not TCP/unix, or not bound yet: ask again next time
             if entry.listening:
-                listener = _listener_from_entry(fd, inode, entry)
+                listener = listener_from_entry(fd, inode, entry)
                 self._found[inode] = listener
                 result[inode] = listener
             elif entry.final:
