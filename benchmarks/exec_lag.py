@@ -97,6 +97,7 @@ def main() -> int:
     lag_file = os.environ.get("SDREADY_BENCH_LAG_FILE")
     names = methods()
     rows: list[str] = []
+    targets: list[str] = []
     try:
         with NotifyRecorder(set_environment=False) as recorder:
             for condition, target_ms in TARGETS.items():
@@ -124,6 +125,11 @@ def main() -> int:
                         if target is None
                         else f"<= {target:g} ms: " + ("yes" if p99 <= target else "NO")
                     )
+                    if target is not None:
+                        targets.append(
+                            f"target: sdready exec ({name}), listen() to READY, p99 "
+                            f"({condition}): {p99:.2f} ms, {verdict}"
+                        )
                     rows.append(
                         f"| {name} | {condition} | {len(lags)} | {statistics.median(lags):.2f} | "
                         f"{p99:.2f} | {max(lags):.2f} | {100 * statistics.mean(shares):.1f} % | "
@@ -141,6 +147,7 @@ def main() -> int:
         "the run. CPU: sdready's time on a CPU between the child's start and its listen(), over "
         "that wall time (mean over the starts)."
     )
+    print("\n" + "\n".join(targets))
     return 0
 
 

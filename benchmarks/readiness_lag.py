@@ -247,7 +247,7 @@ def main() -> int:
     (workdir / "gunicorn_conf.py").write_text(GUNICORN_CONF)
     lag_file = os.environ.get("SDREADY_BENCH_LAG_FILE")
     rows = []
-    serving_rows = []
+    serving_rows: list[tuple[str, str | None]] = []
     try:
         with NotifyRecorder(set_environment=False) as recorder:
             for name, command in servers(sys.executable, bindir).items():
@@ -291,11 +291,12 @@ def main() -> int:
     print(f"\n### gunicorn: the worker can serve, to READY at the recorder ({starts} starts, ms)\n")
     print(f"| server | from | starts | p50 | p90 | p99 | max | p99 <= {SERVE_TARGET:g} ms |")
     print("|---|---|---:|---:|---:|---:|---:|:---:|")
-    print("\n".join(serving_rows))
+    print("\n".join(row for row, _ in serving_rows))
     print(
         "\nfrom: 'hook', the end of gunicorn's post_worker_init chain (sdready's hook runs "
         "first); 'app', once the server took the app's lifespan.startup.complete."
     )
+    print("\n" + "\n".join(target for _, target in serving_rows if target))
     return 0
 
 
@@ -308,9 +309,10 @@ def serving_row(
     workdir: Path,
     recorder: NotifyRecorder,
     lag_file: str | None,
-) -> str:
+) -> tuple[str, str | None]:
+    """The table row of one gunicorn setup, and its target line (None: not measured)."""
     if not os.path.exists(command[0]):
-        return f"| {name} | {serve_from} | (not installed) | | | | | |"
+        return f"| {name} | {serve_from} | (not installed) | | | | | |", None
     lags = [
         lag
         for lag in (
@@ -320,16 +322,19 @@ def serving_row(
         if lag is not None
     ]
     if not lags:
-        return f"| {name} | {serve_from} | 0 (no stamp) | | | | | |"
+        return f"| {name} | {serve_from} | 0 (no stamp) | | | | | |", None
     if lag_file:
         with open(lag_file, "a") as handle:
             for lag in lags:
                 record = {"server": f"{name}, from serving", "lag_ms": lag}
                 handle.write(json.dumps(record) + "\n")
     cells = [statistics.median(lags), *(percentile(lags, q) for q in (0.9, 0.99)), max(lags)]
-    verdict = "yes" if percentile(lags, 0.99) <= SERVE_TARGET else "NO"
+    p99 = percentile(lags, 0.99)
+    verdict = "yes" if p99 <= SERVE_TARGET else "NO"
     figures = " | ".join(f"{value:.2f}" for value in cells)
-    return f"| {name} | {serve_from} | {len(lags)} | {figures} | {verdict} |"
+    row = f"| {name} | {serve_from} | {len(lags)} | {figures} | {verdict} |"
+    target = f"target: {name}, the worker can serve to READY, p99: {p99:.2f} ms, "
+    return row, f"{target}<= {SERVE_TARGET:g} ms: {verdict}"
 
 
 if __name__ == "__main__":

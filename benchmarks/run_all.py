@@ -88,6 +88,7 @@ def main() -> int:
     lag_file = Path(tempfile.mkstemp(prefix="sdready-lag-", suffix=".jsonl")[1])
     env = {**os.environ, "SDREADY_BENCH_LAG_FILE": str(lag_file)}
     sections: list[str] = []
+    targets: list[str] = []
     failed = 0
     for script in scripts:
         command = [sys.executable, str(script), *(["--quick"] if args.quick else [])]
@@ -104,6 +105,10 @@ def main() -> int:
             sections.append(f"## {script.name}\n\nFAILED (exit {result.returncode}).\n")
         else:
             sections.append(f"<!-- {script.name}: {took:.0f} s -->\n{result.stdout.strip()}\n")
+            # A script states each target it is held to on a line of its own: "target: ...".
+            targets += [
+                line[8:] for line in result.stdout.splitlines() if line.startswith("target: ")
+            ]
     samples = load_samples(lag_file)
     SAMPLES.write_text(lag_file.read_text())  # kept: --replot redraws without rerunning
     lag_file.unlink()
@@ -112,6 +117,10 @@ def main() -> int:
         f"Made by `make bench` on {time.strftime('%Y-%m-%d')}: {cpu_model()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, Linux {platform.release()}.\n"
     )
+    if targets:
+        summary = "\n".join(f"- {line}" for line in targets)
+        header += f"\n## Targets, from this run\n\n{summary}\n"
+        print(f"\n== targets\n{summary}")
     if samples and plot(samples, HERE / PLOT):
         header += f"\n![readiness lag per server]({PLOT})\n"
     (HERE / "RESULTS.md").write_text(header + "\n" + "\n".join(sections))
