@@ -19,19 +19,19 @@ Only loaded by the command itself, so it may import what it needs.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from . import texts
 from ._cli_notify import DEFAULT_TIMEOUT, EXIT_NO_SOCKET, deliver, fields_of
 from ._env import listen_fds_count, main_pid, watchdog_interval
 from ._listeners import Listener, ListenTimeoutError, _Wait, validate_expect
+from ._log import stderr_log
 from ._notifier import NotifyAddress
 from ._options import ReadyOptions, parse_duration, parse_expect
 from ._probe import parse_probe
@@ -291,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         level = logging.INFO if command in ("exec", "wait-listen") else logging.WARNING
     run: Callable[[argparse.Namespace], int] = args.handler
-    with _stderr_log(command, level):
+    with stderr_log(command, level):
         try:
             return run(args)
         except _UsageError as exc:
@@ -299,29 +299,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             sub.print_usage(sys.stderr)
             sys.stderr.write(f"sdready {command}: error: {exc}\n")
             return EXIT_USAGE
-
-
-@contextlib.contextmanager
-def _stderr_log(command: str, level: int) -> Iterator[None]:
-    """sdready's log on stderr, ``sdready COMMAND: message``, while the command runs."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"sdready {command}: %(message)s"))
-    handler.setLevel(level)
-    saved_level = logger.level
-    logger.addHandler(handler)
-    if logger.getEffectiveLevel() > level:
-        logger.setLevel(level)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(saved_level)
-
-
-def report_error(command: str, message: str) -> None:
-    """Log *message* as an error of *command*, as :func:`main` would (for a fast path)."""
-    with _stderr_log(command, logging.ERROR):
-        logger.error("%s", message)
 
 
 # -- notify --------------------------------------------------------------------------------

@@ -160,7 +160,7 @@ def fast_main(argv: list[str]) -> int | None:
         return None
     code, error = deliver(fields, pid=None, no_block=request.no_block, timeout=request.timeout)
     if error is not None:
-        from ._cli import report_error  # argparse and logging, on this rare path only
+        from ._log import report_error  # logging, on this rare path only
 
         report_error("notify", error)
     return code

@@ -26,7 +26,7 @@ import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from . import texts
 from ._appfacts import AppFacts, describe_command
@@ -35,11 +35,23 @@ from ._env import invocation_id, is_main_process, user_manager
 from ._unitinfo import UnitConfig, UnitError, own_unit, read_unit
 
 if TYPE_CHECKING:
-    from ._readiness import Readiness
+    from ._options import ReadyOptions
 
 __all__ = ["RULES", "Result", "Rule", "check", "facts_for", "self_check"]
 
 logger = logging.getLogger("sdready")
+
+
+class Engine(Protocol):
+    """What the check needs to know of the readiness engine that started it."""
+
+    @property
+    def options(self) -> ReadyOptions: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def is_main(self) -> bool: ...
+
 
 Severity = Literal["warning", "error"]
 Verdict = Literal["ok", "warning", "error", "skipped"]
@@ -320,7 +332,7 @@ def _claim(invocation: str) -> bool:
     return True
 
 
-def self_check(readiness: Readiness, environ: Mapping[str, str] | None = None) -> list[Result]:
+def self_check(readiness: Engine, environ: Mapping[str, str] | None = None) -> list[Result]:
     """Compare this process's unit with what *readiness*'s front end does; log each finding.
 
     Runs in the engine's background thread; returns the results (for tests). Any failure
@@ -350,7 +362,7 @@ def self_check(readiness: Readiness, environ: Mapping[str, str] | None = None) -
     return results
 
 
-def _engine_facts(readiness: Readiness, facts: AppFacts) -> AppFacts:
+def _engine_facts(readiness: Engine, facts: AppFacts) -> AppFacts:
     """The unit's facts, corrected by what the engine knows for sure about this process."""
     options = readiness.options
     sends = readiness.enabled
