@@ -306,13 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _cmd_notify(args: argparse.Namespace) -> int:
     try:
-        fields = fields_of(
-            ready=args.ready,
-            reloading=args.reloading,
-            stopping=args.stopping,
-            status=args.status,
-            assignments=args.assignments,
-        )
+        fields = fields_of(args)
     except ValueError as exc:  # a bad field name or a newline is the caller's mistake
         raise _UsageError(str(exc)) from None
     if os.environ.get("NOTIFY_SOCKET") is None:

@@ -18,6 +18,20 @@ from ._exceptions import NotifyError
 from ._notifier import Notifier
 from ._protocol import encode
 
+TYPE_CHECKING = False  # typing itself is not imported on this path
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class Options(Protocol):
+        """argparse's namespace, or the fast parser's request."""
+
+        ready: bool
+        reloading: bool
+        stopping: bool
+        status: str | None
+        assignments: list[str]
+
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "EXIT_NO_SOCKET",
@@ -43,21 +57,20 @@ _FLAGS = {
 DEFAULT_TIMEOUT = 5.0  #: --timeout: how long to wait for the manager (BARRIER)
 
 
-def fields_of(
-    *, ready: bool, reloading: bool, stopping: bool, status: str | None, assignments: list[str]
-) -> dict[str, str | int]:
-    """The message the options ask for; :class:`ValueError` for a usage error."""
+def fields_of(options: Options) -> dict[str, str | int]:
+    """The message the command line's *options* ask for; :class:`ValueError` for a usage
+    error."""
     fields: dict[str, str | int] = {}
-    if ready:
+    if options.ready:
         fields["READY"] = 1
-    if reloading:
+    if options.reloading:
         fields["RELOADING"] = 1
         fields["MONOTONIC_USEC"] = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-    if stopping:
+    if options.stopping:
         fields["STOPPING"] = 1
-    if status is not None:
-        fields["STATUS"] = status
-    for assignment in assignments:
+    if options.status is not None:
+        fields["STATUS"] = options.status
+    for assignment in options.assignments:
         name, sep, value = assignment.partition("=")
         if not sep:
             raise ValueError(f"{assignment!r} is not FIELD=VALUE")
@@ -149,13 +162,7 @@ def fast_main(argv: list[str]) -> int | None:
     if request is None or "NOTIFY_SOCKET" not in os.environ:
         return None
     try:
-        fields = fields_of(
-            ready=request.ready,
-            reloading=request.reloading,
-            stopping=request.stopping,
-            status=request.status,
-            assignments=request.assignments,
-        )
+        fields = fields_of(request)
     except ValueError:
         return None
     code, error = deliver(fields, pid=None, no_block=request.no_block, timeout=request.timeout)

@@ -22,7 +22,7 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TypeAlias
 
 from ._sockets import Address, describe
@@ -64,7 +64,11 @@ _BUFFER = 65536
 _TIMEOUT = 1.0  # seconds
 
 #: socket cookie -> (inode, (family, address))
-_Seen: TypeAlias = "dict[bytes, tuple[int, tuple[int, Address]]]"
+#: A socket's inode and (family, address), by the kernel's cookie for it.
+_Entry: TypeAlias = "tuple[int, tuple[int, Address]]"
+_Seen: TypeAlias = "dict[bytes, _Entry]"
+#: Reads one reply payload: (cookie, entry), or None for a socket that never counts.
+_Parse: TypeAlias = "Callable[[memoryview, _Seen], tuple[bytes, _Entry] | None]"
 
 
 def same_network_namespace(pid: int) -> bool:
@@ -141,37 +145,24 @@ class SockDiag:
         return dict(seen.values())
 
     def _dump_inet(self, kind: int, request: bytes, seen: _Seen) -> None:
+        self._dump(kind, request, seen, _inet_entry)
+
+    def _dump_unix(self, seen: _Seen) -> None:
+        self._dump(_SOCK_DIAG_BY_FAMILY, _UNIX_REQUEST, seen, _unix_entry)
+
+    def _dump(self, kind: int, request: bytes, seen: _Seen, parse: _Parse) -> None:
+        """One dump into *seen*; an entry known by its cookie is not parsed again."""
         chunks = self._reply(kind, request, seen)
         if chunks is None:
             return
         known = self._known
         entries: _Seen = {}
         for payload in self._payloads(chunks, request):
-            cookie, inode = _INET_KEY.unpack_from(payload)
-            entry = known.get(cookie)
-            if entry is None:
-                family, port, raw, scope = _INET_ADDRESS.unpack_from(payload)
-                entry = (inode, (family, _inet_address(family, raw, port, scope)))
-            entries[cookie] = entry
+            parsed = parse(payload, known)
+            if parsed is not None:
+                cookie, entry = parsed
+                entries[cookie] = entry
         self._replies[request] = (chunks, entries)
-        seen.update(entries)
-
-    def _dump_unix(self, seen: _Seen) -> None:
-        chunks = self._reply(_SOCK_DIAG_BY_FAMILY, _UNIX_REQUEST, seen)
-        if chunks is None:
-            return
-        known = self._known
-        entries: _Seen = {}
-        for payload in self._payloads(chunks, _UNIX_REQUEST):
-            kind, inode, cookie = _UNIX_MESSAGE.unpack_from(payload)
-            if kind != socket.SOCK_STREAM:  # as the descriptor walk: stream sockets only
-                continue
-            entry = known.get(cookie)
-            if entry is None:
-                name = _attribute(payload, _UNIX_MESSAGE.size, _UNIX_DIAG_NAME)
-                entry = (inode, (socket.AF_UNIX, _unix_address(name)))
-            entries[cookie] = entry
-        self._replies[_UNIX_REQUEST] = (chunks, entries)
         seen.update(entries)
 
     def _reply(self, kind: int, request: bytes, seen: _Seen) -> list[bytes] | None:
@@ -253,3 +244,23 @@ def _attribute(payload: memoryview, offset: int, wanted: int) -> bytes | None:
             return bytes(payload[offset + _ATTRIBUTE.size : offset + length])
         offset += (length + 3) & ~3
     return None
+
+
+def _inet_entry(payload: memoryview, known: _Seen) -> tuple[bytes, _Entry] | None:
+    cookie, inode = _INET_KEY.unpack_from(payload)
+    entry = known.get(cookie)
+    if entry is None:
+        family, port, raw, scope = _INET_ADDRESS.unpack_from(payload)
+        entry = (inode, (family, _inet_address(family, raw, port, scope)))
+    return cookie, entry
+
+
+def _unix_entry(payload: memoryview, known: _Seen) -> tuple[bytes, _Entry] | None:
+    kind, inode, cookie = _UNIX_MESSAGE.unpack_from(payload)
+    if kind != socket.SOCK_STREAM:  # as the descriptor walk: stream sockets only
+        return None
+    entry = known.get(cookie)
+    if entry is None:
+        name = _attribute(payload, _UNIX_MESSAGE.size, _UNIX_DIAG_NAME)
+        entry = (inode, (socket.AF_UNIX, _unix_address(name)))
+    return cookie, entry

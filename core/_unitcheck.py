@@ -111,20 +111,26 @@ def _server(facts: AppFacts) -> str:
     return facts.server or "the server"
 
 
+#: What SIGHUP does, by front end or by the server's own behaviour.
+_HUP_BY_FRONT_END = {"exec": "sdready exec forwards the signal and sends neither"}
+_HUP_BY_BEHAVIOUR = {"dies": "SIGHUP kills it"}
+#: How to turn sdready's watchdog on, by front end.
+_WATCHDOG_BY_FRONT_END = {
+    "exec": "sdready exec --watchdog",
+    "gunicorn": "Environment=SDREADY_WATCHDOG=1",
+}
+
+
 def _hup(facts: AppFacts) -> str:
-    if facts.front_end == "exec":
-        return "sdready exec forwards the signal and sends neither"
-    if facts.on_hup == "dies":
-        return "SIGHUP kills it"
-    return "it restarts its workers without telling systemd"
+    return _HUP_BY_FRONT_END.get(facts.front_end or "") or _HUP_BY_BEHAVIOUR.get(
+        facts.on_hup or "", "it restarts its workers without telling systemd"
+    )
 
 
 def _enable_watchdog(facts: AppFacts) -> str:
-    if facts.front_end == "exec":
-        return "sdready exec --watchdog"
-    if facts.front_end == "gunicorn":
-        return "Environment=SDREADY_WATCHDOG=1"
-    return "watchdog=True in the sdready front end"
+    return _WATCHDOG_BY_FRONT_END.get(
+        facts.front_end or "", "watchdog=True in the sdready front end"
+    )
 
 
 def _suggested_start(facts: AppFacts) -> float:
