@@ -123,6 +123,15 @@ class Run(ServerProcess):
     def output(self, tail: int | None = 4000) -> str:
         return super().output(tail)
 
+    def wait_output(self, text: str, timeout: float = 10.0) -> str:
+        """The output once it holds *text*: sdready logs a line just after the message it
+        describes went out, so a test that saw the message may read the log a moment early."""
+        deadline = time.monotonic() + timeout
+        while text not in (output := self.output(None)):
+            assert time.monotonic() < deadline, f"{text!r} not logged:\n{output[-4000:]}"
+            time.sleep(0.01)
+        return output
+
     def cleanup(self) -> None:
         if self.process.poll() is None:
             self.children()

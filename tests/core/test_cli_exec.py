@@ -91,7 +91,7 @@ def test_http_server_ready_when_listening(
         assert len(ready) == 1
         assert ready[0].pid == run.pid  # from the main process: NotifyAccess=main works
         assert f"(pid {run.child_pid()})" in ready[0]["STATUS"]
-        assert f"seen through {method}" in run.output()
+        run.wait_output(f"seen through {method}")
 
 
 def _ready_from(pids: set[int]) -> Callable[[NotifyMessage], bool]:
