@@ -13,6 +13,7 @@ __all__ = [
     "fdstore_max",
     "invocation_id",
     "is_main_process",
+    "listen_fdnames",
     "listen_fds",
     "listen_fds_count",
     "main_pid",
@@ -28,11 +29,14 @@ _LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 _USEC_INFINITY = 2**64 - 1
 
 
-def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
+def watchdog_interval(
+    environ: Mapping[str, str] | None = None, *, taking_over: int | None = None
+) -> float | None:
     """Return systemd's watchdog period in seconds, or ``None`` when the watchdog is off.
 
     Reads ``WATCHDOG_USEC`` and honours ``WATCHDOG_PID`` like sd_watchdog_enabled(3):
-    ``None`` when unset, zero, infinite or unparsable, or when meant for another pid.
+    ``None`` when unset, zero, infinite or unparsable, or when meant for another pid —
+    unless that pid is *taking_over*, the main pid this process replaced (``MAINPID=``).
     Ping at half this period.
     """
     env = os.environ if environ is None else environ
@@ -43,9 +47,35 @@ def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
     if usec <= 0 or usec >= _USEC_INFINITY:
         return None
     pid_text = env.get("WATCHDOG_PID")
-    if pid_text is not None and (not pid_text.isdigit() or int(pid_text) != os.getpid()):
+    if pid_text is not None and (
+        not pid_text.isdigit() or int(pid_text) not in (os.getpid(), taking_over)
+    ):
         return None
     return usec / 1_000_000
+
+
+def watchdog_elsewhere(environ: Mapping[str, str] | None = None) -> int | None:
+    """The pid ``WATCHDOG_PID`` names when ``WatchdogSec=`` is set for another process than
+    this one (uvicorn ``--workers``: the supervisor), else None."""
+    env = os.environ if environ is None else environ
+    pid_text = env.get("WATCHDOG_PID", "")
+    if not env.get("WATCHDOG_USEC") or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return None
+    return int(pid_text)
+
+
+def listen_fdnames(environ: Mapping[str, str] | None = None) -> dict[int, str]:
+    """The names ``LISTEN_FDNAMES`` gives the passed descriptors, by fd (3, 4, …), read on
+    their own: gunicorn consumes ``LISTEN_FDS`` and ``LISTEN_PID`` but leaves the names."""
+    env = os.environ if environ is None else environ
+    names = env.get("LISTEN_FDNAMES", "").split(":")
+    return {LISTEN_FDS_START + i: name for i, name in enumerate(names) if name}
+
+
+def started_by_systemd(environ: Mapping[str, str] | None = None) -> bool:
+    """True when a service manager started this process tree (``INVOCATION_ID`` is set)."""
+    env = os.environ if environ is None else environ
+    return bool(env.get("INVOCATION_ID"))
 
 
 def listen_fds_count(environ: Mapping[str, str] | None = None) -> int:

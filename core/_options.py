@@ -66,6 +66,8 @@ class ReadyOptions:
     :param notifier: the :class:`~sdready.Notifier` to use (default: from ``NOTIFY_SOCKET``).
     :param ready_workers: gunicorn only: how many workers must serve (a number or
         ``"all"``); None: 1, or all under ``reuse_port``.
+    :param keep_sockets: gunicorn only: keep its listening sockets in systemd's fd store
+        once READY; None: when ``$FDSTORE`` says the unit has a store (systemd >= 254).
 
     Bad values raise :class:`ValueError` here, when the options are made.
     """
@@ -78,6 +80,7 @@ class ReadyOptions:
     health: HealthCheck | None = None
     notifier: Notifier | None = None
     ready_workers: int | Literal["all"] | None = None
+    keep_sockets: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.ready_timeout, bool) or not (
@@ -92,6 +95,8 @@ class ReadyOptions:
             parse_probe(self.probe)
         if self.expect is not None:
             parse_expectations(self.expect)
+        if self.keep_sockets not in (None, True, False):
+            raise ValueError(f"keep_sockets must be True, False or None, got {self.keep_sockets!r}")
         if self.health is not None and not callable(self.health):
             raise ValueError(f"health must be callable, got {self.health!r}")
         workers = self.ready_workers
@@ -113,7 +118,8 @@ class ReadyOptions:
         ``"500ms"`` → 0.5, ``"off"`` → False, ``"8000,/run/app.sock"`` →
         ``[8000, "/run/app.sock"]``, ``"none"`` → None for probe, ``"4"`` → 4 workers).
         Unknown keys raise :class:`ValueError`; its message names an option as
-        ``label.format(name)`` (``"sdready_{}"``: as the user wrote it).
+        ``label.format(name)`` (``"sdready_{}"``, or ``"SDREADY_{}"`` for upper case: as
+        the user wrote it).
         """
         unknown = set(settings) - OPTION_NAMES
         if unknown:
@@ -121,7 +127,8 @@ class ReadyOptions:
         values = dict(settings)
         for name, parse in _PARSERS.items():
             if isinstance(values.get(name), str):
-                values[name] = parse(label.format(name), str(values[name]))
+                shown = label.format(name.upper() if label.isupper() else name)
+                values[name] = parse(shown, str(values[name]))
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -139,6 +146,7 @@ class ReadyKeywords(TypedDict, total=False):
     health: HealthCheck | None
     notifier: Notifier | None
     ready_workers: int | Literal["all"] | None
+    keep_sockets: bool | None
 
 
 def prefixed(
@@ -229,4 +237,5 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "expect": _parse_expect,
     "probe": _parse_probe,
     "ready_workers": _parse_workers,
+    "keep_sockets": parse_bool,
 }

@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+from ._env import started_by_systemd
 from ._proctables import listener_from_entry, read_tables
 from ._sockdiag import SockDiag, same_network_namespace
 from ._sockets import Address, Listener, inspect_socket, listener
@@ -117,7 +118,7 @@ def _service_cgroup_pids() -> list[int] | None:
     Reading one ``cgroup.procs`` is much cheaper than scanning all of ``/proc`` on a busy
     host, and a service's descendants all live in its cgroup (without ``Delegate=``).
     """
-    if "INVOCATION_ID" not in os.environ:
+    if not started_by_systemd():
         return None
     try:
         with open("/proc/self/cgroup") as lines:

@@ -31,7 +31,14 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from . import texts
-from ._env import invocation_id, is_main_process, listen_fds_count, main_pid, watchdog_interval
+from ._env import (
+    invocation_id,
+    is_main_process,
+    listen_fds_count,
+    main_pid,
+    watchdog_elsewhere,
+    watchdog_interval,
+)
 from ._exceptions import NotifyError
 from ._listeners import (
     Listener,
@@ -580,16 +587,16 @@ class Readiness:
         """
         if not self.options.watchdog or not self.enabled:
             return None
+        if self._took_over is not None:
+            # A USR2 successor feeds its predecessor's watchdog once it is the main pid.
+            return watchdog_interval(taking_over=self._took_over) if self._main else None
         period = watchdog_interval()
-        watchdog_pid = os.environ.get("WATCHDOG_PID")
-        if period is None and self._took_over is not None:
-            if self._main and watchdog_pid == str(self._took_over):
-                period = watchdog_interval({**os.environ, "WATCHDOG_PID": str(os.getpid())})
-        elif period is None and os.environ.get("WATCHDOG_USEC") and watchdog_pid:
+        elsewhere = watchdog_elsewhere()
+        if period is None and elsewhere is not None:
             logger.warning(
                 "WatchdogSec= is set for pid %s, not this worker (pid %d): sdready does not "
                 "ping from here; use a single-process server or drop WatchdogSec=",
-                watchdog_pid,
+                elsewhere,
                 os.getpid(),
             )
         return period

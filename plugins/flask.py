@@ -54,12 +54,13 @@ logger = logging.getLogger("sdready")
 _PREFIX = "SDREADY_"
 #: Flask config keys and their defaults (ReadyOptions' own, but an "auto" probe: Flask's
 #: extension exists long before the server, so a socket already listening then is probed).
+_GUNICORN_ONLY = ("ready_workers", "keep_sockets")
 _CONFIG_DEFAULTS: dict[str, object] = {
     _PREFIX + f.name.upper(): AUTO_PROBE if f.name == "probe" else f.default
     for f in fields(ReadyOptions)
-    if f.name != "ready_workers"
+    if f.name not in _GUNICORN_ONLY
 }
-_OPTION_NAMES = tuple(name for name in OPTIONS if name != "ready_workers")
+_OPTION_NAMES = tuple(name for name in OPTIONS if name not in _GUNICORN_ONLY)
 # Options that decide the one READY of the process (health/watchdog are combined per app).
 _READINESS_FIELDS = ("ready_timeout", "on_timeout", "expect", "probe", "notifier")
 # A STOPPING that met a full queue is retried from a thread: give it this long before the

@@ -42,7 +42,7 @@ logger = logging.getLogger("sdready")
 _TIMEOUTS = TimeoutTexts(
     texts.GUNICORN_TIMEOUT_WARN, texts.GUNICORN_TIMEOUT_FAIL, "worker ready to serve"
 )
-_OPTIONS = ("ready_workers", "ready_timeout", "on_timeout", "watchdog")
+_OPTIONS = ("ready_workers", "ready_timeout", "on_timeout", "watchdog", "keep_sockets")
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
@@ -54,11 +54,13 @@ def _read_options(namespace: MutableMapping[str, Any]) -> ReadyOptions:
     """``sdready_*`` config variables, then ``SDREADY_*`` environment variables (which win,
     as with ``GUNICORN_CMD_ARGS``); an invalid one stops gunicorn."""
     try:
-        configured = prefixed({k: v for k, v in namespace.items() if k != _keep.OPTION}, "sdready_")
+        configured = prefixed(namespace, "sdready_")
         # The environment may carry SDREADY_* settings meant for a plugin in the workers.
-        environment = prefixed(os.environ, "SDREADY_", strict=False)
-        settings = {**configured, **{k: v for k, v in environment.items() if k in _OPTIONS}}
-        _keep.wanted(namespace)  # a bad sdready_keep_sockets stops gunicorn too
+        environment = {
+            k: v for k, v in prefixed(os.environ, "SDREADY_", strict=False).items() if k in _OPTIONS
+        }
+        ReadyOptions.from_settings(environment, label="SDREADY_{}")  # its errors name it so
+        settings = {**configured, **environment}
         unused = sorted(set(configured) - set(_OPTIONS))
         if unused:
             # The workers report readiness themselves: nothing here would use these.
@@ -414,7 +416,7 @@ class _ArbiterSide:
             self._start_watchdog()
             if self.server is not None and self.notifier is not None:
                 with contained("keeping the listening sockets in the fd store"):
-                    _keep.keep_listeners(self.server, self.notifier, self.namespace)
+                    _keep.keep_listeners(self.server, self.notifier, self.readiness.options)
 
     # -- watchdog -----------------------------------------------------------------------
 

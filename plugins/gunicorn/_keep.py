@@ -10,42 +10,28 @@ and by default when systemd (>= 254) sets ``$FDSTORE``. A listener that is no lo
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sdready._activation import fdname_for, forget_sockets, keep_sockets, keep_wanted
-from sdready._env import LISTEN_FDS_START
-from sdready._options import parse_bool
+from sdready._env import listen_fdnames
 from sdready._sockets import describe
 
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
-    from sdready import Notifier
+    from sdready import Notifier, ReadyOptions
 
-__all__ = ["OPTION", "keep_listeners", "stopping", "wanted"]
+__all__ = ["keep_listeners", "stopping"]
 
-OPTION = "sdready_keep_sockets"
 _kept: set[int] = set()  # the arbiters (by id) whose sockets are in the store
 
 
-def wanted(namespace: Mapping[str, Any]) -> bool:
-    """The option: ``SDREADY_KEEP_SOCKETS``, else the config's, else ``$FDSTORE``."""
-    text = os.environ.get(OPTION.upper())
-    if text is not None:
-        return parse_bool(OPTION.upper(), text)
-    value = namespace.get(OPTION)
-    if value is None or isinstance(value, bool):
-        return keep_wanted(value)
-    return parse_bool(OPTION, str(value))
-
-
-def keep_listeners(server: Arbiter, notifier: Notifier, namespace: Mapping[str, Any]) -> None:
-    """Keep the arbiter's configured listeners in the fd store (once READY is sent)."""
-    if not wanted(namespace):
+def keep_listeners(server: Arbiter, notifier: Notifier, options: ReadyOptions) -> None:
+    """Keep the arbiter's configured listeners in the fd store (once READY is sent), as
+    ``keep_sockets`` says (None: when ``$FDSTORE`` says the unit has a store)."""
+    if not keep_wanted(options.keep_sockets):
         return
     configured = {_key(address) for address in server.cfg.address}
-    passed = _passed_names()
+    passed = listen_fdnames()
     kept: list[tuple[int, str]] = []
     stale: list[str] = []
     for listener in server.LISTENERS:
@@ -80,10 +66,3 @@ def _key(address: object) -> object:
     if isinstance(address, bytes):
         return address
     return str(address)
-
-
-def _passed_names() -> dict[int, str]:
-    """The ``FDNAME``s of the sockets systemd passed (gunicorn removes ``LISTEN_FDS`` but
-    leaves ``LISTEN_FDNAMES``)."""
-    names = os.environ.get("LISTEN_FDNAMES", "")
-    return {LISTEN_FDS_START + i: name for i, name in enumerate(names.split(":")) if name}

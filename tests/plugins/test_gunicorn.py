@@ -128,7 +128,7 @@ def test_user_hook_errors_propagate_unchanged() -> None:
 @pytest.mark.parametrize(
     ("env", "conf", "message"),
     [
-        ({"SDREADY_READY_WORKERS": "none"}, "", "sdready_ready_workers"),
+        ({"SDREADY_READY_WORKERS": "none"}, "", "SDREADY_READY_WORKERS"),
         ({"SDREADY_ON_TIMEOUT": "maybe"}, "", "on_timeout"),
         ({}, "sdready_ready_worker = 2\n", "sdready_ready_worker"),
     ],
