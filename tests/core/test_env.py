@@ -14,14 +14,23 @@ import subprocess
 import sys
 
 import pytest
-from sdready._env import is_main_process, listen_fds_count, watchdog_interval
+from sdready._env import (
+    is_main_process,
+    listen_fdnames,
+    listen_fds_count,
+    started_by_systemd,
+    watchdog_elsewhere,
+    watchdog_interval,
+)
 
 SYSTEMD_VARIABLES = (
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
     "LISTEN_FDS",
     "LISTEN_PID",
+    "LISTEN_FDNAMES",
     "SYSTEMD_EXEC_PID",
+    "INVOCATION_ID",
 )
 USEC_INFINITY = 2**64 - 1
 ME = str(os.getpid())
@@ -186,3 +195,38 @@ def test_child_of_the_named_process_gets_nothing() -> None:
     )
     _, interval, fds, main = _child('exec "$0" -c "$1"', env)
     assert (interval, fds, main) == (None, 0, False)
+
+
+# -- take-over, another pid's watchdog, names, INVOCATION_ID ---------------------------------
+
+
+def test_a_successor_feeds_the_watchdog_it_took_over() -> None:
+    other = pid_text("{other}")
+    env = environ(WATCHDOG_USEC="4000000", WATCHDOG_PID=other)
+    assert watchdog_interval(env) is None  # the control: not ours
+    assert watchdog_interval(env, taking_over=int(other)) == 4.0
+    assert watchdog_interval(env, taking_over=int(other) + 1) is None
+
+
+def test_a_watchdog_set_for_another_process() -> None:
+    other = pid_text("{other}")
+    assert watchdog_elsewhere(environ(WATCHDOG_USEC="4000000", WATCHDOG_PID=other)) == int(other)
+    assert watchdog_elsewhere(environ(WATCHDOG_USEC="4000000", WATCHDOG_PID=ME)) is None
+    assert watchdog_elsewhere(environ(WATCHDOG_PID=other)) is None  # no WatchdogSec=
+    assert watchdog_elsewhere(environ()) is None
+
+
+def test_fd_names_outlive_listen_fds() -> None:
+    # gunicorn takes LISTEN_FDS and LISTEN_PID; the names stay for whoever asks later.
+    assert listen_fdnames(environ(LISTEN_FDNAMES="web:unknown::admin")) == {
+        3: "web",
+        4: "unknown",
+        6: "admin",
+    }
+    assert listen_fdnames(environ()) == {}
+
+
+def test_started_by_systemd() -> None:
+    assert started_by_systemd(environ(INVOCATION_ID="0123456789abcdef"))
+    assert not started_by_systemd(environ())
+    assert not started_by_systemd(environ(INVOCATION_ID=""))
