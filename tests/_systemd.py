@@ -57,6 +57,7 @@ __all__ = [
     "python_for_units",
     "systemd_254",
     "unavailable_reason",
+    "verify_units",
     "wait_until",
 ]
 
@@ -924,3 +925,37 @@ def __getattr__(name: str) -> Any:
             _fixtures[name] = _user_manager_fixture(name)
         return _fixtures[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_EXEC_PROGRAM = re.compile(r"^Exec\w+=[-@+!:|]*(\S+)", re.M)
+_SRV_PATH = re.compile(r"/srv/[\w.-]+")
+
+
+def verify_units(units: Iterable[Path], target: str, tmp_path: Path) -> str:
+    """``systemd-analyze verify`` of *target* among *units*; its complaints ('' if none).
+
+    The units name /srv/<app>/... paths: they are moved under *tmp_path*, with stand-in
+    executables, since verify checks that every Exec*= program exists; the neighbours are
+    written too, as After=/Requires=/a .socket unit load them.
+    """
+    folder = tmp_path / "units"
+    folder.mkdir(exist_ok=True)
+    for unit in units:
+        text = _SRV_PATH.sub(lambda m: f"{tmp_path}{m.group(0)}", unit.read_text())
+        (folder / unit.name).write_text(text)
+        for program in _EXEC_PROGRAM.findall(text):
+            stub = Path(program)
+            if stub.is_relative_to(tmp_path) and not stub.exists():
+                stub.parent.mkdir(parents=True, exist_ok=True)
+                stub.write_text("#!/bin/sh\n")
+                stub.chmod(0o755)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(folder / target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode:
+        return result.stderr or result.stdout or f"exit status {result.returncode}"
+    return result.stderr.strip()

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from _systemd import user_manager, user_manager_254  # noqa: F401  (session fixtures)
+from _systemd import UserManager, user_manager, user_manager_254  # noqa: F401  (session fixtures)
 
 
 @pytest.fixture(autouse=True)
@@ -14,3 +14,10 @@ def _sdready_logging(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     # Every test sees sdready's DEBUG records, so tests can assert what was (not) logged.
     caplog.set_level(logging.DEBUG, logger="sdready")
     yield
+
+
+@pytest.fixture
+def systemd(user_manager: UserManager) -> Iterator[UserManager]:  # noqa: F811
+    """The session's private manager; units the test writes or starts are removed after it."""
+    with user_manager.scoped() as manager:
+        yield manager

@@ -11,7 +11,6 @@ import os
 import shlex
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,12 +36,6 @@ def sdready_command() -> list[str]:
     """How a unit runs the command: the installed console script, else ``python -m``."""
     script = sdready_console_script()
     return [script] if script else [PY, "-m", "sdready"]
-
-
-@pytest.fixture
-def systemd(user_manager: UserManager) -> Iterator[UserManager]:
-    with user_manager.scoped() as manager:
-        yield manager
 
 
 def status_address(status_text: str) -> tuple[str, int]:

@@ -10,7 +10,6 @@ is bounded.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,13 +62,6 @@ def read_result(directory: Path, name: str, timeout: float = 10.0) -> str:
     path = directory / name
     wait_until(path.exists, timeout=timeout, message=f"the unit never wrote {name}")
     return path.read_text()
-
-
-@pytest.fixture
-def systemd(user_manager: UserManager) -> Iterator[UserManager]:
-    """The session's manager; units started by the test are stopped when it ends."""
-    with user_manager.scoped() as manager:
-        yield manager
 
 
 # -- READY, STATUS, STOPPING, RELOADING, ERRNO -------------------------------------------------

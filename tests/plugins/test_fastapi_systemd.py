@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,13 +29,6 @@ GET_SCRIPT = (
     "import sys, urllib.request; "
     "urllib.request.urlopen(f'http://127.0.0.1:{sys.argv[1]}/', timeout=1).read()"
 )
-
-
-@pytest.fixture
-def systemd(user_manager: UserManager) -> Iterator[UserManager]:
-    """The session's manager; units written by the test are removed when it ends."""
-    with user_manager.scoped() as manager:
-        yield manager
 
 
 def _environment(extra: dict[str, str]) -> str:

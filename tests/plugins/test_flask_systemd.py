@@ -64,12 +64,6 @@ sys.exit(0 if (response.status, body) == (200, b"ok") else 1)
 
 
 @pytest.fixture
-def systemd(user_manager: UserManager) -> Iterator[UserManager]:
-    with user_manager.scoped() as manager:
-        yield manager
-
-
-@pytest.fixture
 def short_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="sdr-fl-", dir="/tmp"))  # sun_path: 108 bytes
     try:

@@ -17,7 +17,6 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -49,12 +48,6 @@ except OSError as exc:
 print(response.status, body)
 sys.exit(0 if response.status == 200 else 1)
 """
-
-
-@pytest.fixture
-def systemd(user_manager: UserManager) -> Iterator[UserManager]:
-    with user_manager.scoped() as manager:
-        yield manager
 
 
 def _pairs(

@@ -21,7 +21,6 @@ import http.client
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -119,12 +118,6 @@ GET_SCRIPT = (  # the dependent unit: one GET, a file saying it was answered
     "urllib.request.urlopen(f'http://127.0.0.1:{sys.argv[1]}/', timeout=1).read(); "
     "pathlib.Path(sys.argv[2]).write_text('answered')"
 )
-
-
-@pytest.fixture
-def systemd(user_manager: UserManager) -> Iterator[UserManager]:
-    with user_manager.scoped() as manager:
-        yield manager
 
 
 def _environment(extra: dict[str, str]) -> str:
