@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from _servers import ServerProcess, child_env
+from sdready import Notifier
 from sdready._proctree import process_tree
 from sdready.testing import NotifyMessage, NotifyRecorder
 
@@ -76,6 +77,13 @@ class Run(ServerProcess):
             argv, env=env, log=log, pass_fds=pass_fds, own_group=False, recorder=recorder
         )
         self._tree: set[int] = set()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit code, once what sdready sent before exiting is recorded too: it sends its
+        last STATUS just before it exits, and the recorder reads in a thread of its own."""
+        code = super().wait(timeout)
+        assert Notifier(self.recorder.address).barrier(5), "the recorder did not answer"
+        return code
 
     def messages(self) -> list[NotifyMessage]:
         """What this run sent (the recorder may be shared by concurrent runs)."""
