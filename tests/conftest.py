@@ -21,3 +21,10 @@ def systemd(user_manager: UserManager) -> Iterator[UserManager]:  # noqa: F811
     """The session's private manager; units the test writes or starts are removed after it."""
     with user_manager.scoped() as manager:
         yield manager
+
+
+@pytest.fixture(params=["user_manager", "user_manager_254"])
+def manager(request: pytest.FixtureRequest) -> UserManager:
+    """Each private manager in turn: the host's systemd 252, then the 254 tree (whose
+    ``$FDSTORE`` and ``FileDescriptorStorePreserve=`` a test may need to see both ways)."""
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]

@@ -21,11 +21,6 @@ pytestmark = [pytest.mark.systemd, pytest.mark.timeout(300)]
 KILLS = 3
 
 
-@pytest.fixture(params=["user_manager", "user_manager_254"])
-def manager(request: pytest.FixtureRequest) -> UserManager:
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
-
-
 def _waitress(manager: UserManager, tmp_path: Path, port: int, keep: str, store: bool) -> str:
     return restart_unit(
         manager,

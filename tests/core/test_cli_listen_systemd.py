@@ -20,11 +20,6 @@ pytestmark = [pytest.mark.systemd, pytest.mark.timeout(300)]
 KILLS = 3
 
 
-@pytest.fixture(params=["user_manager", "user_manager_254"])
-def manager(request: pytest.FixtureRequest) -> UserManager:
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
-
-
 def test_exec_listen_refuses_nothing_across_restarts(manager: UserManager, tmp_path: Path) -> None:
     port = free_port()
     with manager.scoped():

@@ -27,11 +27,6 @@ SERVERS = {
 }
 
 
-@pytest.fixture(params=["user_manager", "user_manager_254"])
-def manager(request: pytest.FixtureRequest) -> UserManager:
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
-
-
 @pytest.mark.parametrize("server", list(SERVERS))
 def test_restart_finishes_accepted_requests_and_serves_the_backlog(
     manager: UserManager, tmp_path: Path, server: str

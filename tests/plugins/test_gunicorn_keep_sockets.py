@@ -21,11 +21,6 @@ KILLS = 3
 PLUGIN = "-c python:sdready.plugins.gunicorn"
 
 
-@pytest.fixture(params=["user_manager", "user_manager_254"])
-def manager(request: pytest.FixtureRequest) -> UserManager:
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
-
-
 def _gunicorn_unit(
     manager: UserManager, tmp_path: Path, port: int, *, worker: str, store: bool, keep: bool
 ) -> str:

@@ -32,11 +32,6 @@ SERVERS = {
 }
 
 
-@pytest.fixture(params=["user_manager", "user_manager_254"])
-def manager(request: pytest.FixtureRequest) -> UserManager:
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
-
-
 @pytest.mark.parametrize("server", list(SERVERS))
 def test_socket_unit_ready_is_true_and_restarts_refuse_nothing(
     manager: UserManager, tmp_path: Path, server: str
