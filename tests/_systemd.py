@@ -603,6 +603,27 @@ class UserManager:
             self.daemon_reload()
         return path
 
+    def write_dependent_unit(
+        self,
+        name: str,
+        server: str,
+        command: str,
+        *,
+        log: Path,
+        environment: str = "",
+        reload: bool = True,
+    ) -> Path:
+        """A oneshot unit that needs *server* (``Requires=``, ``After=``) and runs *command*
+        once, output to *log*: the seed's service A, started only once *server* is."""
+        env_line = f"Environment={environment}\n" if environment else ""
+        return self.write_unit(
+            name,
+            f"[Unit]\nRequires={server}\nAfter={server}\n\n[Service]\nType=oneshot\n"
+            f"ExecStart={command}\n{env_line}"
+            f"StandardOutput=append:{log}\nStandardError=append:{log}\n",
+            reload=reload,
+        )
+
     def start_unit(self, name: str, *, wait_started: bool = False, timeout: float = 10.0) -> None:
         """``systemctl --user start`` (``--no-block`` unless *wait_started*)."""
         args = ["start", name] if wait_started else ["start", "--no-block", name]

@@ -71,19 +71,8 @@ def write_server_unit(
 def write_client_unit(systemd: UserManager, server: str, port: int) -> str:
     name = systemd.unit_name("client-a")
     log = systemd.work_dir / f"{name}.log"
-    systemd.write_unit(
-        name,
-        f"""\
-        [Unit]
-        Requires={server}
-        After={server}
-
-        [Service]
-        Type=oneshot
-        ExecStart={sys.executable} -c "{GET_SCRIPT}" {port}
-        StandardOutput=append:{log}
-        StandardError=append:{log}
-        """,
+    systemd.write_dependent_unit(
+        name, server, f'{sys.executable} -c "{GET_SCRIPT}" {port}', log=log
     )
     return name
 

@@ -91,20 +91,12 @@ def _write_pair(manager: UserManager, directory: Path, service_type: str) -> tup
         """,
         reload=False,
     )
-    manager.write_unit(
+    manager.write_dependent_unit(
         client,
-        f"""\
-        [Unit]
-        Requires={server}
-        After={server}
-
-        [Service]
-        Type=oneshot
-        ExecStart={python} {directory}/client.py {sock}
-        Environment={environment}
-        StandardOutput=append:{directory}/client.log
-        StandardError=append:{directory}/client.log
-        """,
+        server,
+        f"{python} {directory}/client.py {sock}",
+        log=directory / "client.log",
+        environment=environment,
     )
     return server, client
 

@@ -64,20 +64,12 @@ def _pairs(
         env = f"APP_IMPORT_DELAY=1.5 APP_MARK_DIR={directory}/marks"
         server = gunicorn_unit(manager, directory, port, plugin=plugin, env=env, reload=False)
         client = manager.unit_name("gunicorn-b")
-        manager.write_unit(
+        manager.write_dependent_unit(
             client,
-            f"""\
-            [Unit]
-            Requires={server}
-            After={server}
-
-            [Service]
-            Type=oneshot
-            ExecStart={python} {directory}/client.py {port} {directory}/sent
-            Environment={environment}
-            StandardOutput=append:{directory}/client.log
-            StandardError=append:{directory}/client.log
-            """,
+            server,
+            f"{python} {directory}/client.py {port} {directory}/sent",
+            log=directory / "client.log",
+            environment=environment,
             reload=False,
         )
         pairs.append((server, client, port, directory))

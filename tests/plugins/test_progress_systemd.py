@@ -186,19 +186,11 @@ def _fastapi_units(
         reload=False,
     )
     client = systemd.unit_name("progress-client")
-    systemd.write_unit(
+    systemd.write_dependent_unit(
         client,
-        f"""\
-        [Unit]
-        Requires={server}
-        After={server}
-
-        [Service]
-        Type=oneshot
-        ExecStart={sys.executable} -c "{GET_SCRIPT}" {port} {work}/answered
-        StandardOutput=append:{work}/client.log
-        StandardError=append:{work}/client.log
-        """,
+        server,
+        f'{sys.executable} -c "{GET_SCRIPT}" {port} {work}/answered',
+        log=work / "client.log",
     )
     return server, client, work
 
