@@ -6,7 +6,10 @@ The one reader of systemd's variables other than ``NOTIFY_SOCKET`` (the notifier
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, MutableMapping
+
+TYPE_CHECKING = False  # sdready exec reads these before it spawns: no typing import
+if TYPE_CHECKING:
+    from collections.abc import Mapping, MutableMapping
 
 __all__ = [
     "LISTEN_FDS_START",

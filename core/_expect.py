@@ -7,25 +7,35 @@ exactly; names are never resolved.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TypeAlias
+from _collections_abc import Callable, Iterable
+from _socket import AF_UNIX
 
-from ._sockets import AF_UNIX, Listener
+# Light on purpose: sdready exec checks --expect with this before it spawns its command,
+# so nothing here imports typing, dataclasses or the socket module.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from ._sockets import Listener
 
 __all__ = ["Expect", "ExpectEntry", "Expectation", "parse_expectations"]
 
-ExpectEntry: TypeAlias = int | str | Callable[[Listener], bool]
+ExpectEntry: TypeAlias = int | str | Callable[["Listener"], bool]
 #: A port, ``"host:port"``, a unix path, ``"@abstract"``, a predicate, or an iterable of those.
 Expect: TypeAlias = ExpectEntry | Iterable[ExpectEntry]
 
 
-@dataclass(frozen=True, slots=True)
 class Expectation:
     """One entry of ``expect``: its text (for messages) and its test on a listener."""
 
-    text: str
-    matches: Callable[[Listener], bool]
+    __slots__ = ("matches", "text")
+
+    def __init__(self, text: str, matches: Callable[[Listener], bool]) -> None:
+        self.text = text
+        self.matches = matches
+
+    def __repr__(self) -> str:
+        return f"Expectation({self.text!r})"
 
 
 def parse_expectations(expect: Expect) -> tuple[Expectation, ...]:

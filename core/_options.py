@@ -12,14 +12,25 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Literal, TypedDict
 
-from ._expect import Expect, parse_expectations
-from ._probe import parse_probe
+from ._expect import Expect
+from ._values import (
+    AUTO_PROBE,
+    DEFAULT_READY_TIMEOUT,
+    INHERITED_PROBE,
+    PARSERS,
+    check,
+    parse_bool,
+    parse_duration,
+    parse_expect,
+)
 
 if TYPE_CHECKING:
     from ._notifier import Notifier
 
 __all__ = [
+    "AUTO_PROBE",
     "DEFAULT_READY_TIMEOUT",
+    "INHERITED_PROBE",
     "Expect",
     "HealthCheck",
     "OnTimeout",
@@ -31,22 +42,10 @@ __all__ = [
     "prefixed",
 ]
 
-#: Seconds to wait for the server's listener (or gunicorn's workers) after app startup.
-DEFAULT_READY_TIMEOUT = 30.0
-
 OnTimeout = Literal["warn", "fail", "ready"]
-ON_TIMEOUT: tuple[OnTimeout, ...] = ("warn", "fail", "ready")
-#: ``probe="auto"``: an HTTP probe only for sockets that already listened when startup began.
-AUTO_PROBE = "auto"
-INHERITED_PROBE = "http:/"
 
 #: Returns (or resolves to) True when the app is healthy. Raising counts as unhealthy.
 HealthCheck = Callable[[], bool | Awaitable[bool]]
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_WORKERS_ALL = "all"
 
 
 @dataclass(frozen=True)
@@ -83,27 +82,15 @@ class ReadyOptions:
     keep_sockets: bool | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.ready_timeout, bool) or not (
-            isinstance(self.ready_timeout, (int, float)) and 0 < self.ready_timeout < float("inf")
-        ):
-            raise ValueError(f"ready_timeout must be a positive number, got {self.ready_timeout!r}")
-        if self.on_timeout not in ON_TIMEOUT:
-            raise ValueError(
-                f"on_timeout must be one of {', '.join(ON_TIMEOUT)}; got {self.on_timeout!r}"
-            )
-        if self.probe != AUTO_PROBE:
-            parse_probe(self.probe)
-        if self.expect is not None:
-            parse_expectations(self.expect)
-        if self.keep_sockets not in (None, True, False):
-            raise ValueError(f"keep_sockets must be True, False or None, got {self.keep_sockets!r}")
-        if self.health is not None and not callable(self.health):
-            raise ValueError(f"health must be callable, got {self.health!r}")
-        workers = self.ready_workers
-        if workers not in (None, _WORKERS_ALL) and (
-            isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-        ):
-            raise ValueError(f"ready_workers must be a positive number or 'all', got {workers!r}")
+        check(
+            ready_timeout=self.ready_timeout,
+            on_timeout=self.on_timeout,
+            expect=self.expect,
+            probe=self.probe,
+            health=self.health,
+            ready_workers=self.ready_workers,
+            keep_sockets=self.keep_sockets,
+        )
 
     @property
     def auto_probe(self) -> bool:
@@ -125,7 +112,7 @@ class ReadyOptions:
         if unknown:
             raise ValueError(f"unknown readiness option(s): {', '.join(sorted(unknown))}")
         values = dict(settings)
-        for name, parse in _PARSERS.items():
+        for name, parse in PARSERS.items():
             if isinstance(values.get(name), str):
                 shown = label.format(name.upper() if label.isupper() else name)
                 values[name] = parse(shown, str(values[name]))
@@ -173,69 +160,3 @@ def prefixed(
 
 #: Option names in documentation order.
 OPTIONS = tuple(f.name for f in fields(ReadyOptions))
-
-
-def parse_bool(name: str, text: str) -> bool:
-    """``"1"/"true"/"yes"/"on"`` → True, ``"0"/"false"/"no"/"off"/""`` → False."""
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"{name} must be a boolean (1/0, true/false, yes/no, on/off), got {text!r}")
-
-
-def parse_duration(name: str, text: str) -> float:
-    """``"30"``, ``"1.5s"``, ``"500ms"``, ``"2min"`` → seconds (positive and finite)."""
-    stripped = text.strip().lower()
-    number, unit = stripped, "s"
-    for suffix in sorted(_DURATION_UNITS, key=len, reverse=True):
-        if stripped.endswith(suffix):
-            number, unit = stripped[: -len(suffix)].strip(), suffix
-            break
-    try:
-        value = float(number) * _DURATION_UNITS[unit]
-    except ValueError:
-        raise ValueError(
-            f"{name} must be a number of seconds (e.g. 30, 1.5s, 500ms, 2min), got {text!r}"
-        ) from None
-    if not 0 < value < float("inf"):
-        raise ValueError(f"{name} must be positive and finite, got {text!r}")
-    return value
-
-
-def parse_expect(text: str) -> list[int | str] | None:
-    """``"8000, 127.0.0.1:9000, /run/app.sock"`` → ``[8000, "127.0.0.1:9000", "/run/app.sock"]``."""
-    items: list[int | str] = []
-    for raw in text.split(","):
-        part = raw.strip()
-        if part:
-            items.append(int(part) if part.isdigit() else part)
-    return items or None
-
-
-def _parse_expect(name: str, text: str) -> list[int | str] | None:
-    return parse_expect(text)
-
-
-def _parse_probe(name: str, text: str) -> str | None:
-    return None if text.strip().lower() in ("", "none") else text.strip()
-
-
-def _parse_workers(name: str, text: str) -> int | str:
-    lowered = text.strip().lower()
-    if lowered == _WORKERS_ALL:
-        return _WORKERS_ALL
-    if lowered.isdigit():
-        return int(lowered)
-    raise ValueError(f"{name} must be a positive number or 'all', got {text!r}")
-
-
-_PARSERS: dict[str, Callable[[str, str], object]] = {
-    "ready_timeout": parse_duration,
-    "watchdog": parse_bool,
-    "expect": _parse_expect,
-    "probe": _parse_probe,
-    "ready_workers": _parse_workers,
-    "keep_sockets": parse_bool,
-}

@@ -7,11 +7,12 @@ app itself to have answered. Both use plain sockets: no HTTP client library.
 
 from __future__ import annotations
 
-import socket
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from _socket import AF_INET6, SOCK_STREAM
 
+# Light on purpose: sdready exec checks --probe with parse_probe before it spawns its
+# command, so the socket module (and through it enum) is imported only to probe.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._sockets import Listener
 
@@ -21,12 +22,25 @@ _MAX_RESPONSE = 64 * 1024  # enough for any status line and headers; the body is
 _PATH_CHARS = frozenset(map(chr, range(0x21, 0x7F)))  # printable ASCII, no space
 
 
-@dataclass(frozen=True, slots=True)
 class Probe:
     """A parsed ``probe=`` option: ``connect``, or ``http`` with the path to GET."""
 
-    kind: str
-    path: str = ""
+    __slots__ = ("kind", "path")
+
+    def __init__(self, kind: str, path: str = "") -> None:
+        self.kind = kind
+        self.path = path
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Probe):
+            return NotImplemented
+        return (self.kind, self.path) == (other.kind, other.path)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.path))
+
+    def __repr__(self) -> str:
+        return f"Probe({self.kind!r}, {self.path!r})"
 
     def __str__(self) -> str:
         return "connect" if self.kind == "connect" else f"http:{self.path}"
@@ -49,11 +63,13 @@ def parse_probe(probe: str | None) -> Probe | None:
 
 def probe_blocking(listener: Listener, probe: Probe, timeout: float) -> str | None:
     """Run *probe* against *listener* within *timeout*; return None if it passed, else why not."""
+    import socket
+
     deadline = time.monotonic() + timeout
     response = _HttpResponse()
     connected = False
     try:
-        with socket.socket(listener.family, socket.SOCK_STREAM) as sock:
+        with socket.socket(listener.family, SOCK_STREAM) as sock:
             sock.settimeout(max(timeout, 1e-3))
             sock.connect(listener.connect_address)
             connected = True
@@ -78,6 +94,7 @@ def probe_blocking(listener: Listener, probe: Probe, timeout: float) -> str | No
 async def probe_async(listener: Listener, probe: Probe, timeout: float) -> str | None:
     """Like :func:`probe_blocking`, without blocking the running event loop."""
     import asyncio  # only here: importing sdready must not import asyncio
+    import socket
 
     loop = asyncio.get_running_loop()
     deadline = time.monotonic() + timeout
@@ -85,7 +102,7 @@ async def probe_async(listener: Listener, probe: Probe, timeout: float) -> str |
     connected = False
     # The loop's sock_* calls work for every family alike, unix abstract names included,
     # and leave no transport behind to close.
-    with socket.socket(listener.family, socket.SOCK_STREAM) as sock:
+    with socket.socket(listener.family, SOCK_STREAM) as sock:
         sock.setblocking(False)
         try:
             await asyncio.wait_for(loop.sock_connect(sock, listener.connect_address), timeout)
@@ -111,7 +128,7 @@ async def probe_async(listener: Listener, probe: Probe, timeout: float) -> str |
 def _request(listener: Listener, path: str) -> bytes:
     target = listener.connect_address
     if isinstance(target, tuple):
-        host = f"[{target[0]}]" if listener.family == socket.AF_INET6 else target[0]
+        host = f"[{target[0]}]" if listener.family == AF_INET6 else target[0]
         authority = f"{host}:{target[1]}"
     else:
         authority = "localhost"  # unix sockets have no authority; servers want a Host anyway
@@ -125,16 +142,18 @@ def _os_error_text(exc: OSError) -> str:
     return f"{exc.strerror} (errno {exc.errno})" if exc.strerror else str(exc) or repr(exc)
 
 
-@dataclass(slots=True)
 class _HttpResponse:
     """Incremental reader of one HTTP/1.x response: its final status, then enough of the body."""
 
-    status: int | None = None
-    done: bool = False
-    _buffer: bytearray = field(default_factory=bytearray)
-    _body_left: int | None = None  # bytes still expected after the headers, if announced
-    _received: int = 0
-    _garbage: bytes = b""
+    __slots__ = ("_body_left", "_buffer", "_garbage", "_received", "done", "status")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.done = False
+        self._buffer = bytearray()
+        self._body_left: int | None = None  # bytes still expected after the headers, if announced
+        self._received = 0
+        self._garbage = b""
 
     def feed(self, data: bytes) -> None:
         if not data:  # EOF

@@ -5,7 +5,9 @@ Match on them in tests and monitoring; they change only with a CHANGELOG entry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+TYPE_CHECKING = False  # imported by sdready exec before it spawns its command
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = [
     "CHECK_EXEC_RELOAD",
