@@ -7,11 +7,12 @@ import sys
 
 def main() -> int:
     """Run the ``sdready`` command line with ``sys.argv``; return the exit status."""
-    if sys.argv[1:2] == ["notify"]:
-        # Scripts call it at every step: its common forms skip argparse and logging.
-        from ._cli_notify import fast_main
+    if sys.argv[1:2] in (["notify"], ["exec"]):
+        # Scripts call notify at every step, and exec stands before the server's start:
+        # their common forms skip argparse and logging (see _cli_fast).
+        from ._cli_fast import main as fast
 
-        code = fast_main(sys.argv[2:])
+        code = fast(sys.argv[1:])
         if code is not None:
             return code
     from ._cli import main as run  # only the command pays for argparse and friends

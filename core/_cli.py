@@ -477,23 +477,24 @@ def _cmd_exec(args: argparse.Namespace) -> int:
         argv = argv[1:]
     if not argv:
         raise _UsageError("give the command to run: sdready exec [OPTIONS] -- COMMAND [ARGS ...]")
-    expect = _flatten_expect(args.expect)
+    from ._exec import SpawnError, Supervisor, exit_like
+
     try:
-        options = ReadyOptions(
-            ready_timeout=args.ready_timeout,
-            on_timeout=args.on_timeout,
-            expect=expect,
-            probe=args.probe,
-            watchdog=args.watchdog,
+        supervisor = Supervisor(
+            argv,
+            {
+                "ready_timeout": args.ready_timeout,
+                "on_timeout": args.on_timeout,
+                "expect": _flatten_expect(args.expect),
+                "probe": args.probe,
+                "watchdog": args.watchdog,
+            },
+            pass_notify=args.pass_notify,
+            method=_discovery_method(args.discovery),
+            listen=args.listen or (),
         )
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
-    from ._exec import SpawnError, Supervisor, exit_like
-
-    method = _discovery_method(args.discovery)
-    supervisor = Supervisor(
-        argv, options, pass_notify=args.pass_notify, method=method, listen=args.listen or ()
-    )
     try:
         code = supervisor.run()
     except SpawnError as exc:

@@ -10,33 +10,39 @@ the listening sockets (passed by systemd or bound, kept in its fd store: see
 probe, or for the command's own READY=1 (:mod:`sdready._relay`). Single-threaded: the forwarded
 signals and SIGCHLD are blocked and collected with ``sigtimedwait`` between the engine's
 steps and watchdog pings, so no handler can interrupt a send.
+
+The command starts first: :meth:`Supervisor.start` needs only what this module imports
+(no typing, logging, dataclasses, socket or signal module, which cost a Python start-up
+or more), and the engine loads in :meth:`Supervisor.supervise` while the command boots.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno as _errno
 import fcntl
-import logging
 import os
-import signal
-import socket
 import sys
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from . import texts
 from ._env import listen_fds_count, watchdog_interval
-from ._notifier import Notifier
-from ._options import ReadyOptions
-from ._readiness import Readiness
+from ._log import logger
+from ._values import DEFAULT_READY_TIMEOUT, check
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal as _signal
+    import socket
+    from collections.abc import Iterable, Sequence
+
     from ._expect import Expect, ExpectEntry
+    from ._notifier import Notifier
+    from ._options import ReadyKeywords, ReadyOptions
     from ._proctree import Method
+    from ._readiness import Readiness
     from ._relay import NotifyRelay
+else:
+    import _signal  # the signal module's enums load enum and more: names come from _signame
 
 __all__ = [
     "EXIT_INTERNAL",
@@ -47,34 +53,33 @@ __all__ = [
     "exit_like",
 ]
 
-logger = logging.getLogger("sdready")
-
 EXIT_INTERNAL = 125
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
 
 FORWARDED_SIGNALS = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
+    _signal.SIGTERM,
+    _signal.SIGINT,
+    _signal.SIGHUP,
+    _signal.SIGQUIT,
+    _signal.SIGUSR1,
+    _signal.SIGUSR2,
 )
 # The signals with which a supervisor is asked to stop: STOPPING=1 goes out before forwarding.
-STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
+STOP_SIGNALS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT})
 # Re-raising these on ourselves would dump a core of sdready: exit with 128+N instead.
 _CORE_SIGNALS = frozenset(
-    getattr(signal, name)
+    getattr(_signal, name)
     for name in ("SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGSEGV",
                  "SIGSYS", "SIGXCPU", "SIGXFSZ")
-    if hasattr(signal, name)
+    if hasattr(_signal, name)
 )  # fmt: skip
 #: --listen's default probe: any answer below 500 at /.
 _LISTEN_PROBE = "http:/"
+_SIGNALS = {*FORWARDED_SIGNALS, _signal.SIGCHLD}
 # Python ignores these at startup; a spawned command must get the default back.
 _RESET_FOR_CHILD = tuple(
-    getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name)
+    getattr(_signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(_signal, name)
 )
 
 
@@ -98,24 +103,33 @@ def exit_like(code: int) -> int:
         return code
     signum = -code
     if signum not in _CORE_SIGNALS:
-        logging.shutdown()
+        logging = sys.modules.get("logging")  # never loaded if nothing was logged
+        if logging is not None:
+            logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
+        import contextlib  # only once the command ran: not before its spawn
+
         with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP cannot be set
-            signal.signal(signum, signal.SIG_DFL)
+            _signal.signal(signum, _signal.SIG_DFL)
         with contextlib.suppress(OSError, ValueError):
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+            _signal.pthread_sigmask(_signal.SIG_UNBLOCK, {signum})
             os.kill(os.getpid(), signum)
     return 128 + signum  # a core-dumping signal, or one that did not end us
 
 
 class Supervisor:
-    """Runs the command, and drives the engine with its process tree as the listener source."""
+    """Runs the command, and drives the engine with its process tree as the listener source.
+
+    *ready* holds :class:`~sdready.ReadyOptions`' keywords, checked here (a bad value
+    raises :class:`ValueError` before anything starts); the options themselves are made
+    once the command runs.
+    """
 
     def __init__(
         self,
         argv: list[str],
-        options: ReadyOptions,
+        ready: ReadyKeywords,
         *,
         pass_notify: bool,
         method: Method,
@@ -124,37 +138,76 @@ class Supervisor:
         self.argv = argv
         self.pass_notify = pass_notify
         self.method: Method = method
-        self.notifier = Notifier()
         self.listen = list(listen)
         self.sockets: list[tuple[socket.socket, str]] = []  # --listen's, with their FDNAME
         self.relay: NotifyRelay | None = None  # the command's own READY, with --listen
+        values: dict[str, object] = dict(ready)
         if self.listen:
             # The sockets accept before the app serves: only an answer proves it ready.
-            expect = _listen_expect(self.listen, options.expect)
-            options = replace(options, expect=expect, probe=options.probe or _LISTEN_PROBE)
-        self.options = options
+            values["expect"] = _listen_expect(self.listen, ready.get("expect"))
+            values["probe"] = ready.get("probe") or _LISTEN_PROBE
+        check(
+            ready_timeout=values.get("ready_timeout", DEFAULT_READY_TIMEOUT),
+            on_timeout=values.get("on_timeout", "warn"),
+            expect=values.get("expect"),
+            probe=values.get("probe"),
+        )
+        self.ready = values
+        self.options: ReadyOptions | None = None  # made by supervise()
         self.readiness: Readiness | None = None  # once the child exists: its tree is the source
+        self._notifier: Notifier | None = None
+        self._old_mask: set[int] | None = None
         self.pid = 0
         self.stopping = False
         self.exit_code: int | None = None
 
+    @property
+    def notifier(self) -> Notifier:
+        """The notifier for ``$NOTIFY_SOCKET``, made at first use (after the spawn, usually)."""
+        if self._notifier is None:
+            from ._notifier import Notifier
+
+            self._notifier = Notifier()
+        return self._notifier
+
     def run(self) -> int:
         """Spawn, supervise until the command exits, and return its exit code (-N: signal N)."""
-        signals = {*FORWARDED_SIGNALS, signal.SIGCHLD}
+        self.start()
+        return self.supervise()
+
+    def start(self) -> None:
+        """Open ``--listen``'s sockets and spawn the command; :class:`SpawnError` if it fails."""
         # Blocked before the child exists, so neither a stop request nor its exit is missed.
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        self._old_mask = old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _SIGNALS)
         try:
             self._open_sockets()
             self.pid = self._spawn(old_mask)
-            return self._supervise(signals)
+        except BaseException:
+            self._finish()
+            raise
+
+    def supervise(self) -> int:
+        """After :meth:`start`: drive the engine until the command exits; its exit code."""
+        try:
+            logger.info("started %s as pid %d", " ".join(self.argv), self.pid)
+            return self._supervise()
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-            for sock, _name in self.sockets:
-                sock.close()  # the fd store (or the .socket unit) keeps them
-            if self.relay is not None:
-                self.relay.close()
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._old_mask is not None:
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, self._old_mask)
+            self._old_mask = None
+        for sock, _name in self.sockets:
+            sock.close()  # the fd store (or the .socket unit) keeps them
+        self.sockets.clear()
+        if self.relay is not None:
+            self.relay.close()
+            self.relay = None
 
     def _open_sockets(self) -> None:
+        if not self.listen:
+            return
         from ._activation import fdname_for, open_socket, release_stale
 
         try:
@@ -207,7 +260,6 @@ class Supervisor:
         finally:
             for fd in high:
                 os.close(fd)
-        logger.info("started %s as pid %d", " ".join(self.argv), pid)
         return pid
 
     def _socket_actions(self, env: dict[str, str]) -> tuple[list[tuple[int, int, int]], list[int]]:
@@ -221,18 +273,21 @@ class Supervisor:
         env["LISTEN_FDNAMES"] = ":".join(name for _, name in self.sockets)
         return [(os.POSIX_SPAWN_DUP2, fd, 3 + i) for i, fd in enumerate(high)], high
 
-    def _supervise(self, signals: set[signal.Signals]) -> int:
+    def _supervise(self) -> int:
+        from ._options import ReadyOptions
         from ._proctree import TreeListeners
+        from ._readiness import Readiness
 
         watch = TreeListeners(self.pid, self.method)
-        readiness = self.readiness = Readiness(
-            replace(self.options, notifier=self.notifier), source=watch
-        )
+        # Checked in __init__ with the same rules: making the options cannot fail here.
+        options = ReadyOptions(**self.ready, notifier=self.notifier)  # type: ignore[arg-type]
+        self.options = options
+        readiness = self.readiness = Readiness(options, source=watch)
         readiness.pid = self.pid  # READY's STATUS names the server, not sdready
         readiness.waiting()
         started = time.monotonic()
         period = readiness.watchdog_period()
-        self._check_watchdog(period)
+        self._check_watchdog(options, period)
         next_ping = next_step = time.monotonic()
         waiting = True
         try:
@@ -242,9 +297,9 @@ class Supervisor:
                     wake.append(next_step)
                 timeout = max(0.0, min(wake) - time.monotonic()) if wake else None
                 info = (
-                    signal.sigwaitinfo(signals)
+                    _signal.sigwaitinfo(_SIGNALS)
                     if timeout is None
-                    else signal.sigtimedwait(signals, timeout)
+                    else _signal.sigtimedwait(_SIGNALS, timeout)
                 )
                 if info is not None:
                     self._on_signal(info.si_signo)
@@ -289,8 +344,8 @@ class Supervisor:
             method,
         )
 
-    def _check_watchdog(self, period: float | None) -> None:
-        if self.options.watchdog:
+    def _check_watchdog(self, options: ReadyOptions, period: float | None) -> None:
+        if options.watchdog:
             if period is None:
                 logger.info("--watchdog: no WatchdogSec= for this process, nothing to feed")
             else:
@@ -302,14 +357,16 @@ class Supervisor:
             )
 
     def _on_signal(self, signum: int) -> None:
-        if signum == signal.SIGCHLD:
+        if signum == _signal.SIGCHLD:
             self._reap()
             return
         if signum in STOP_SIGNALS and not self.stopping:
             self.stopping = True
             if self.readiness is not None:
                 self.readiness.stopping()
-        logger.info("forwarding %s to pid %d", signal.Signals(signum).name, self.pid)
+        logger.info("forwarding %s to pid %d", _signame(signum), self.pid)
+        import contextlib  # only once the command ran: not before its spawn
+
         with contextlib.suppress(ProcessLookupError):  # exited: its SIGCHLD is pending
             os.kill(self.pid, signum)
 
@@ -339,6 +396,8 @@ def _listen_expect(listen: list[str], expect: Expect | None) -> list[ExpectEntry
 
 
 def _signame(signum: int) -> str:
+    import signal
+
     try:
         return signal.Signals(signum).name
     except ValueError:
