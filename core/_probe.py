@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from _socket import AF_INET6, SOCK_STREAM
 
+from ._record import Record
+
 # Light on purpose: sdready exec checks --probe with parse_probe before it spawns its
 # command, so the socket module (and through it enum) is imported only to probe.
 TYPE_CHECKING = False
@@ -22,25 +24,17 @@ _MAX_RESPONSE = 64 * 1024  # enough for any status line and headers; the body is
 _PATH_CHARS = frozenset(map(chr, range(0x21, 0x7F)))  # printable ASCII, no space
 
 
-class Probe:
+class Probe(Record):
     """A parsed ``probe=`` option: ``connect``, or ``http`` with the path to GET."""
 
     __slots__ = ("kind", "path")
+    __match_args__ = ("kind", "path")
+
+    kind: str
+    path: str
 
     def __init__(self, kind: str, path: str = "") -> None:
-        self.kind = kind
-        self.path = path
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Probe):
-            return NotImplemented
-        return (self.kind, self.path) == (other.kind, other.path)
-
-    def __hash__(self) -> int:
-        return hash((self.kind, self.path))
-
-    def __repr__(self) -> str:
-        return f"Probe({self.kind!r}, {self.path!r})"
+        self._set(kind=kind, path=path)
 
     def __str__(self) -> str:
         return "connect" if self.kind == "connect" else f"http:{self.path}"

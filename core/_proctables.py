@@ -9,9 +9,8 @@ the process (same uid, or ``CAP_SYS_PTRACE``). :mod:`sdready._proctree` uses it 
 
 from __future__ import annotations
 
-import socket
+import _socket as socket  # the C module: the socket module's enums would load enum and more
 import sys
-from dataclasses import dataclass
 
 from ._sockets import Listener, describe, listener
 
@@ -23,16 +22,20 @@ _UNIX_ACCEPTCON = 0x10000
 _UNIX_STREAM_TYPES = frozenset({"0001", "0005"})  # SOCK_STREAM, SOCK_SEQPACKET
 
 
-@dataclass(frozen=True)
 class TableEntry:
     """One socket's line in a table: what the watcher needs of it."""
 
-    listening: bool
-    final: bool  # this socket can never start listening (connected, or not a stream socket)
-    family: int
-    host: str
-    port: int
-    path: str
+    __slots__ = ("family", "final", "host", "listening", "path", "port")
+
+    def __init__(  # noqa: PLR0913, PLR0917  (one line's columns, in the table's order)
+        self, listening: bool, final: bool, family: int, host: str, port: int, path: str
+    ) -> None:
+        self.listening = listening
+        self.final = final  # can never start listening (connected, or not a stream socket)
+        self.family = family
+        self.host = host
+        self.port = port
+        self.path = path
 
 
 def _ipv4(hex_address: str) -> str:

@@ -13,9 +13,16 @@ from __future__ import annotations
 
 import _socket
 import os
-import socket
-from dataclasses import dataclass
-from typing import TypeAlias
+from _socket import AF_INET, AF_INET6, SO_TYPE, SOCK_STREAM, SOL_SOCKET
+
+from ._record import Record
+
+# Light on purpose (the commands' start-up): no socket module, whose enums load enum and
+# more; Listener.family makes its AddressFamily only when asked for.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from typing import TypeAlias
 
 __all__ = [
     "ConnectAddress",
@@ -27,14 +34,14 @@ __all__ = [
 ]
 
 # Linux values as fallbacks, so that importing never fails on other systems.
-_SO_ACCEPTCONN: int = getattr(socket, "SO_ACCEPTCONN", 30)
-_SO_DOMAIN: int = getattr(socket, "SO_DOMAIN", 39)
+_SO_ACCEPTCONN: int = getattr(_socket, "SO_ACCEPTCONN", 30)
+_SO_DOMAIN: int = getattr(_socket, "SO_DOMAIN", 39)
 # Passing SOCK_NONBLOCK when wrapping a descriptor keeps CPython from calling
 # setblocking(False) on it when socket.setdefaulttimeout() is in effect: O_NONBLOCK lives
 # on the open file, so that would change the app's own listening socket.
-_SOCK_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
-AF_UNIX: int = getattr(socket, "AF_UNIX", 1)
-FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6, AF_UNIX})
+_SOCK_NONBLOCK: int = getattr(_socket, "SOCK_NONBLOCK", 0)
+AF_UNIX: int = getattr(_socket, "AF_UNIX", 1)
+FAMILIES = frozenset({AF_INET, AF_INET6, AF_UNIX})
 # The C socket type wraps a descriptor without the Python-level bookkeeping of
 # socket.socket, and detach() hands the descriptor back without closing it.
 _RawSocket = _socket.socket
@@ -44,31 +51,60 @@ ConnectAddress: TypeAlias = str | bytes | tuple[str, int] | tuple[str, int, int,
 Address: TypeAlias = tuple[str, ConnectAddress, "int | None"]
 
 
-@dataclass(frozen=True, slots=True)
-class Listener:
-    """A socket in the listening state.
+class Listener(Record):
+    """A socket in the listening state (immutable).
 
     ``address`` is readable: ``127.0.0.1:8000``, ``[::]:8000``, ``/run/app.sock`` or
     ``@abstract``; ``str(listener)`` is the same. ``connect_address`` can be passed to
-    ``socket.connect`` on a socket of ``family``: a wildcard bind maps to loopback
-    (``0.0.0.0`` to ``127.0.0.1``, ``::`` to ``::1``), an abstract name is the raw
-    ``bytes`` with its leading NUL. ``port`` is ``None`` for unix sockets. ``inode`` names
-    the socket itself: two descriptors for one socket share it.
+    ``socket.connect`` on a socket of ``family`` (a :class:`socket.AddressFamily`): a
+    wildcard bind maps to loopback (``0.0.0.0`` to ``127.0.0.1``, ``::`` to ``::1``), an
+    abstract name is the raw ``bytes`` with its leading NUL. ``port`` is ``None`` for unix
+    sockets. ``inode`` names the socket itself: two descriptors for one socket share it.
     """
 
+    __slots__ = ("_family", "address", "connect_address", "fd", "inode", "port")
+    __match_args__ = ("fd", "family", "address", "connect_address", "port", "inode")
+
     fd: int
-    family: socket.AddressFamily
+    _family: int
     address: str
     connect_address: ConnectAddress
     port: int | None
     inode: int
 
+    def __init__(  # noqa: PLR0913, PLR0917  (the fields in order, as the dataclass it was)
+        self,
+        fd: int,
+        family: int,
+        address: str,
+        connect_address: ConnectAddress,
+        port: int | None,
+        inode: int,
+    ) -> None:
+        self._set(
+            fd=fd,
+            _family=int(family),
+            address=address,
+            connect_address=connect_address,
+            port=port,
+            inode=inode,
+        )
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        """``AF_INET``, ``AF_INET6`` or ``AF_UNIX``."""
+        import socket  # here, not at import: see the module's imports
+
+        return socket.AddressFamily(self._family)
+
+    def _values(self) -> tuple[object, ...]:
+        return (self.fd, self._family, self.address, self.connect_address, self.port, self.inode)
+
     def __str__(self) -> str:
         return self.address
 
 
-@dataclass(frozen=True, slots=True)
-class SocketState:
+class SocketState(Record):
     """What :func:`inspect_socket` learnt about one descriptor.
 
     ``family`` is None for a socket that can never listen (datagram, another family);
@@ -76,10 +112,22 @@ class SocketState:
     that does not listen, and only when the caller wants to know.
     """
 
+    __slots__ = ("address", "connected", "family", "listening")
+    __match_args__ = ("family", "listening", "address", "connected")
+
     family: int | None
-    listening: bool = False
-    address: Address | None = None
-    connected: bool = False
+    listening: bool
+    address: Address | None
+    connected: bool
+
+    def __init__(
+        self,
+        family: int | None,
+        listening: bool = False,
+        address: Address | None = None,
+        connected: bool = False,
+    ) -> None:
+        self._set(family=family, listening=listening, address=address, connected=connected)
 
 
 def inspect_socket(  # noqa: PLR0911  (each early return is one answer the kernel gave)
@@ -97,20 +145,20 @@ def inspect_socket(  # noqa: PLR0911  (each early return is one answer the kerne
         if raw is None:
             return None
         try:
-            family = raw.getsockopt(socket.SOL_SOCKET, _SO_DOMAIN)
-            kind = raw.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
+            family = raw.getsockopt(SOL_SOCKET, _SO_DOMAIN)
+            kind = raw.getsockopt(SOL_SOCKET, SO_TYPE)
         except OSError:
             return None
         finally:
             raw.detach()
-        if kind != socket.SOCK_STREAM or family not in FAMILIES:
+        if kind != SOCK_STREAM or family not in FAMILIES:
             return SocketState(None)
     # getsockname() decodes addresses by the wrapper's family: wrap with the real one.
     sock = _wrap(fd, family)
     if sock is None:
         return None
     try:
-        if sock.getsockopt(socket.SOL_SOCKET, _SO_ACCEPTCONN):
+        if sock.getsockopt(SOL_SOCKET, _SO_ACCEPTCONN):
             return SocketState(family, True, address or describe(family, sock.getsockname()))
         if not peer:
             return SocketState(family)
@@ -128,7 +176,7 @@ def inspect_socket(  # noqa: PLR0911  (each early return is one answer the kerne
 def _wrap(fd: int, family: int) -> _socket.socket | None:
     try:
         # CPython checks the descriptor with getsockname(): it may be gone by now.
-        return _RawSocket(family, socket.SOCK_STREAM | _SOCK_NONBLOCK, 0, fd)
+        return _RawSocket(family, SOCK_STREAM | _SOCK_NONBLOCK, 0, fd)
     except OSError:
         return None
 
@@ -144,17 +192,17 @@ def same_inode(fd: int, inode: int) -> bool:
 def listener(fd: int, inode: int, family: int, address: Address) -> Listener:
     """A :class:`Listener` from what :func:`inspect_socket` or a kernel table said."""
     text, connect_address, port = address
-    return Listener(fd, socket.AddressFamily(family), text, connect_address, port, inode)
+    return Listener(fd, family, text, connect_address, port, inode)
 
 
 def describe(family: int, sockname: object) -> Address:
     """Return (readable address, connect address, port) for a getsockname() result."""
-    if family == socket.AF_INET:
+    if family == AF_INET:
         assert isinstance(sockname, tuple)
         host, port = sockname[0], sockname[1]
         target = "127.0.0.1" if host == "0.0.0.0" else host
         return f"{host}:{port}", (target, port), port
-    if family == socket.AF_INET6:
+    if family == AF_INET6:
         assert isinstance(sockname, tuple)
         host, port, flowinfo, scope_id = sockname
         if host == "::":
