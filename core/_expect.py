@@ -8,7 +8,7 @@ exactly; names are never resolved.
 from __future__ import annotations
 
 from _collections_abc import Callable, Iterable
-from _socket import AF_UNIX
+from _socket import AF_INET, AF_INET6, AF_UNIX, inet_ntop, inet_pton
 
 # Light on purpose: sdready exec checks --expect with this before it spawns its command,
 # so nothing here imports typing, dataclasses or the socket module.
@@ -70,9 +70,9 @@ def _parse_entry(entry: object) -> Expectation:
 
 def _parse_string(text: str) -> Expectation:
     if text.startswith("/"):
-        return Expectation(text, lambda item: item.family == AF_UNIX and item.address == text)
+        return Expectation(text, lambda item: item.address == text and item.family == AF_UNIX)
     if text.startswith("@") and len(text) > 1:
-        return Expectation(text, lambda item: item.family == AF_UNIX and item.address == text)
+        return Expectation(text, lambda item: item.address == text and item.family == AF_UNIX)
     if text.isdigit():
         return _port_expectation(int(text), None, f"port {text}")
     host, sep, port_text = text.rpartition(":")
@@ -99,15 +99,17 @@ def _parse_string(text: str) -> Expectation:
 
 
 def _normal_host(host: str) -> str | None:
-    """One spelling per address (``::FFFF:127.0.0.1`` is ``::ffff:7f00:1``); None if not an IP."""
-    import ipaddress  # only needed for host:port expectations
-
+    """One spelling per address (``::FFFF:127.0.0.1`` is ``::ffff:127.0.0.1``, as the kernel
+    writes it); None if not an IP address. The C library's parser, not ``ipaddress``: it
+    accepts the same addresses and costs ``sdready`` nothing at start-up."""
     bare, _, scope = host.partition("%")
-    try:
-        compressed = ipaddress.ip_address(bare).compressed
-    except ValueError:
-        return None
-    return f"{compressed}%{scope}" if scope else compressed
+    for family in (AF_INET, AF_INET6):
+        try:
+            normal = inet_ntop(family, inet_pton(family, bare))
+        except (OSError, ValueError):  # ValueError: a NUL in the text
+            continue
+        return f"{normal}%{scope}" if scope else normal
+    return None
 
 
 def _port_expectation(port: int, hosts: frozenset[str] | None, text: str) -> Expectation:
