@@ -40,14 +40,16 @@ from ._protocol import (
     NotifyAddress,
     encode,
     fd_list,
+    is_full,
     timeout_usec,
 )
-from ._retry import RetryQueue, is_full
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import ClassVar
+
+    from ._retry import RetryQueue
 
 # The protocol names are re-exported: the CLI and the test kit import them from here.
 __all__ = [
@@ -146,7 +148,7 @@ class Notifier:
         self._closer: Callable[[], object] = _nothing
         self._fast_send: Callable[[bytes], int] | None = None
         self._lock = allocate_lock()
-        self._retry = RetryQueue(self._lock, address)
+        self._retry: RetryQueue | None = None  # made when a message first has to wait
         self._congested = False
         self._warned: set[object] = set()
         self._exec_pid_checked = False
@@ -308,7 +310,7 @@ class Notifier:
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait up to *timeout* seconds for retried state changes to be delivered."""
-        return self._retry.flush(timeout)
+        return True if self._retry is None else self._retry.flush(timeout)
 
     def close(self) -> None:
         """Close the socket (it is reopened on the next send)."""
@@ -332,14 +334,14 @@ class Notifier:
         # A call racing a concurrent state change has no defined order anyway; a socket
         # closed under it raises, and the caller then takes the full path.
         sock = self._sock
-        usable = sock is not None and not self._retry.messages and not self._congested
+        usable = sock is not None and not self._waiting() and not self._congested
         self._fast_send = sock.send if usable and sock is not None else None
 
     def _submit(self, message: Message) -> bool:
         if not self._exec_pid_checked:
             self._check_exec_pid(message.pid)
         with self._lock:
-            if self._retry.messages:  # a state change is waiting: nothing may overtake it
+            if self._waiting():  # a state change is waiting: nothing may overtake it
                 self._enqueue(message)
                 return True
             error = self._attempt(message)
@@ -484,10 +486,18 @@ class Notifier:
         self._fast_send = None
         self._closer()
 
+    def _waiting(self) -> bool:
+        """Whether messages wait in the retry queue (nothing may overtake them)."""
+        return self._retry is not None and bool(self._retry.messages)
+
     def _enqueue(self, message: Message) -> None:
         # Called with the lock held.
         wait = self.RETRY_DEADLINE if message.state else self.LOSSY_DEADLINE
         self._fast_send = None
+        if self._retry is None:
+            from ._retry import RetryQueue  # only a full queue needs it (and its thread)
+
+            self._retry = RetryQueue(self._lock, self._raw_address)
         self._retry.add(
             message,
             time.monotonic() + wait,
@@ -551,7 +561,7 @@ class Notifier:
         # The parent's lock may have been held by another thread at fork time, and its
         # pending messages are the parent's to deliver: start afresh in the child.
         self._lock = allocate_lock()
-        self._retry = RetryQueue(self._lock, self._raw_address)
+        self._retry = None
         self._congested = False
         self._exec_pid_checked = False
         self._discard_socket()

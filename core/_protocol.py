@@ -10,10 +10,12 @@ from __future__ import annotations
 # The C modules behind socket, threading and collections.abc: those three would load enum,
 # selectors, functools and collections, milliseconds that `sdready notify` does not spend.
 import _socket as socket
+import errno
 from _collections_abc import Iterable, Mapping
 from _thread import allocate_lock
 
 from ._log import logger
+from ._record import Record
 
 __all__ = [
     "KNOWN_FIELDS",
@@ -27,6 +29,7 @@ __all__ = [
     "NotifyAddress",
     "encode",
     "fd_list",
+    "is_full",
     "timeout_usec",
 ]
 
@@ -39,6 +42,14 @@ WATCHDOG_PING = b"WATCHDOG=1"
 
 FieldValue = str | int | bool
 Fields = Mapping[str, FieldValue] | str
+
+_FULL_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS})
+
+
+def is_full(exc: OSError) -> bool:
+    """Whether *exc* means the manager's receive queue is full: worth trying again later."""
+    return exc.errno in _FULL_ERRNOS
+
 
 # Messages carrying one of these change what the manager believes about the service; they
 # must reach it even when its queue is momentarily full. STATUS and WATCHDOG pings may be lost.
@@ -87,14 +98,11 @@ _VSOCK_KINDS = {
 _VMADDR_CID_ANY = 0xFFFFFFFF
 
 
-class NotifyAddress:
-    """A parsed ``NOTIFY_SOCKET`` value; immutable, compared by value.
-
-    A plain class rather than a dataclass: ``dataclasses`` (with ``inspect`` and ``ast``)
-    would cost ``sdready notify`` more start-up than all of its sending.
-    """
+class NotifyAddress(Record):
+    """A parsed ``NOTIFY_SOCKET`` value; immutable, compared by value."""
 
     __slots__ = ("family", "sockaddr", "text", "type")
+    __match_args__ = ("family", "type", "sockaddr", "text")
 
     family: int
     type: int | None  # None: vsock without an explicit type (datagram, falling back to seqpacket)
@@ -104,28 +112,7 @@ class NotifyAddress:
     def __init__(
         self, family: int, type: int | None, sockaddr: str | tuple[int, int], text: str
     ) -> None:
-        for name, value in zip(self.__slots__, (family, sockaddr, text, type), strict=True):
-            object.__setattr__(self, name, value)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"NotifyAddress is immutable: cannot set {name}")
-
-    def _fields(self) -> tuple[object, ...]:
-        return (self.family, self.type, self.sockaddr, self.text)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, NotifyAddress):
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        return (
-            f"NotifyAddress(family={self.family!r}, type={self.type!r}, "
-            f"sockaddr={self.sockaddr!r}, text={self.text!r})"
-        )
+        self._set(family=family, type=type, sockaddr=sockaddr, text=text)
 
     def with_type(self, kind: int) -> NotifyAddress:
         """The same address with another socket type (vsock's seqpacket fallback)."""

@@ -9,11 +9,10 @@ threads die with the interpreter, so at exit waiting messages get a last, bounde
 
 from __future__ import annotations
 
-import errno
 import time
 
 from ._log import DEBUG, ERROR, logger
-from ._protocol import Message
+from ._protocol import Message, is_full
 
 # threading and weakref are imported when a message first has to wait: a notifier that
 # never meets a full queue (`sdready notify`, most services) never loads them.
@@ -26,14 +25,7 @@ if TYPE_CHECKING:
 else:
     from _collections import deque  # collections' own deque, without loading collections
 
-__all__ = ["RetryQueue", "is_full"]
-
-_FULL_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS})
-
-
-def is_full(exc: OSError) -> bool:
-    """Whether *exc* means the receiver's queue is full: worth trying again later."""
-    return exc.errno in _FULL_ERRNOS
+__all__ = ["RetryQueue"]
 
 
 class RetryQueue:
