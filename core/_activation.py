@@ -17,7 +17,6 @@ keep their sockets through :func:`keep_sockets`.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import socket
 import stat
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from . import texts
 from ._env import fdstore_max, listen_fds, unset_listen_fds
 from ._expect import Expectation, parse_expectations
+from ._log import logger
 from ._notifier import Notifier
 from ._sockets import AF_UNIX, Listener, inspect_socket, listener
 
@@ -42,8 +42,6 @@ __all__ = [
     "parse_address",
     "release_stale",
 ]
-
-logger = logging.getLogger("sdready")
 
 _BACKLOG = socket.SOMAXCONN
 

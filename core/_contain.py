@@ -8,15 +8,14 @@ part of a signal before whatever handled it already, which then runs exactly as 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 from collections.abc import Callable, Iterator
 from types import FrameType
 
-__all__ = ["chain_signal", "contained"]
+from ._log import logger
 
-logger = logging.getLogger("sdready")
+__all__ = ["chain_signal", "contained"]
 
 SignalHandler = Callable[[int, "FrameType | None"], object]
 

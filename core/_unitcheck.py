@@ -20,7 +20,6 @@ guess. Two drivers, one set of rules:
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import socket
@@ -32,14 +31,13 @@ from . import texts
 from ._appfacts import AppFacts, describe_command
 from ._contain import contained
 from ._env import invocation_id, is_main_process, user_manager
+from ._log import logger
 from ._unitinfo import UnitConfig, UnitError, own_unit, read_unit
 
 if TYPE_CHECKING:
     from ._options import ReadyOptions
 
 __all__ = ["RULES", "Result", "Rule", "check", "facts_for", "self_check"]
-
-logger = logging.getLogger("sdready")
 
 
 class Engine(Protocol):

@@ -7,19 +7,17 @@ loop blocked by a synchronous call stops the pings and systemd restarts the serv
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
 
 from . import texts
 from ._env import watchdog_interval
+from ._log import logger
 from ._notifier import Notifier, _process_notifier
 from ._options import HealthCheck
 
 __all__ = ["HealthCheck", "Watchdog", "watchdog_loop"]
-
-logger = logging.getLogger("sdready")
 
 
 def _resolve(notifier: Notifier | None, interval: float | None) -> tuple[Notifier, float | None]:
