@@ -33,19 +33,22 @@ known) and the kernel allow it, and falls back to ``proc`` for a process that re
 from __future__ import annotations
 
 import errno as _errno
-import logging
 import os
 import time
-from collections.abc import Callable
-from typing import Literal
 
 from ._env import started_by_systemd
-from ._proctables import listener_from_entry, read_tables
+from ._log import logger
 from ._sockdiag import SockDiag, same_network_namespace
 from ._sockets import Address, Listener, inspect_socket, listener
 
+TYPE_CHECKING = False  # no typing at run time: sdready wait-listen's start-up
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Literal, TypeAlias
+
+    Method: TypeAlias = Literal["auto", "sockdiag", "pidfd", "proc"]
+
 __all__ = [
-    "Method",
     "ProcessTree",
     "TreeListeners",
     "alive",
@@ -55,9 +58,6 @@ __all__ = [
     "sockdiag_support",
 ]
 
-logger = logging.getLogger("sdready")
-
-Method = Literal["auto", "sockdiag", "pidfd", "proc"]
 METHODS: tuple[Method, ...] = ("auto", "sockdiag", "pidfd", "proc")
 
 #: How often a sock_diag watch may be polled: a dump costs ~30-60 us, so 1 ms is ~5 % of
@@ -280,16 +280,30 @@ _diag_support: tuple[bool, str] | None = None
 
 def sockdiag_support() -> tuple[bool, str]:
     """``(usable, why)``: does netlink sock_diag answer here (one dump, tried once)?"""
-    global _diag_support  # noqa: PLW0603  (probed once per process, then cached)
     if _diag_support is None:
-        try:
-            with SockDiag() as diag:
-                diag.listeners()
-        except (OSError, AttributeError) as exc:  # AttributeError: no AF_NETLINK (not Linux)
+        _namespace_dump()
+    assert _diag_support is not None
+    return _diag_support
+
+
+def _namespace_dump() -> dict[int, tuple[int, Address]] | None:
+    """One sock_diag dump of our network namespace's listeners; None where netlink refuses
+    (the first answer, either way, is what :func:`sockdiag_support` says from then on)."""
+    global _diag_support  # noqa: PLW0603  (probed once per process, then cached)
+    if _diag_support is not None and not _diag_support[0]:
+        return None
+    try:
+        with SockDiag() as diag:
+            found = diag.listeners()
+    except (OSError, AttributeError) as exc:  # AttributeError: no AF_NETLINK (not Linux)
+        if _diag_support is None:
             _diag_support = (False, f"netlink sock_diag refused: {exc}")
         else:
-            _diag_support = (True, "netlink sock_diag answers (one dump of the listeners per poll)")
-    return _diag_support
+            logger.debug("netlink sock_diag failed (%s): reading /proc/net instead", exc)
+        return None
+    if _diag_support is None:
+        _diag_support = (True, "netlink sock_diag answers (one dump of the listeners per poll)")
+    return found
 
 
 def _inspect_duplicate(dup: int, fd: int, inode: int) -> tuple[Listener | None, bool]:
@@ -314,14 +328,11 @@ def namespace_listeners(pid: int | None = None) -> list[Listener]:
     For ``wait-listen`` without a pid: the owner is unknown, so ``fd`` is -1. One sock_diag
     dump where netlink answers for that namespace, else the ``/proc/net`` tables.
     """
-    if sockdiag_support()[0] and (pid is None or same_network_namespace(pid)):
-        try:
-            with SockDiag() as diag:
-                found = diag.listeners()
-        except OSError as exc:
-            logger.debug("netlink sock_diag failed (%s): reading /proc/net instead", exc)
-        else:
-            return [listener(-1, inode, *described) for inode, described in found.items()]
+    found = _namespace_dump() if pid is None or same_network_namespace(pid) else None
+    if found is not None:
+        return [listener(-1, inode, *described) for inode, described in found.items()]
+    from ._proctables import listener_from_entry, read_tables  # the slow way, loaded if used
+
     netdir = "/proc/net" if pid is None else f"/proc/{pid}/net"
     entries = read_tables(netdir, None)
     return [
@@ -575,6 +586,8 @@ class TreeListeners:
         )
 
     def _ask_tables(self, wanted: dict[int, tuple[int, int]], result: dict[int, Listener]) -> None:
+        from ._proctables import listener_from_entry, read_tables  # the slow way, loaded if used
+
         self.methods_used.add("proc")
         owner = next(iter(wanted.values()))[0]
         entries = read_tables(f"/proc/{owner}/net", set(wanted))

@@ -22,7 +22,6 @@ tree's sockets), gunicorn's arbiter (readiness pushed by its workers). Here, and
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -44,22 +43,22 @@ from ._listeners import (
     Listener,
     ListenerSnapshot,
     ListenerSource,
-    _Wait,
     async_wait_until_listening,
     listening_sockets,
+    own_listeners,
     snapshot_listeners,
 )
+from ._log import logger
 from ._notifier import PROGRESS_EXTEND, Notifier, _process_notifier
 from ._options import INHERITED_PROBE, ReadyOptions
 from ._probe import parse_probe
 from ._protocol import timeout_usec
+from ._wait import _Wait
 
 if TYPE_CHECKING:
     from ._watchdog import HealthCheck, Watchdog
 
 __all__ = ["Readiness", "ReadyOptions", "TimeoutTexts", "progress", "relay_progress"]
-
-logger = logging.getLogger("sdready")
 
 #: The probe's own bound per attempt; the wait's deadline bounds all of them.
 _PROBE_TIMEOUT = 1.0
@@ -131,7 +130,9 @@ class Readiness:
         self.generation = 1
         self.ready_sent = False  # in this generation
         self.ever_ready = False
-        self.deadline = time.monotonic() + self.options.ready_timeout
+        self.deadline = 0.0
+        self._phase_started = 0.0  # this start, or this reload
+        self._begin_phase()
         self._lock = threading.RLock()
         self._closed = False  # READY would be a lie from now on
         self._stopping = False
@@ -141,7 +142,6 @@ class Readiness:
         self._status = ""
         self._took_over: int | None = None  # the main pid this process replaced (MAINPID=)
         self._main: bool | None = None  # None: as SYSTEMD_EXEC_PID says
-        self._phase_started = time.monotonic()  # this start, or this reload
         self._stop_started = 0.0
         self._drain_limit: float | None = None  # the server's budget, once it drains
         self._drained = threading.Event()
@@ -150,6 +150,11 @@ class Readiness:
             # The unit's main process without NOTIFY_SOCKET (Type=simple): front ends go
             # inert, so the unit check starts here to say what is wrong.
             self.check_unit()
+
+    def _begin_phase(self) -> None:
+        """A start or a reload generation begins: ``ready_timeout`` counts from now."""
+        self._phase_started = now = time.monotonic()
+        self.deadline = now + self.options.ready_timeout
 
     @property
     def enabled(self) -> bool:
@@ -168,8 +173,7 @@ class Readiness:
         if not self.enabled:
             return
         self.check_unit()
-        self.deadline = time.monotonic() + self.options.ready_timeout
-        self._phase_started = time.monotonic()
+        self._begin_phase()
         _engines.clear()  # sdready.progress() in this process goes through this engine
         _engines[os.getpid()] = weakref.ref(self)
         if self.source is None:
@@ -302,7 +306,7 @@ class Readiness:
             self._probe,
             _PROBE_TIMEOUT,
             wait_started=self.wait_started,
-            source=self.source,
+            source=own_listeners() if self.source is None else self.source,
         )
 
     @property
@@ -423,8 +427,7 @@ class Readiness:
                 return
             was_ready = self.ready_sent
             self.generation += 1
-            self.deadline = time.monotonic() + self.options.ready_timeout
-            self._phase_started = time.monotonic()
+            self._begin_phase()
             self.ready_sent = self._timed_out = self._closed = False
             self._wait = None
             if was_ready:
