@@ -6,8 +6,6 @@ framework adapters live in ``sdready.plugins``.
 
 from __future__ import annotations
 
-from ._version import __version__
-
 # Every other public name is imported on first use (PEP 562): `sdready notify` in a shell
 # script, or a plugin that needs only the engine, pays only for what it uses. `typing` is
 # not imported for this: it alone costs milliseconds of start-up.
@@ -28,10 +26,12 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the names as imported eage
     from ._notifier import Notifier, notify, ready, reloading, status, stopping, watchdog
     from ._options import Expect, HealthCheck, OnTimeout, ReadyOptions
     from ._readiness import Readiness, progress
+    from ._version import __version__
     from ._watchdog import Watchdog, watchdog_loop
 
 #: Where each public name lives.
 _MODULES = {
+    "__version__": "_version",
     "listen_socket": "_activation",
     "listen_fds_count": "_env",
     "watchdog_interval": "_env",

@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar, cast
 
-from . import texts
 from ._cli_notify import DEFAULT_TIMEOUT, EXIT_NO_SOCKET, deliver, fields_of
 from ._env import listen_fds_count, main_pid, watchdog_interval
-from ._listeners import Listener, ListenTimeoutError, _Wait, validate_expect
-from ._log import stderr_log
+from ._listeners import validate_expect
+from ._log import DEBUG, ERROR, INFO, WARNING, logger, stderr_log
 from ._notifier import NotifyAddress
 from ._options import ReadyOptions, parse_duration, parse_expect
 from ._probe import parse_probe
@@ -42,15 +39,12 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-logger = logging.getLogger("sdready")
-
 T = TypeVar("T")
 
 EXIT_OK = 0
 # EXIT_NO_SOCKET (1; notify/status: no NOTIFY_SOCKET, wait-listen: timed out) and notify's
 # EXIT_SEND_FAILED (3) are defined with the notify command, in _cli_notify.
 EXIT_USAGE = 2
-_PROBE_TIMEOUT = 1.0
 
 
 Handler = Callable[[argparse.Namespace], int]
@@ -285,11 +279,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command: str = args.command
     if args.quiet:
-        level = logging.ERROR
+        level = ERROR
     elif args.verbose:
-        level = logging.DEBUG
+        level = DEBUG
     else:
-        level = logging.INFO if command in ("exec", "wait-listen") else logging.WARNING
+        level = INFO if command in ("exec", "wait-listen") else WARNING
     run: Callable[[argparse.Namespace], int] = args.handler
     with stderr_log(command, level):
         try:
@@ -421,42 +415,12 @@ def _flatten_expect(groups: list[list[int | str]] | None) -> list[int | str] | N
 
 def _cmd_wait_listen(args: argparse.Namespace) -> int:
     expect = _flatten_expect(args.expect)
-    from ._proctree import TreeListeners, alive, namespace_listeners
+    if args.pid is None and expect is None:
+        raise _UsageError("give --expect ADDR (or --pid PID to take its first listener)")
+    from ._cli_wait import wait_listen
 
-    watch: TreeListeners | None = None
-    source: Callable[[], list[Listener]]
-    if args.pid is None:
-        if expect is None:
-            raise _UsageError("give --expect ADDR (or --pid PID to take its first listener)")
-        source = namespace_listeners
-    else:
-        if not alive(args.pid):
-            logger.error("pid %d does not exist", args.pid)
-            return EXIT_NO_SOCKET
-        watch = TreeListeners(args.pid, _discovery_method(args.discovery))
-        source = watch
-    waiter = _Wait(args.timeout, expect, None, args.probe, _PROBE_TIMEOUT, source=source)
-    try:
-        while True:
-            try:
-                selected = waiter.step_blocking()
-            except ListenTimeoutError as exc:
-                logger.error("%s", exc)
-                return EXIT_NO_SOCKET
-            if selected is not None:
-                logger.info(
-                    "listening on %s after %.0f ms",
-                    texts.format_addresses(selected),
-                    (time.monotonic() - waiter.started) * 1000,
-                )
-                return EXIT_OK
-            if args.pid is not None and not alive(args.pid):
-                logger.error("pid %d exited before listening", args.pid)
-                return EXIT_NO_SOCKET
-            time.sleep(waiter.next_delay())
-    finally:
-        if watch is not None:
-            watch.close()
+    method = _discovery_method(args.discovery) if args.pid is not None else "auto"
+    return wait_listen(expect, pid=args.pid, timeout=args.timeout, probe=args.probe, method=method)
 
 
 # -- doctor --------------------------------------------------------------------------------
@@ -477,7 +441,8 @@ def _cmd_exec(args: argparse.Namespace) -> int:
         argv = argv[1:]
     if not argv:
         raise _UsageError("give the command to run: sdready exec [OPTIONS] -- COMMAND [ARGS ...]")
-    from ._exec import SpawnError, Supervisor, exit_like
+    from ._cli_exec import run
+    from ._exec import Supervisor
 
     try:
         supervisor = Supervisor(
@@ -495,12 +460,7 @@ def _cmd_exec(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
-    try:
-        code = supervisor.run()
-    except SpawnError as exc:
-        logger.error("cannot run %s: %s", argv[0], exc.reason)
-        return exc.code
-    return exit_like(code)
+    return run(supervisor)
 
 
 def _discovery_method(name: str) -> Method:

@@ -2,9 +2,9 @@
 
 Shell scripts call it at each step of a start, so it must start about as fast as the
 interpreter itself. The command's logic lives here, with two drivers: :mod:`._cli`
-(argparse: every form of the command line, ``--help``, usage errors) and the fast path
-of :mod:`._cli_fast`, which :mod:`.__main__` tries first. This module imports only what
-sending needs (no argparse, logging, dataclasses or typing).
+(argparse: every form of the command line, ``--help``, usage errors) and :func:`fast_main`,
+which :mod:`.__main__` tries first: it reads the common forms with :mod:`._cli_fast`, and
+this module imports only what sending needs (no argparse, logging, dataclasses or typing).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 
+from ._cli_fast import Found, last, read
 from ._exceptions import NotifyError
 from ._notifier import Notifier
 from ._protocol import encode
@@ -36,6 +37,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_SEND_FAILED",
     "deliver",
+    "fast_main",
     "fields_of",
 ]
 
@@ -44,6 +46,16 @@ EXIT_NO_SOCKET = 1
 EXIT_SEND_FAILED = 3
 
 DEFAULT_TIMEOUT = 5.0  #: --timeout: how long to wait for the manager (BARRIER)
+
+_FLAGS = {
+    "--ready": "ready",
+    "--reloading": "reloading",
+    "--stopping": "stopping",
+    "--no-block": "no_block",
+    "-q": "quiet",
+    "--quiet": "quiet",
+}
+_VALUES = {"--status": "status", "--timeout": "timeout"}
 
 
 def fields_of(options: Options) -> dict[str, str | int]:
@@ -88,3 +100,47 @@ def deliver(
     except NotifyError as exc:
         return EXIT_SEND_FAILED, str(exc)
     return EXIT_OK, None
+
+
+class _Request:
+    """The fast path's ``notify`` options, as :func:`fields_of` reads them."""
+
+    __slots__ = ("assignments", "ready", "reloading", "status", "stopping")
+
+    def __init__(self, found: Found, assignments: list[str]) -> None:
+        self.ready = "ready" in found
+        self.reloading = "reloading" in found
+        self.stopping = "stopping" in found
+        self.status = last(found, "status")
+        self.assignments = assignments
+
+
+def fast_main(argv: list[str]) -> int | None:
+    """Run ``sdready notify`` with *argv* (after ``notify``) if it takes no detour.
+
+    Returns the exit status, or None when the full command line must run it instead: a
+    form the fast parser leaves to argparse, no ``NOTIFY_SOCKET``, or a usage error. Only
+    a failure after the message may have left is reported here, as the full path would.
+    """
+    if "NOTIFY_SOCKET" not in os.environ:
+        return None  # the full command explains, unless --quiet
+    parsed = read(argv, _FLAGS, _VALUES)
+    if parsed is None:
+        return None
+    found, assignments = parsed
+    timeout = DEFAULT_TIMEOUT
+    text = last(found, "timeout")
+    if text is not None:
+        if not (text.replace(".", "", 1).isdigit() and float(text) > 0):
+            return None  # a unit or a bad value: argparse's duration type decides
+        timeout = float(text)  # as parse_duration reads a plain number
+    try:
+        fields = fields_of(_Request(found, assignments))
+    except ValueError:
+        return None
+    code, error = deliver(fields, pid=None, no_block="no_block" in found, timeout=timeout)
+    if error is not None:
+        from ._log import report_error  # on this rare path only
+
+        report_error("notify", error)
+    return code

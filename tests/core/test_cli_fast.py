@@ -1,18 +1,26 @@
-"""The command's fast paths (``sdready._cli_fast``): argparse's reading of the common forms,
-and ``sdready exec`` starting its command before loading the engine.
+"""The command's fast paths (each command's ``fast_main``, reading with ``sdready._cli_fast``):
+argparse's reading of the common forms, ``sdready exec`` starting its command before loading
+the engine, ``wait-listen`` loading nothing heavy.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from sdready._cli import _build_parser
-from sdready._cli_fast import _EXEC_FLAGS, _EXEC_VALUES, _NOTIFY_FLAGS, _NOTIFY_VALUES, read
+from sdready._cli_exec import _FLAGS as _EXEC_FLAGS
+from sdready._cli_exec import _VALUES as _EXEC_VALUES
+from sdready._cli_fast import read
+from sdready._cli_notify import _FLAGS as _NOTIFY_FLAGS
+from sdready._cli_notify import _VALUES as _NOTIFY_VALUES
+from sdready._cli_wait import _FLAGS as _WAIT_FLAGS
+from sdready._cli_wait import _VALUES as _WAIT_VALUES
 from sdready.testing import NotifyRecorder
 
 # Loaded by the engine, the listener walk or argparse: none is needed to start a command.
@@ -36,6 +44,8 @@ def argparse_reads(argv: list[str]) -> argparse.Namespace | None:
         ["exec", "-v", "node", "server.js", "--port", "1"],
         ["notify", "--ready", "--status=Serving", "X_A=1", "X_B=2"],
         ["notify", "--status", "x", "--timeout", "2", "--no-block", "-q"],
+        ["wait-listen", "--expect", "127.0.0.1:8000", "--timeout=5", "-v"],
+        ["wait-listen", "--pid", "123", "--expect", "/run/a.sock", "--probe", "connect", "-q"],
         # left to argparse: the fast path must say so rather than guess
         ["exec", "--ready", "5", "--", "x"],  # an abbreviation
         ["exec", "--listen", "127.0.0.1:80", "--", "x"],
@@ -44,12 +54,15 @@ def argparse_reads(argv: list[str]) -> argparse.Namespace | None:
         ["exec", "--help"],
         ["notify", "X_A=1", "--ready", "X_B=2"],  # a second FIELD=VALUE block
         ["notify", "--status"],
+        ["wait-listen", "--discovery", "proc", "--pid", "1"],
     ],
 )
 def test_read_agrees_with_argparse_or_declines(argv: list[str]) -> None:
     command, rest = argv[0], argv[1:]
     if command == "exec":
         found = read(rest, _EXEC_FLAGS, _EXEC_VALUES, remainder=True)
+    elif command == "wait-listen":
+        found = read(rest, _WAIT_FLAGS, _WAIT_VALUES)
     else:
         found = read(rest, _NOTIFY_FLAGS, _NOTIFY_VALUES)
     full = argparse_reads(argv)
@@ -57,19 +70,22 @@ def test_read_agrees_with_argparse_or_declines(argv: list[str]) -> None:
         return
     assert full is not None, f"read {argv} where argparse refuses it"
     options, positional = found
-    names = {**_EXEC_FLAGS, **_NOTIFY_FLAGS}.values()
+    names = {**_EXEC_FLAGS, **_NOTIFY_FLAGS, **_WAIT_FLAGS}.values()
     for name in set(names) & set(vars(full)):
         assert (name in options) == bool(getattr(full, name)), name
-    if command == "exec":
-        command_line = list(full.argv)
-        assert positional == (command_line[1:] if command_line[:1] == ["--"] else command_line)
+    if command != "notify":
         expect = [item for group in full.expect or [] for item in group]
         given = [part.strip() for text in options.get("expect", []) for part in text.split(",")]
         assert [str(item) for item in expect] == given
-        assert (full.on_timeout, full.probe) == (
-            (options.get("on_timeout") or ["warn"])[-1],
-            (options.get("probe") or [None])[-1],
-        )
+        assert (options.get("probe") or [None])[-1] == full.probe
+    if command == "wait-listen":
+        assert positional == []
+        assert [str(full.pid)] == options.get("pid", ["None"])
+        assert (options.get("timeout") or ["30"])[-1] in (str(full.timeout), f"{full.timeout:g}")
+    elif command == "exec":
+        command_line = list(full.argv)
+        assert positional == (command_line[1:] if command_line[:1] == ["--"] else command_line)
+        assert full.on_timeout == (options.get("on_timeout") or ["warn"])[-1]
     else:
         assert positional == full.assignments
         assert (options.get("status") or [None])[-1] == full.status
@@ -108,7 +124,12 @@ def spawn_report(module: str, args: list[str], recorder: NotifyRecorder) -> tupl
     code = SPAWN_PROBE.format(heavy=HEAVY, args=", ".join(map(repr, args)), module=module)
     env = {**os.environ, "NOTIFY_SOCKET": recorder.address}
     done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     return done.returncode, done.stdout
 
@@ -122,10 +143,10 @@ def test_exec_spawns_its_command_before_loading_the_engine(
     code, out = spawn_report("sdready.__main__", args, notify_socket)
     assert (code, out) == (0, "loaded at spawn: -\n")
     assert marker.exists()
-    # The control: the full command line has argparse, logging and the rest loaded by then.
+    # The control: the full command line has argparse, dataclasses and more loaded by then.
     code, out = spawn_report("sdready._cli", args, notify_socket)
     assert code == 0
-    assert "argparse" in out and "logging" in out and "dataclasses" in out
+    assert "argparse" in out and "dataclasses" in out
 
 
 @pytest.mark.parametrize(
@@ -147,3 +168,55 @@ def test_a_usage_error_spawns_nothing(
     code, out = spawn_report("sdready.__main__", ["exec", *argv], notify_socket)
     assert code == 2
     assert "loaded at spawn" not in out and not marker.exists()
+
+
+def test_wait_listen_loads_none_of_the_heavy_modules() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        argv = ["sdready", "wait-listen", "--expect", f"127.0.0.1:{server.getsockname()[1]}"]
+        code = (  # what the interpreter loaded itself (an editable install's finder) is not ours
+            f"import sys; before = set(sys.modules); sys.argv = {argv!r}; "
+            "from sdready.__main__ import main; status = main(); "
+            f"print(status, [m for m in {HEAVY!r} if m in sys.modules and m not in before])"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=False
+        )
+        assert done.stdout == "0 []\n"
+        assert done.stderr.startswith("sdready wait-listen: listening on 127.0.0.1:")
+        # The control: the full command line loads them, and says the same.
+        full = code.replace("from sdready.__main__ import main", "from sdready._cli import main")
+        control = subprocess.run(
+            [sys.executable, "-c", full], capture_output=True, text=True, check=False
+        )
+        assert control.stdout.startswith("0 ") and "argparse" in control.stdout
+        assert control.stderr.split(" after")[0] == done.stderr.split(" after")[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["8000"],  # a positional argument
+        ["--pid", "0"],
+        ["--timeout", "1", "--probe", "ftp:/", "--expect", "1"],
+        ["--expect", "example.com:80"],
+        ["--timeout", "0.2"],  # neither --expect nor --pid
+    ],
+)
+def test_wait_listen_declines_to_the_full_command(args: list[str]) -> None:
+    fast = subprocess.run(
+        [sys.executable, "-m", "sdready", "wait-listen", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    full = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.argv[0] = 'sdready'; "
+         "from sdready._cli import main; sys.exit(main())", "wait-listen", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert (fast.returncode, fast.stderr) == (full.returncode, full.stderr)
+    assert fast.returncode == 2 and "usage: sdready" in fast.stderr

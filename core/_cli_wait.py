@@ -1,0 +1,109 @@
+"""``sdready wait-listen``: wait until the expected listening sockets exist, send nothing.
+
+The command's logic, with two drivers, as for ``notify``: :mod:`._cli` (argparse: every
+form of the command line) and :func:`fast_main`, which :mod:`.__main__` tries first. Run once per
+service start (``ExecStartPost=sdready wait-listen --pid $MAINPID ...``), so it too must
+start about as fast as the interpreter: nothing on this path imports typing, logging,
+dataclasses or the socket module (see ``benchmarks/cli_startup.py``).
+"""
+
+from __future__ import annotations
+
+import time
+
+from . import texts
+from ._cli_fast import duration_of, expect_of, last, log_level, probe_of, read
+from ._log import logger, stderr_log
+from ._proctree import TreeListeners, alive, namespace_listeners
+from ._values import DEFAULT_READY_TIMEOUT
+from ._wait import ListenTimeoutError, _Wait
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._proctree import Method
+    from ._sockets import Listener
+
+__all__ = ["EXIT_OK", "EXIT_TIMEOUT", "PROBE_TIMEOUT", "fast_main", "wait_listen"]
+
+EXIT_OK = 0
+EXIT_TIMEOUT = 1  # timed out, or the process exited (or never existed)
+PROBE_TIMEOUT = 1.0
+
+_FLAGS = {"-q": "quiet", "--quiet": "quiet", "-v": "verbose", "--verbose": "verbose"}
+_VALUES = {"--expect": "expect", "--probe": "probe", "--timeout": "timeout", "--pid": "pid"}
+
+
+def wait_listen(
+    expect: list[int | str] | None,
+    *,
+    pid: int | None,
+    timeout: float,
+    probe: str | None,
+    method: Method = "auto",
+) -> int:
+    """Wait for *expect* (in *pid*'s tree, else anywhere in this network namespace); log
+    the outcome and return the exit status. Without *pid*, *expect* must be given."""
+    watch: TreeListeners | None = None
+    source: Callable[[], list[Listener]]
+    if pid is None:
+        assert expect is not None, "the drivers refuse a wait for anything, anywhere"
+        source = namespace_listeners
+    else:
+        if not alive(pid):
+            logger.error("pid %d does not exist", pid)
+            return EXIT_TIMEOUT
+        watch = TreeListeners(pid, method)
+        source = watch
+    waiter = _Wait(timeout, expect, None, probe, PROBE_TIMEOUT, source=source)
+    try:
+        while True:
+            try:
+                selected = waiter.step_blocking()
+            except ListenTimeoutError as exc:
+                logger.error("%s", exc)
+                return EXIT_TIMEOUT
+            if selected is not None:
+                logger.info(
+                    "listening on %s after %.0f ms",
+                    texts.format_addresses(selected),
+                    (time.monotonic() - waiter.started) * 1000,
+                )
+                return EXIT_OK
+            if pid is not None and not alive(pid):
+                logger.error("pid %d exited before listening", pid)
+                return EXIT_TIMEOUT
+            time.sleep(waiter.next_delay())
+    finally:
+        if watch is not None:
+            watch.close()
+
+
+def fast_main(argv: list[str]) -> int | None:
+    """Run ``sdready wait-listen`` with *argv* (after ``wait-listen``) if it takes no
+    detour; None: the full command line must run it (a form left to argparse, such as
+    ``--pid parent`` or ``--discovery``, or a usage error)."""
+    parsed = read(argv, _FLAGS, _VALUES)
+    if parsed is None or parsed[1]:
+        return None
+    found = parsed[0]
+    pid_text = last(found, "pid")
+    if pid_text is not None and not (pid_text.isdigit() and int(pid_text) > 0):
+        return None  # 'parent', 'self' or a mistake: argparse's type decides
+    pid = None if pid_text is None else int(pid_text)
+    try:
+        expect = expect_of(found)
+        probe = probe_of(found)
+        timeout = duration_of(found, "timeout")
+    except ValueError:
+        return None
+    if pid is None and expect is None:
+        return None  # the full command says what is missing
+    with stderr_log("wait-listen", log_level(found)):
+        return wait_listen(
+            expect,
+            pid=pid,
+            timeout=DEFAULT_READY_TIMEOUT if timeout is None else timeout,
+            probe=probe,
+        )
