@@ -12,7 +12,8 @@ machine; the figures are medians, ratios to ``python -c pass`` of the same round
   exec's start-up costs a service (``date`` prints the time it started; its own start-up
   counts against sdready); the whole run of ``sdready exec -- true`` is shown beside it,
   as is ``date`` launched directly, the floor;
-- ``sdready wait-listen --expect PORT``: a socket that already listens, the whole run.
+- ``sdready wait-listen --expect 127.0.0.1:PORT``: a socket that already listens, the whole
+  run (with its INFO line on stderr, as by default).
 
 Targets (issue 16): notify <= 1.3x ``python -c pass``; exec and wait-listen <= 1.5x.
 
@@ -78,10 +79,9 @@ def commands(python: str, script: str, port: int) -> dict[str, list[str]]:
         EXEC_START: [script, "exec", "-q", "--", "date", "+%s%N"],
         "date +%s%N: until it runs": ["date", "+%s%N"],
         "sdready exec -- true: the whole run": [script, "exec", "-q", "--", "true"],
-        f"sdready wait-listen --expect {port}": [
+        f"sdready wait-listen --expect 127.0.0.1:{port}": [  # logs its line, as by default
             script,
             "wait-listen",
-            "-q",
             "--expect",
             f"127.0.0.1:{port}",
         ],
