@@ -2,9 +2,10 @@
 
 Importing ``logging`` costs milliseconds (it loads traceback, string, weakref, threading):
 more than ``sdready notify`` spends sending one message, and more than ``sdready
-wait-listen`` may spend on its whole work. Every module logs through :data:`logger`. In a
-library (the plugins, an app calling sdready), it is ``logging.getLogger("sdready")``,
-imported on its first use. While a ``sdready`` command runs (:class:`stderr_log`), the
+wait-listen`` may spend on its whole work. Every core module logs through :data:`logger`
+(the plugins, which only run inside an app, use ``logging`` itself). In a library (the
+plugins, an app calling sdready), it is ``logging.getLogger("sdready")``, imported on its
+first use. While a ``sdready`` command runs (:class:`stderr_log`), the
 process is the command's own: records at the command's level or above go straight to
 stderr as ``sdready COMMAND: message``, and ``logging`` is never imported. The level
 constants are the values ``logging`` defines, named here without importing it.
