@@ -23,6 +23,8 @@ from sdready._cli_wait import _FLAGS as _WAIT_FLAGS
 from sdready._cli_wait import _VALUES as _WAIT_VALUES
 from sdready.testing import NotifyRecorder
 
+#: The command through argparse alone: the control of every fast path.
+FULL = "import sys; sys.argv[0] = 'sdready'; from sdready._cli import main; sys.exit(main())"
 # Loaded by the engine, the listener walk or argparse: none is needed to start a command.
 HEAVY = ("argparse", "logging", "dataclasses", "typing", "socket", "threading", "enum", "re")
 
@@ -120,17 +122,15 @@ sys.exit(main())
 """
 
 
+def python(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """This interpreter run with *args*, its output captured as text."""
+    command = [sys.executable, *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=30, check=False)
+
+
 def spawn_report(module: str, args: list[str], recorder: NotifyRecorder) -> tuple[int, str]:
     code = SPAWN_PROBE.format(heavy=HEAVY, args=", ".join(map(repr, args)), module=module)
-    env = {**os.environ, "NOTIFY_SOCKET": recorder.address}
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = python("-c", code, env={**os.environ, "NOTIFY_SOCKET": recorder.address})
     return done.returncode, done.stdout
 
 
@@ -180,16 +180,12 @@ def test_wait_listen_loads_none_of_the_heavy_modules() -> None:
             "from sdready.__main__ import main; status = main(); "
             f"print(status, [m for m in {HEAVY!r} if m in sys.modules and m not in before])"
         )
-        done = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=False
-        )
+        done = python("-c", code)
         assert done.stdout == "0 []\n"
         assert done.stderr.startswith("sdready wait-listen: listening on 127.0.0.1:")
         # The control: the full command line loads them, and says the same.
         full = code.replace("from sdready.__main__ import main", "from sdready._cli import main")
-        control = subprocess.run(
-            [sys.executable, "-c", full], capture_output=True, text=True, check=False
-        )
+        control = python("-c", full)
         assert control.stdout.startswith("0 ") and "argparse" in control.stdout
         assert control.stderr.split(" after")[0] == done.stderr.split(" after")[0]
 
@@ -205,18 +201,7 @@ def test_wait_listen_loads_none_of_the_heavy_modules() -> None:
     ],
 )
 def test_wait_listen_declines_to_the_full_command(args: list[str]) -> None:
-    fast = subprocess.run(
-        [sys.executable, "-m", "sdready", "wait-listen", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    full = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.argv[0] = 'sdready'; "
-         "from sdready._cli import main; sys.exit(main())", "wait-listen", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )  # fmt: skip
+    fast = python("-m", "sdready", "wait-listen", *args)
+    full = python("-c", FULL, "wait-listen", *args)
     assert (fast.returncode, fast.stderr) == (full.returncode, full.stderr)
     assert fast.returncode == 2 and "usage: sdready" in fast.stderr
