@@ -25,13 +25,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar, cast
 
+from ._cli_fast import duration, expect_items, probe_text
 from ._cli_notify import DEFAULT_TIMEOUT, EXIT_NO_SOCKET, deliver, fields_of
 from ._env import listen_fds_count, main_pid, watchdog_interval
-from ._listeners import validate_expect
 from ._log import DEBUG, ERROR, INFO, WARNING, logger, stderr_log
 from ._notifier import NotifyAddress
-from ._options import ReadyOptions, parse_duration, parse_expect
-from ._probe import parse_probe
+from ._options import ReadyOptions
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -70,26 +69,10 @@ def _argument_type(parse: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
-def _parse_duration(text: str) -> float:
-    return parse_duration("a duration", text)
-
-
-def _parse_expect(text: str) -> list[int | str]:
-    items = parse_expect(text)
-    if items is None:
-        raise ValueError("--expect needs an address")
-    validate_expect(items)
-    return items
-
-
-def _parse_probe(text: str) -> str:
-    parse_probe(text)
-    return text
-
-
-_duration = _argument_type(_parse_duration)
-_expect_argument = _argument_type(_parse_expect)
-_probe_argument = _argument_type(_parse_probe)
+# The fast paths' own readers of these values, so both paths check them alike.
+_duration = _argument_type(duration)
+_expect_argument = _argument_type(expect_items)
+_probe_argument = _argument_type(probe_text)
 
 
 def _pid_argument(text: str) -> int:

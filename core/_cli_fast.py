@@ -17,7 +17,18 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["Found", "duration_of", "expect_of", "last", "log_level", "probe_of", "read"]
+__all__ = [
+    "Found",
+    "duration",
+    "duration_of",
+    "expect_items",
+    "expect_of",
+    "last",
+    "log_level",
+    "probe_of",
+    "probe_text",
+    "read",
+]
 
 #: What :func:`read` found: each flag's name → True, each valued option's name → its values.
 Found = dict[str, "bool | list[str]"]
@@ -73,39 +84,54 @@ def last(found: Found, name: str) -> str | None:
     return given[-1] if isinstance(given, list) else None
 
 
-def expect_of(found: Found) -> list[int | str] | None:
-    """``--expect``'s addresses, all of them; :class:`ValueError` as argparse's type would."""
+def duration(text: str) -> float:
+    """A duration option's value (``30``, ``1.5s``, ``500ms``, ``2min``); :class:`ValueError`
+    for a malformed one. argparse's type for these options too."""
+    from ._values import parse_duration
+
+    return parse_duration("a duration", text)
+
+
+def expect_items(text: str) -> list[int | str]:
+    """One ``--expect`` value's addresses (``8000,/run/a.sock``), checked as the waiters
+    check them; :class:`ValueError` for a bad one. argparse's type for ``--expect`` too."""
     from ._expect import parse_expectations
     from ._values import parse_expect
 
+    items = parse_expect(text)
+    if items is None:
+        raise ValueError("--expect needs an address")
+    parse_expectations(items)
+    return items
+
+
+def probe_text(text: str) -> str:
+    """A ``--probe`` value, checked (``auto`` is not a command-line value); :class:`ValueError`
+    for a bad one. argparse's type for ``--probe`` too."""
+    from ._probe import parse_probe
+
+    parse_probe(text)
+    return text
+
+
+def expect_of(found: Found) -> list[int | str] | None:
+    """Every ``--expect`` address given, in order; None if the option was not given."""
     given = found.get("expect")
     if not isinstance(given, list):
         return None
-    expect: list[int | str] = []
-    for text in given:
-        items = parse_expect(text)
-        if items is None:
-            raise ValueError("--expect needs an address")
-        expect.extend(items)
-    parse_expectations(expect)
-    return expect
+    return [item for text in given for item in expect_items(text)]
 
 
 def probe_of(found: Found) -> str | None:
-    """``--probe``, checked as argparse's type checks it (``auto`` is not a CLI value)."""
-    from ._probe import parse_probe
-
+    """The ``--probe`` given, checked; None if the option was not given."""
     probe = last(found, "probe")
-    parse_probe(probe)
-    return probe
+    return None if probe is None else probe_text(probe)
 
 
 def duration_of(found: Found, name: str) -> float | None:
-    """Option *name*'s duration (``1.5s``, ``500ms``, …); :class:`ValueError` if malformed."""
-    from ._values import parse_duration
-
+    """Option *name*'s duration; None if the option was not given."""
     text = last(found, name)
-    return None if text is None else parse_duration("a duration", text)
+    return None if text is None else duration(text)
 
 
 def log_level(found: Found) -> int:
