@@ -154,6 +154,18 @@ class StatusWatcher(threading.Thread):
         return self.seen
 
 
+def start_watching(manager: UserManager, start: str, watch: str) -> list[str]:
+    """``systemctl start`` *start* (its outcome not checked) and return *watch*'s StatusTexts
+    seen meanwhile, in order."""
+    watcher = StatusWatcher(manager, watch)
+    watcher.start()
+    try:
+        manager.run("start", start, check=False, timeout=60)
+    finally:
+        seen = watcher.finish()
+    return seen
+
+
 # -- a slow FastAPI startup --------------------------------------------------------------------
 
 
@@ -200,12 +212,7 @@ def _start_pair(
 ) -> tuple[bool, list[str]]:
     """Start the client (pulling in the server): was its GET answered, and the server's
     StatusTexts seen meanwhile."""
-    watcher = StatusWatcher(systemd, server)
-    watcher.start()
-    try:
-        systemd.run("start", client, check=False, timeout=60)
-    finally:
-        seen = watcher.finish()
+    seen = start_watching(systemd, client, server)
     return (work / "answered").exists(), seen
 
 
@@ -287,13 +294,7 @@ def _gunicorn_start(
         extra="TimeoutStartSec=3\nTimeoutStopSec=5",
     )
     (tmp_path / "marks").mkdir(exist_ok=True)
-    watcher = StatusWatcher(systemd, unit)
-    watcher.start()
-    try:
-        systemd.run("start", unit, check=False, timeout=60)
-    finally:
-        seen = watcher.finish()
-    return unit, seen
+    return unit, start_watching(systemd, unit, unit)
 
 
 def test_each_booted_gunicorn_worker_is_progress(systemd: UserManager, tmp_path: Path) -> None:
@@ -333,12 +334,7 @@ def test_progress_from_the_app_in_a_gunicorn_worker(
             systemd, tmp_path, port, plugin=True, app="progress_wsgi",
             env={"PROGRESS_MODE": mode}, start=False,
         )  # fmt: skip
-        watcher = StatusWatcher(systemd, unit)
-        watcher.start()
-        try:
-            systemd.run("start", unit, check=False, timeout=60)
-        finally:
-            seen = watcher.finish()
+        seen = start_watching(systemd, unit, unit)
         state = systemd.wait_for(unit, lambda p: p["ActiveState"] != "activating")
         details = f"{seen} {state}\n{unit_logs(tmp_path)}"
         if mode == "calls":
