@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from _restarts import restart_under_traffic, restart_unit  # noqa: E402
+from _restarts import EXEC_LISTEN_UVICORN, restart_under_traffic, restart_unit  # noqa: E402
 from _servers import free_port  # noqa: E402
 from _systemd import HOST, Systemd, UserManager, systemd_254  # noqa: E402
 
@@ -59,13 +59,11 @@ CASES = [
     Case("gunicorn + uvicorn worker", "socket unit",
          GUNICORN_FDS + " -k uvicorn_worker.UvicornWorker restart_apps:asgi", socket_unit=True),
     Case("sdready exec --listen + uvicorn --fd 3", "store",
-         "{python} -m sdready exec --listen 127.0.0.1:{port} -- {bin}/uvicorn --fd 3 "
-         "restart_apps:asgi", True),
+         EXEC_LISTEN_UVICORN, True),
     Case("sdready exec --listen + uvicorn --fd 3", "control",
          "{python} -m sdready exec -- {bin}/uvicorn --port {port} restart_apps:asgi"),
     Case("sdready exec --listen + uvicorn --fd 3", "socket unit",
-         "{python} -m sdready exec --listen 127.0.0.1:{port} -- {bin}/uvicorn --fd 3 "
-         "restart_apps:asgi", socket_unit=True),
+         EXEC_LISTEN_UVICORN, socket_unit=True),
     Case("uvicorn --fd 3 + ASGI middleware", "socket unit",
          "{bin}/uvicorn --fd 3 restart_apps:asgi_sd", socket_unit=True),
     Case("hypercorn fd://3 + ASGI middleware", "socket unit",

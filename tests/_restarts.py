@@ -19,8 +19,20 @@ from pathlib import Path
 from _servers import Address, http_get
 from _systemd import UserManager, python_for_units, wait_until
 
-__all__ = ["Outcome", "TrafficClient", "restart_under_traffic", "restart_unit", "write_apps"]
+__all__ = [
+    "EXEC_LISTEN_UVICORN",
+    "Outcome",
+    "TrafficClient",
+    "restart_under_traffic",
+    "restart_unit",
+    "write_apps",
+]
 
+#: ``sdready exec --listen`` in front of ``uvicorn --fd 3``, as :func:`restart_unit`'s
+#: ``exec_start`` (``{port}`` is the caller's to fill).
+EXEC_LISTEN_UVICORN = (
+    "{python} -m sdready exec --listen 127.0.0.1:{port} -- {bin}/uvicorn --fd 3 restart_apps:asgi"
+)
 INTERVAL = 0.02
 TIMEOUT = 5.0
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _restarts import restart_under_traffic, restart_unit
+from _restarts import EXEC_LISTEN_UVICORN, restart_under_traffic, restart_unit
 from _servers import free_port
 from _systemd import UserManager
 
@@ -26,8 +26,7 @@ def test_exec_listen_refuses_nothing_across_restarts(manager: UserManager, tmp_p
         unit = restart_unit(
             manager,
             tmp_path,
-            f"{{python}} -m sdready exec --listen 127.0.0.1:{port} -- "
-            "{bin}/uvicorn --fd 3 restart_apps:asgi",
+            EXEC_LISTEN_UVICORN.replace("{port}", str(port)),
             base="exec-listen",
             store=True,
         )

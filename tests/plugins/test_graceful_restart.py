@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from _restarts import TrafficClient, restart_unit
+from _restarts import EXEC_LISTEN_UVICORN, TrafficClient, restart_unit
 from _servers import free_port, http_get
 from _systemd import UserManager, wait_until
 
@@ -22,8 +22,7 @@ pytestmark = [pytest.mark.systemd, pytest.mark.timeout(300)]
 SERVERS = {
     "gunicorn": "{bin}/gunicorn -c python:sdready.plugins.gunicorn --bind 127.0.0.1:{port} "
     "--workers 2 --no-control-socket --graceful-timeout 5 restart_apps:wsgi",
-    "exec-uvicorn": "{python} -m sdready exec --listen 127.0.0.1:{port} -- "
-    "{bin}/uvicorn --fd 3 restart_apps:asgi",
+    "exec-uvicorn": EXEC_LISTEN_UVICORN,
 }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _restarts import restart_under_traffic, restart_unit
+from _restarts import EXEC_LISTEN_UVICORN, restart_under_traffic, restart_unit
 from _servers import free_port, http_get
 from _systemd import UserManager
 
@@ -27,8 +27,7 @@ SERVERS = {
     "gunicorn": "{bin}/gunicorn -c python:sdready.plugins.gunicorn --workers 2 "
     "--no-control-socket restart_apps:wsgi",
     "waitress": "{python} serve_waitress.py 127.0.0.1:{port} auto",
-    "exec": "{python} -m sdready exec --listen 127.0.0.1:{port} -- "
-    "{bin}/uvicorn --fd 3 restart_apps:asgi",
+    "exec": EXEC_LISTEN_UVICORN,
 }
 
 
