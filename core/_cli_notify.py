@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-from ._cli_fast import Found, last, read
+from ._cli_fast import Found, duration_of, last, read
 from ._exceptions import NotifyError
 from ._notifier import Notifier
 from ._protocol import encode
@@ -128,16 +128,13 @@ def fast_main(argv: list[str]) -> int | None:
     if parsed is None:
         return None
     found, assignments = parsed
-    timeout = DEFAULT_TIMEOUT
-    text = last(found, "timeout")
-    if text is not None:
-        if not (text.replace(".", "", 1).isdigit() and float(text) > 0):
-            return None  # a unit or a bad value: argparse's duration type decides
-        timeout = float(text)  # as parse_duration reads a plain number
     try:
+        timeout = duration_of(found, "timeout")
         fields = fields_of(_Request(found, assignments))
     except ValueError:
-        return None
+        return None  # a usage error: the full command reports it
+    if timeout is None:
+        timeout = DEFAULT_TIMEOUT
     code, error = deliver(fields, pid=None, no_block="no_block" in found, timeout=timeout)
     if error is not None:
         from ._log import report_error  # on this rare path only
