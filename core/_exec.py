@@ -103,7 +103,9 @@ def exit_like(code: int) -> int:
         return code
     signum = -code
     if signum not in _CORE_SIGNALS:
-        logging = sys.modules.get("logging")  # never loaded if nothing was logged
+        # The commands never load logging; a host process that did has its handlers
+        # flushed before the signal ends it.
+        logging = sys.modules.get("logging")
         if logging is not None:
             logging.shutdown()
         sys.stdout.flush()
