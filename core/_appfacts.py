@@ -13,11 +13,19 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, TypeVar
 
-from ._options import DEFAULT_READY_TIMEOUT
+from ._values import (
+    DEFAULT_ON_TIMEOUT,
+    DEFAULT_READY_TIMEOUT,
+    ON_TIMEOUT,
+    parse_bool,
+    parse_duration,
+)
+
+_T = TypeVar("_T")
 
 __all__ = ["AppFacts", "OnHup", "describe_command"]
 
@@ -37,7 +45,7 @@ class AppFacts:
     front_end: str | None = None  # sdready's front end: "exec", "gunicorn", "engine"; None: unknown
     ready_from_child: bool | None = None  # READY/STOPPING/WATCHDOG from another pid than main
     ready_timeout: float = DEFAULT_READY_TIMEOUT
-    on_timeout: str = "warn"
+    on_timeout: str = DEFAULT_ON_TIMEOUT
     watchdog: bool | None = None  # sdready pings WATCHDOG=1
     on_hup: OnHup | None = None
     forwards_signals: bool = False  # sdready exec: signals reach the command through it
@@ -96,6 +104,22 @@ def _number(text: str | None) -> float | None:
         return None
 
 
+def _parsed(parse: Callable[[str, str], _T], name: str, text: str | None) -> _T | None:
+    """*text* read by the option's own parser (the app reads it so), None if absent or bad:
+    a bad value stops the app itself, with its own message."""
+    if text is None:
+        return None
+    try:
+        return parse(name, text)
+    except ValueError:
+        return None
+
+
+def _on_timeout(text: str | None) -> str:
+    value = (text or "").strip().lower()
+    return value if value in ON_TIMEOUT else DEFAULT_ON_TIMEOUT
+
+
 def describe_command(
     argv: Sequence[str], environ: Mapping[str, str] | None = None, cwd: str = ""
 ) -> AppFacts:
@@ -144,6 +168,7 @@ def _sdready_exec(args: list[str], env: Mapping[str, str], cwd: str) -> AppFacts
     command = args[args.index("--") + 1 :] if "--" in args else []
     options = args[: args.index("--")] if "--" in args else args
     inner = describe_command(command, env, cwd) if command else AppFacts()
+    timeout = _parsed(parse_duration, "--ready-timeout", _option(options, "--ready-timeout"))
     watchdog: bool | None = "--watchdog" in options
     if not watchdog and "--pass-notify" in options:
         watchdog = None  # the command may ping itself
@@ -151,8 +176,8 @@ def _sdready_exec(args: list[str], env: Mapping[str, str], cwd: str) -> AppFacts
         inner,
         front_end="exec",
         ready_from_child=False,  # READY, STOPPING and WATCHDOG come from sdready, the main pid
-        ready_timeout=_number(_option(options, "--ready-timeout")) or DEFAULT_READY_TIMEOUT,
-        on_timeout=_option(options, "--on-timeout") or "warn",
+        ready_timeout=timeout or DEFAULT_READY_TIMEOUT,
+        on_timeout=_on_timeout(_option(options, "--on-timeout")),
         watchdog=watchdog,
         on_hup="restarts" if inner.on_hup in ("restarts", "reloads") else inner.on_hup,
         forwards_signals=True,
@@ -162,7 +187,6 @@ def _sdready_exec(args: list[str], env: Mapping[str, str], cwd: str) -> AppFacts
 
 _GRACEFUL = re.compile(r"^graceful_timeout\s*=\s*(\d+(?:\.\d+)?)", re.MULTILINE)
 _KEEP = re.compile(r"^sdready_keep_sockets\s*=\s*(True|1|[\"'](?:1|true|yes|on)[\"'])", re.M | re.I)
-_TRUE = ("1", "true", "yes", "on")
 _PLUGIN = "sdready.plugins.gunicorn"
 
 
@@ -190,18 +214,21 @@ def _gunicorn(args: list[str], env: Mapping[str, str], cwd: str) -> AppFacts:
         )
     # The plugin's SDREADY_* environment (Environment= in the unit); its config module's
     # sdready_* names are not read here.
-    ready_timeout = _number(env.get("SDREADY_READY_TIMEOUT")) or DEFAULT_READY_TIMEOUT
-    watchdog = env.get("SDREADY_WATCHDOG", "1").strip().lower() not in ("0", "false", "no", "off")
+    ready_timeout = (
+        _parsed(parse_duration, "SDREADY_READY_TIMEOUT", env.get("SDREADY_READY_TIMEOUT"))
+        or DEFAULT_READY_TIMEOUT
+    )
+    watchdog = _parsed(parse_bool, "SDREADY_WATCHDOG", env.get("SDREADY_WATCHDOG"))
     # Asked for explicitly (the default, "when systemd sets $FDSTORE", needs a store anyway).
-    keep = env.get("SDREADY_KEEP_SOCKETS")
-    keeps = keep.strip().lower() in _TRUE if keep is not None else bool(_KEEP.search(text))
+    keep = _parsed(parse_bool, "SDREADY_KEEP_SOCKETS", env.get("SDREADY_KEEP_SOCKETS"))
+    keeps = keep if keep is not None else bool(_KEEP.search(text))
     return AppFacts(
         server="gunicorn",
         front_end="gunicorn" if plugin else None,
         ready_from_child=False,  # the arbiter speaks for its workers
         ready_timeout=ready_timeout,
-        on_timeout=env.get("SDREADY_ON_TIMEOUT", "warn"),
-        watchdog=watchdog if plugin else None,
+        on_timeout=_on_timeout(env.get("SDREADY_ON_TIMEOUT")),
+        watchdog=(True if watchdog is None else watchdog) if plugin else None,
         on_hup="reloads" if plugin else "restarts",
         graceful_timeout=graceful,
         extends_stop=plugin,  # after STOPPING=1, within graceful_timeout (Readiness.drain)

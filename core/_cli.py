@@ -31,6 +31,7 @@ from ._env import listen_fds_count, main_pid, watchdog_interval
 from ._log import DEBUG, ERROR, INFO, WARNING, logger, stderr_log
 from ._notifier import NotifyAddress
 from ._options import ReadyOptions
+from ._values import ON_TIMEOUT
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -156,7 +157,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--on-timeout",
-        choices=("warn", "fail", "ready"),
+        choices=ON_TIMEOUT,
         default=ReadyOptions.on_timeout,
         help="warn: log an error and send READY anyway (default); fail: no READY, "
         "systemd's TimeoutStartSec= acts; ready: send READY quietly",

@@ -15,7 +15,7 @@ from . import texts
 from ._cli_fast import duration_of, expect_of, last, log_level, probe_of, read
 from ._log import logger, stderr_log
 from ._proctree import TreeListeners, alive, namespace_listeners
-from ._values import DEFAULT_READY_TIMEOUT
+from ._values import DEFAULT_PROBE_TIMEOUT, DEFAULT_READY_TIMEOUT
 from ._wait import ListenTimeoutError, _Wait
 
 TYPE_CHECKING = False
@@ -25,11 +25,10 @@ if TYPE_CHECKING:
     from ._proctree import Method
     from ._sockets import Listener
 
-__all__ = ["EXIT_OK", "EXIT_TIMEOUT", "PROBE_TIMEOUT", "fast_main", "wait_listen"]
+__all__ = ["EXIT_OK", "EXIT_TIMEOUT", "fast_main", "wait_listen"]
 
 EXIT_OK = 0
 EXIT_TIMEOUT = 1  # timed out, or the process exited (or never existed)
-PROBE_TIMEOUT = 1.0
 
 _FLAGS = {"-q": "quiet", "--quiet": "quiet", "-v": "verbose", "--verbose": "verbose"}
 _VALUES = {"--expect": "expect", "--probe": "probe", "--timeout": "timeout", "--pid": "pid"}
@@ -56,7 +55,7 @@ def wait_listen(
             return EXIT_TIMEOUT
         watch = TreeListeners(pid, method)
         source = watch
-    waiter = _Wait(timeout, expect, None, probe, PROBE_TIMEOUT, source=source)
+    waiter = _Wait(timeout, expect, None, probe, DEFAULT_PROBE_TIMEOUT, source=source)
     try:
         while True:
             try:

@@ -37,6 +37,7 @@ from ._sockets import (
     listener,
     same_inode,
 )
+from ._values import DEFAULT_PROBE_TIMEOUT
 from ._wait import (
     ListenerSnapshot,
     ListenerSource,
@@ -148,7 +149,7 @@ def wait_until_listening(  # noqa: PLR0913  (public API: keyword-only options, d
     *,
     baseline: ListenerSnapshot | None = None,
     probe: str | None = None,
-    probe_timeout: float = 1.0,
+    probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
     stop: threading.Event | None = None,
     wait_started: ListenerSnapshot | None = None,
 ) -> list[Listener]:
@@ -213,7 +214,7 @@ async def async_wait_until_listening(  # noqa: PLR0913  (public API: keyword-onl
     *,
     baseline: ListenerSnapshot | None = None,
     probe: str | None = None,
-    probe_timeout: float = 1.0,
+    probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
     wait_started: ListenerSnapshot | None = None,
 ) -> list[Listener]:
     """Await the app's listening sockets without blocking the event loop; return them.

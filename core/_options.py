@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal, TypedDict
 from ._expect import Expect
 from ._values import (
     AUTO_PROBE,
+    DEFAULT_ON_TIMEOUT,
     DEFAULT_READY_TIMEOUT,
     INHERITED_PROBE,
     PARSERS,
@@ -72,7 +73,7 @@ class ReadyOptions:
     """
 
     ready_timeout: float = DEFAULT_READY_TIMEOUT
-    on_timeout: OnTimeout = "warn"
+    on_timeout: OnTimeout = DEFAULT_ON_TIMEOUT
     expect: Expect | None = None
     probe: str | None = None
     watchdog: bool = True

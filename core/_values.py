@@ -14,9 +14,12 @@ from ._probe import parse_probe
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Literal
 
 __all__ = [
     "AUTO_PROBE",
+    "DEFAULT_ON_TIMEOUT",
+    "DEFAULT_PROBE_TIMEOUT",
     "DEFAULT_READY_TIMEOUT",
     "INHERITED_PROBE",
     "ON_TIMEOUT",
@@ -29,7 +32,11 @@ __all__ = [
 
 #: Seconds to wait for the server's listener (or gunicorn's workers) after app startup.
 DEFAULT_READY_TIMEOUT = 30.0
+#: What happens when that runs out (see :class:`~sdready.ReadyOptions`), and the choices.
+DEFAULT_ON_TIMEOUT: Literal["warn"] = "warn"
 ON_TIMEOUT = ("warn", "fail", "ready")
+#: One probe attempt's own bound; the wait's deadline bounds all of them.
+DEFAULT_PROBE_TIMEOUT = 1.0
 #: ``probe="auto"``: an HTTP probe only for sockets that already listened when startup began.
 AUTO_PROBE = "auto"
 INHERITED_PROBE = "http:/"

@@ -136,3 +136,38 @@ def test_every_option_has_a_default_and_a_place_in_the_docs() -> None:
         if name != "notifier":
             assert f"`{name}`" in reference or f"_{name}`" in reference, name
     assert not math.isinf(ReadyOptions().ready_timeout)
+
+
+def test_each_default_is_decided_once() -> None:
+    # Every front end takes the defaults from sdready._values: the options, the CLI, the
+    # doctor's reading of a unit, and the waits' probe bound.
+    import inspect
+
+    from sdready import _appfacts, _listeners
+    from sdready._cli import _build_parser
+    from sdready._values import (
+        DEFAULT_ON_TIMEOUT,
+        DEFAULT_PROBE_TIMEOUT,
+        DEFAULT_READY_TIMEOUT,
+        ON_TIMEOUT,
+    )
+
+    options = ReadyOptions()
+    assert (options.ready_timeout, options.on_timeout) == (
+        DEFAULT_READY_TIMEOUT,
+        DEFAULT_ON_TIMEOUT,
+    )
+    facts = _appfacts.AppFacts()
+    assert (facts.ready_timeout, facts.on_timeout) == (DEFAULT_READY_TIMEOUT, DEFAULT_ON_TIMEOUT)
+    for waiter in (_listeners.wait_until_listening, _listeners.async_wait_until_listening):
+        bound = inspect.signature(waiter).parameters["probe_timeout"].default
+        assert bound == DEFAULT_PROBE_TIMEOUT
+    parser = _build_parser()
+    args = parser.parse_args(["exec", "--", "true"])
+    assert (args.ready_timeout, args.on_timeout) == (DEFAULT_READY_TIMEOUT, DEFAULT_ON_TIMEOUT)
+    with pytest.raises(SystemExit):  # argparse's own choices are the one list
+        parser.parse_args(["exec", "--on-timeout", "bogus", "--", "true"])
+    for choice in ON_TIMEOUT:
+        assert (
+            parser.parse_args(["exec", "--on-timeout", choice, "--", "true"]).on_timeout == choice
+        )

@@ -168,6 +168,50 @@ def test_sdready_exec_options() -> None:
     assert passed.watchdog is None  # the command may feed the watchdog itself
 
 
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("2min", 120.0), ("500ms", 0.5), ("1.5s", 1.5), ("45", 45.0)]
+)
+def test_options_are_read_with_the_apps_own_parsers(text: str, seconds: float) -> None:
+    # The app reads "2min" as 120 s: the doctor must not take it for the 30 s default.
+    exec_facts = describe_command(
+        ["sdready", "exec", "--ready-timeout", text, "--", "/v/uvicorn", "a:app"]
+    )
+    env = {"SDREADY_READY_TIMEOUT": text}
+    plugin = ["/v/gunicorn", "-c", "python:sdready.plugins.gunicorn", "a:app"]
+    gunicorn_facts = describe_command(plugin, env)
+    assert exec_facts.ready_timeout == gunicorn_facts.ready_timeout == seconds
+    # Control: the old reading, float(), cannot read the units at all.
+    if not text.isdigit():
+        with pytest.raises(ValueError):
+            float(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("", False), ("0", False), ("off", False), ("yes", True), (None, True)]
+)
+def test_gunicorn_booleans_are_read_as_the_plugin_reads_them(
+    value: str | None, expected: bool
+) -> None:
+    from sdready._values import parse_bool
+
+    env = {} if value is None else {"SDREADY_WATCHDOG": value}
+    plugin = ["/v/gunicorn", "-c", "python:sdready.plugins.gunicorn", "a:app"]
+    assert describe_command(plugin, env).watchdog is expected
+    if value is not None:  # the plugin's own reading, which the doctor must agree with
+        assert parse_bool("SDREADY_WATCHDOG", value) is expected
+    if value == "":  # control: the old test (not one of 0/false/no/off) took "" for true
+        assert value.strip().lower() not in ("0", "false", "no", "off")
+
+
+def test_bad_on_timeout_falls_back_to_the_one_default() -> None:
+    from sdready._values import DEFAULT_ON_TIMEOUT
+
+    facts = describe_command(
+        ["sdready", "exec", "--on-timeout", "bogus", "--", "/v/uvicorn", "a:app"]
+    )
+    assert facts.on_timeout == DEFAULT_ON_TIMEOUT
+
+
 def test_gunicorn_config_file_and_graceful_timeout(tmp_path: Path) -> None:
     (tmp_path / "gunicorn.conf.py").write_text(
         "graceful_timeout = 50\nfrom sdready.plugins.gunicorn import install\n"
