@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the names as imported eage
     )
     from ._notifier import Notifier, notify, ready, reloading, status, stopping, watchdog
     from ._options import Expect, HealthCheck, OnTimeout, ReadyOptions
-    from ._readiness import Readiness, progress
+    from ._progress import progress
+    from ._readiness import Readiness
     from ._version import __version__
     from ._watchdog import Watchdog, watchdog_loop
 
@@ -55,7 +56,7 @@ _MODULES = {
     "OnTimeout": "_options",
     "ReadyOptions": "_options",
     "Readiness": "_readiness",
-    "progress": "_readiness",
+    "progress": "_progress",
     "Watchdog": "_watchdog",
     "watchdog_loop": "_watchdog",
 }

@@ -27,7 +27,7 @@ import time
 from . import texts
 from ._env import listen_fds_count, watchdog_interval
 from ._log import logger
-from ._values import DEFAULT_READY_TIMEOUT, check
+from ._values import DEFAULT_ON_TIMEOUT, DEFAULT_READY_TIMEOUT, check
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ class Supervisor:
             values["probe"] = ready.get("probe") or _LISTEN_PROBE
         check(
             ready_timeout=values.get("ready_timeout", DEFAULT_READY_TIMEOUT),
-            on_timeout=values.get("on_timeout", "warn"),
+            on_timeout=values.get("on_timeout", DEFAULT_ON_TIMEOUT),
             expect=values.get("expect"),
             probe=values.get("probe"),
         )
@@ -284,8 +284,8 @@ class Supervisor:
         # Checked in __init__ with the same rules: making the options cannot fail here.
         options = ReadyOptions(**self.ready, notifier=self.notifier)  # type: ignore[arg-type]
         self.options = options
-        readiness = self.readiness = Readiness(options, source=watch)
-        readiness.pid = self.pid  # READY's STATUS names the server, not sdready
+        # READY's STATUS names the server, not sdready.
+        readiness = self.readiness = Readiness(options, source=watch, pid=self.pid)
         readiness.waiting()
         started = time.monotonic()
         period = readiness.watchdog_period()
@@ -315,7 +315,7 @@ class Supervisor:
                     if readiness.ready_sent and not waiting:
                         self._log_ready(readiness, started, watch.method)
                 if period is not None and now >= next_ping:
-                    self.notifier.watchdog()
+                    readiness.ping()  # none once STOPPING was sent
                     next_ping = max(next_ping + period / 2, now)
         finally:
             watch.close()

@@ -58,7 +58,8 @@ class Watchdog:
     ``interval`` is the watchdog period in seconds (default :func:`watchdog_interval`, i.e.
     ``WatchdogSec=``). When ``health()`` returns a falsy value or raises, that ping is
     skipped (logged at DEBUG), so systemd restarts a sick app. When the watchdog is off
-    or there is no notify socket, :meth:`start` starts no thread.
+    or there is no notify socket, :meth:`start` starts no thread. ``alive``, when given,
+    is asked before each ping: the thread ends once it says False (an engine's STOPPING).
 
     Example::
 
@@ -71,9 +72,12 @@ class Watchdog:
         notifier: Notifier | None = None,
         interval: float | None = None,
         health: Callable[[], object] | None = None,
+        *,
+        alive: Callable[[], bool] | None = None,
     ) -> None:
         self._notifier, self.interval = _resolve(notifier, interval)
         self._health = health
+        self._alive = alive
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -113,7 +117,7 @@ class Watchdog:
         assert self.interval is not None
         half = self.interval / 2
         slow = _SlowHealth(self.interval)
-        while not self._stop.is_set():
+        while not self._stop.is_set() and (self._alive is None or self._alive()):
             started = time.monotonic()
             reason = self._check()
             slow.took(started)
@@ -145,6 +149,7 @@ async def watchdog_loop(
     health: HealthCheck | None = None,
     *,
     sleep: Callable[[float], Awaitable[object]] | None = None,
+    alive: Callable[[], bool] | None = None,
 ) -> None:
     """Ping ``WATCHDOG=1`` every half watchdog period from the running event loop.
 
@@ -160,7 +165,8 @@ async def watchdog_loop(
         task.cancel()
 
     ``sleep`` is the event loop's own sleep (default :func:`asyncio.sleep`; ``trio.sleep``
-    under trio), so the pings stop whenever that loop is blocked.
+    under trio), so the pings stop whenever that loop is blocked. ``alive``, when given,
+    is asked before each ping: the loop returns once it says False (an engine's STOPPING).
     """
     if sleep is None:
         import asyncio
@@ -171,7 +177,7 @@ async def watchdog_loop(
         return
     half = period / 2
     slow = _SlowHealth(period)
-    while True:
+    while alive is None or alive():
         reason: str | None = None
         if health is not None:
             started = time.monotonic()

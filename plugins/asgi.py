@@ -27,12 +27,10 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from sdready import Readiness, ReadyOptions, watchdog_loop
-from sdready._contain import contained
+from sdready.integration import Readiness, ReadyOptions, contained
 
 if TYPE_CHECKING:
-    from sdready._options import ReadyKeywords
-    from sdready._types import ASGIApp, Message, Receive, Scope, Send
+    from sdready.integration import ASGIApp, Message, ReadyKeywords, Receive, Scope, Send
     from typing_extensions import Unpack
 
 __all__ = ["SystemdMiddleware"]
@@ -97,6 +95,8 @@ class LifespanCycle:
     async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app's lifespan, telling systemd how it goes."""
         if SCOPE_KEY in scope or not self.readiness.enabled:
+            if SCOPE_KEY not in scope:
+                self.readiness.check_unit()  # under systemd without NOTIFY_SOCKET: says why
             await self.app(scope, receive, send)  # inert, or an outer instance tells it
             return
         scope[SCOPE_KEY] = self.readiness
@@ -257,11 +257,8 @@ class _AsyncioBackground(_Background):
     def start_watchdog(self) -> None:
         period = self._watchdog_period()
         if period is not None and not self._stop.is_set():
-            options = self.readiness.options
-            self._spawn(
-                lambda: watchdog_loop(self.readiness.notifier, period, options.health),
-                "watchdog loop",
-            )
+            health = self.readiness.options.health
+            self._spawn(lambda: self.readiness.watchdog_loop(health), "watchdog loop")
 
     async def stop(self) -> None:
         import asyncio
@@ -295,11 +292,8 @@ class _TrioBackground(_Background):
         async def pinger() -> None:
             with scope:
                 await _quiet(
-                    lambda: watchdog_loop(
-                        self.readiness.notifier,
-                        period,
-                        self.readiness.options.health,
-                        sleep=trio.sleep,
+                    lambda: self.readiness.watchdog_loop(
+                        self.readiness.options.health, sleep=trio.sleep
                     ),
                     "watchdog loop",
                 )

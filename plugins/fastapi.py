@@ -31,19 +31,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sdready._exceptions import missing_framework
+from sdready.integration import missing_framework
 
 try:
     import fastapi
 except ImportError as exc:  # pragma: no cover
     raise missing_framework("fastapi", "FastAPI") from exc
 
-from sdready import Readiness, ReadyOptions
+from sdready.integration import Readiness, ReadyOptions
 from sdready.plugins.asgi import LifespanCycle
 
 if TYPE_CHECKING:
-    from sdready._options import ReadyKeywords
-    from sdready._types import Receive, Scope, Send
+    from sdready.integration import ReadyKeywords, Receive, Scope, Send
     from typing_extensions import Unpack
 
 __all__ = ["SystemdNotify"]

@@ -28,7 +28,7 @@ import weakref
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from sdready._exceptions import missing_framework
+from sdready.integration import missing_framework
 
 try:
     import click
@@ -38,13 +38,25 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise missing_framework("flask", "Flask") from exc
 
-from sdready import Listener, Readiness, ReadyOptions, listen_fds_count, listening_sockets, texts
-from sdready._contain import chain_signal, contained
-from sdready._env import main_pid, watchdog_interval
-from sdready._options import AUTO_PROBE, INHERITED_PROBE, OPTIONS, prefixed
+from sdready import texts
+from sdready.integration import (
+    AUTO_PROBE,
+    INHERITED_PROBE,
+    OPTIONS,
+    Listener,
+    Readiness,
+    ReadyOptions,
+    chain_signal,
+    contained,
+    listen_fds_count,
+    listening_sockets,
+    main_pid,
+    prefixed,
+    watchdog_interval,
+)
 
 if TYPE_CHECKING:
-    from sdready._options import ReadyKeywords
+    from sdready.integration import ReadyKeywords
     from typing_extensions import Unpack
 
 __all__ = ["SystemdNotify"]
@@ -156,7 +168,7 @@ def _attach(app: Flask, state: _AppState) -> None:
                 state.inert_reason = reason
                 logger.debug("sdready inert for app %r: %s", app.name, reason)
                 if reason == _NO_SOCKET:
-                    Readiness(state.options)  # under systemd (Type=simple): the unit check
+                    Readiness(state.options).check_unit()  # Type=simple: the check says why
                 return
             process = _process = _Process(state)
             process.start()

@@ -33,8 +33,7 @@ import logging as _logging
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from sdready._contain import contained
-from sdready._exceptions import require_framework
+from sdready.integration import contained, require_framework
 
 from ._arbiter import OptionError as _OptionError
 from ._arbiter import arbiter as _arbiter

@@ -24,10 +24,17 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from sdready import Notifier, Readiness, ReadyOptions, texts, watchdog_interval
-from sdready._contain import chain_signal, contained
-from sdready._options import prefixed
-from sdready._readiness import TimeoutTexts
+from sdready import Notifier, texts
+from sdready.integration import (
+    Phase,
+    Readiness,
+    ReadyOptions,
+    TimeoutTexts,
+    chain_signal,
+    contained,
+    prefixed,
+    watchdog_interval,
+)
 
 from . import _keep
 
@@ -107,11 +114,11 @@ class _ArbiterSide:
         self._thread: threading.Thread | None = None
         self._closing = False
         self._stop_signal = 0
-        # Per generation (1 at start, +1 per SIGHUP); workers older than gen_age are older.
-        self.generation = 1
+        # The engine counts generations (1 at start, +1 per SIGHUP) and holds the phase;
+        # workers not younger than gen_age belong to an older generation.
         self._gen_age = 0
         self._all_booted = False  # this generation had all its workers at some point
-        self.phase = "starting"  # starting | ready | reloading | stopping | exited
+        self._over = False  # on_exit ran: nothing more is decided here
         self._booted: dict[int, _Booted] = {}  # by worker age, which never repeats
         self._spawned: dict[int, float] = {}  # age: when forked (the watchdog's boot clock)
         self._exited: set[int] = set()
@@ -141,7 +148,9 @@ class _ArbiterSide:
     def starting(self, server: Arbiter) -> None:
         self.take_notify_socket(server)
         options = _read_options(self.namespace)
-        if self.active:
+        if not self.active:
+            self.readiness.check_unit()  # under systemd without NOTIFY_SOCKET: says why
+        else:
             self.readiness = Readiness(
                 replace(options, notifier=self.notifier), timeout_texts=_TIMEOUTS
             )
@@ -171,16 +180,16 @@ class _ArbiterSide:
         if not self.active:
             return
         try:
-            self.readiness.options = replace(_read_options(self.namespace), notifier=self.notifier)
+            options = replace(_read_options(self.namespace), notifier=self.notifier)
+            self.readiness.reconfigure(options)
         except _OptionError:
             logger.exception("keeping the previous sdready options")
         with self._lock:
-            self.generation += 1
             self._gen_age = server.worker_age  # workers spawned from now on are the new ones
             self._all_booted = False
-            if self.phase == "ready":
-                self.phase = "reloading"
-            self.readiness.reloading(self._progress_text())
+            following = self.readiness.ready_sent or self._reloading()
+            generation = self.readiness.generation + 1  # the one this reload opens
+            self.readiness.reloading(self._progress_text(following, generation))
         self._wake()
 
     def forking(self, worker: Worker) -> None:
@@ -234,12 +243,12 @@ class _ArbiterSide:
         halt = sys.exc_info()[1]  # gunicorn calls on_exit while handling HaltServer
         reason = getattr(halt, "reason", None)
         with self._lock:
-            if reason and self.phase not in ("stopping", "exited"):
+            if reason and not self.readiness.stopping_began and not self._over:
                 message = f"{reason.rstrip('.')} ({self._failure})" if self._failure else reason
                 ever = self.readiness.ever_ready
                 text = texts.GUNICORN_FAILED if ever else texts.STARTUP_FAILED
                 self.readiness.status(text.format(message=message))
-            self.phase = "exited"
+            self._over = True
         self.readiness.drained()  # the arbiter exits: nothing drains any more
         self._closing = True
         self._wake()
@@ -331,8 +340,7 @@ class _ArbiterSide:
     def _on_progress(self, age: int, event: dict[str, Any]) -> None:
         # The app's progress in a worker booting for the generation that awaits READY;
         # a worker replaced while serving is no start, and its text would hide the READY one.
-        booting = self.phase in ("starting", "reloading") and not self.readiness.ready_sent
-        if age > self._gen_age and booting:
+        if age > self._gen_age and self.readiness.phase.pending:
             self.readiness.progress(str(event["text"]), extend=float(event["extend"]))
 
     def _stopping(self, signum: int) -> None:
@@ -340,9 +348,8 @@ class _ArbiterSide:
         server = self.server
         assert server is not None
         with self._lock:
-            if self.phase in ("stopping", "exited"):
+            if self.readiness.stopping_began or self._over:
                 return
-            self.phase = "stopping"
             if server.reexec_pid:  # USR2: the new master speaks for the unit from now on
                 self.readiness.handed_over()
             if not self.readiness.stopping():
@@ -351,8 +358,6 @@ class _ArbiterSide:
                 self.readiness.drain(lambda: _draining(server), float(server.cfg.graceful_timeout))
 
     def _timeout(self) -> None:
-        if self.phase not in ("starting", "reloading"):
-            return
         timeout = self.readiness.options.ready_timeout
         if self.readiness.timed_out(f"no worker could serve within {timeout:g} s"):
             self._now_ready()
@@ -369,16 +374,21 @@ class _ArbiterSide:
         assert self.server is not None
         return _required_workers(self.readiness.options, self._total(), _reuse_port(self.server))
 
-    def _progress_text(self) -> str:
+    def _reloading(self) -> bool:
+        """True while a generation after a READY one boots (a SIGHUP during the very first
+        start still boots it)."""
+        return self.readiness.phase is Phase.RELOADING and self.readiness.ever_ready
+
+    def _progress_text(self, reloading: bool | None = None, generation: int = 0) -> str:
         booted, total = len(self._current()), self._total()
-        if self.phase == "reloading":
+        if self._reloading() if reloading is None else reloading:
             return texts.GUNICORN_RELOADING.format(
-                booted=booted, total=total, generation=self.generation
+                booted=booted, total=total, generation=generation or self.readiness.generation
             )
         return texts.GUNICORN_BOOTING.format(booted=booted, total=total)
 
     def _update(self, *, booted: bool = False) -> None:
-        if self.phase in ("stopping", "exited"):
+        if self.readiness.stopping_began or self._over:
             return
         if self.server is not None and self.server.reexec_pid:
             return  # USR2: the new master speaks for the unit now
@@ -395,7 +405,8 @@ class _ArbiterSide:
 
     def _serving_text(self, serving: list[_Booted]) -> str:
         addresses = texts.format_addresses(a for b in serving for a in b.addresses)
-        generation = f", generation {self.generation}" if self.generation > 1 else ""
+        number = self.readiness.generation
+        generation = f", generation {number}" if number > 1 else ""
         booted, total = len(serving), self._total()
         if booted >= total:
             self._all_booted = True
@@ -411,7 +422,6 @@ class _ArbiterSide:
 
     def _now_ready(self) -> None:
         logger.info("READY sent: %s", self.readiness.last_status)
-        self.phase = "ready"
         if self.readiness.is_main:  # a USR2 child feeds the watchdog once it took over
             self._start_watchdog()
             if self.server is not None and self.notifier is not None:

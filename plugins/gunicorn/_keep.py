@@ -12,9 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sdready._activation import fdname_for, forget_sockets, keep_sockets, keep_wanted
-from sdready._env import listen_fdnames
-from sdready._sockets import describe
+from sdready.integration import (
+    fdname_for,
+    forget_sockets,
+    keep_sockets,
+    keep_wanted,
+    listen_fdnames,
+    socket_address,
+)
 
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
@@ -36,7 +41,7 @@ def keep_listeners(server: Arbiter, notifier: Notifier, options: ReadyOptions) -
     stale: list[str] = []
     for listener in server.LISTENERS:
         sock = listener.sock
-        address = describe(sock.family, sock.getsockname())[0]
+        address = socket_address(sock.family, sock.getsockname())
         name = fdname_for(address)
         if _key(sock.getsockname()) not in configured:
             stale.append(passed.get(sock.fileno(), name))  # bind changed: not next time

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from sdready._readiness import relay_progress
+from sdready.integration import relay_progress
 
 from ._arbiter import arbiter as _arbiter
 
@@ -56,7 +56,7 @@ class _WorkerSide:
     def report_booted(self, worker: Worker) -> None:
         if self.fd < 0 or self.reported:
             return
-        from sdready import listening_sockets
+        from sdready.integration import listening_sockets
 
         # By inode, not fd: the core reports a dup'ed socket once, under its lowest fd.
         own = {os.fstat(s.fileno()).st_ino for s in worker.sockets}

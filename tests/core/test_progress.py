@@ -21,8 +21,9 @@ from collections.abc import Iterator
 
 import pytest
 import sdready
-from sdready import Notifier, Readiness, ReadyOptions, _readiness, texts
-from sdready._readiness import relay_progress
+from sdready import Notifier, Readiness, ReadyOptions, _progress, texts
+from sdready._drain import Drain
+from sdready.integration import relay_progress
 from sdready.testing import NotifyRecorder
 
 USEC = 1_000_000
@@ -32,14 +33,14 @@ USEC = 1_000_000
 def _no_engine_of_other_tests(monkeypatch: pytest.MonkeyPatch) -> None:
     # sdready.progress() goes through the last engine started in this process: each test
     # starts from none, whatever an earlier test left alive.
-    monkeypatch.setattr(_readiness, "_engines", {})
-    monkeypatch.setattr(_readiness, "_relays", {})
+    monkeypatch.setattr(_progress, "_engines", {})
+    monkeypatch.setattr(_progress, "_relays", {})
 
 
 @pytest.fixture
 def fast_drain(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(Readiness, "DRAIN_TICK", 0.05)
-    monkeypatch.setattr(Readiness, "DRAIN_MARGIN", 0.2)
+    monkeypatch.setattr(Drain, "TICK", 0.05)
+    monkeypatch.setattr(Drain, "MARGIN", 0.2)
     yield
 
 
@@ -253,7 +254,7 @@ def test_drain_extends_while_the_server_drains_then_stops(
     assert [m["STATUS"] for m in draining] == [
         texts.DRAINING.format(count=count, budget=5.0) for count in (2, 1)
     ]
-    assert all(int(m["EXTEND_TIMEOUT_USEC"]) == Readiness.DRAIN_STEP * USEC for m in draining)
+    assert all(int(m["EXTEND_TIMEOUT_USEC"]) == Drain.STEP * USEC for m in draining)
     before = len(notify_socket)
     sdready.progress("late", extend=3)  # the drain is over: STATUS only
     late = notify_socket.wait_for(lambda m: m.get("STATUS") == "late", since=before)
@@ -270,7 +271,7 @@ def test_drain_never_beyond_its_budget(notify_socket: NotifyRecorder, fast_drain
     budget = 0.3
     assert readiness.drain(lambda: 1, budget)
     _wait_no_drain_thread()  # ended by the budget, although something still "drains"
-    limit = stopped + budget + Readiness.DRAIN_MARGIN
+    limit = stopped + budget + Drain.MARGIN
     extensions = [m for m in notify_socket if "EXTEND_TIMEOUT_USEC" in m]
     assert extensions
     for message in extensions:  # each asks for no more than what is left of the budget

@@ -18,7 +18,7 @@ def test_all_is_sorted_and_complete() -> None:
         public |= {
             n for n in module.__all__ if n[0] != "_" and getattr(module, n, None) is not None
         }
-        submodules = {"texts", "testing", "plugins"}
+        submodules = {"texts", "testing", "plugins", "integration"}
         exported = set(module.__all__) - {"__version__"}
         assert exported <= public
         leftovers = public - exported - submodules - {"annotations", "TYPE_CHECKING"}

@@ -27,7 +27,7 @@ import pytest
 from _gunicorn_units import gunicorn_unit, unit_logs
 from _servers import http_get, reserved_port
 from _systemd import UserManager, python_for_units, wait_until
-from sdready import Readiness
+from sdready._drain import Drain
 
 pytestmark = [pytest.mark.systemd, pytest.mark.timeout(240)]
 
@@ -454,4 +454,4 @@ def test_a_request_that_never_ends_is_killed_within_the_drain_budget(
         assert outcome.startswith("cut: "), details
         # Far past TimeoutStopSec=2: the drain was extended until gunicorn SIGKILLed the
         # worker at graceful_timeout; never past the budget + margin, where systemd would.
-        assert graceful - 1 < took <= graceful + Readiness.DRAIN_MARGIN + 1, f"{took:.2f} s"
+        assert graceful - 1 < took <= graceful + Drain.MARGIN + 1, f"{took:.2f} s"
