@@ -284,6 +284,18 @@ class NotifyRecorder:
                 self._cond.wait(remaining)
             return list(self._messages)
 
+    def barrier(self, timeout: float = 5.0) -> None:
+        """Return once every message sent to the recorder before this call is recorded.
+
+        Sends ``BARRIER=1`` (sd_notify_barrier) and waits for the recorder to answer it, as
+        the manager would: the way to assert that something was *not* sent, instead of
+        sleeping. Raises :class:`RecorderTimeout` when no answer comes within *timeout*.
+        """
+        from sdready import Notifier
+
+        if not Notifier(self.address).barrier(timeout):
+            raise RecorderTimeout(f"BARRIER=1 not answered within {timeout:g}s on {self.address}")
+
     def __iter__(self) -> Iterator[NotifyMessage]:
         return iter(self.messages)
 

@@ -139,7 +139,10 @@ def test_startup_failure_reports_and_never_sends_ready(
     assert notify_socket.values("READY") == []
 
 
-def test_stop_event_abandons_the_wait(notify_socket: NotifyRecorder) -> None:
+@pytest.mark.parametrize("stopped", [True, False])
+def test_stop_event_abandons_the_wait(
+    notify_socket: NotifyRecorder, sockets: list[socket.socket], stopped: bool
+) -> None:
     readiness = Readiness(ReadyOptions(ready_timeout=30))
     readiness.starting()
     readiness.waiting()
@@ -147,30 +150,39 @@ def test_stop_event_abandons_the_wait(notify_socket: NotifyRecorder) -> None:
     result: list[bool] = []
     waiter = threading.Thread(target=lambda: result.append(readiness.announce_blocking(stop)))
     waiter.start()
-    time.sleep(0.1)
-    stop.set()
-    readiness.stopping()
+    if stopped:  # the stop event alone ends the wait: no stopping() call helps it
+        stop.set()
+        waiter.join(5)
+        assert result == [False] and not waiter.is_alive()
+    tcp_listener(sockets)  # the server listens only now
     waiter.join(5)
-    assert result == [False]
-    notify_socket.wait_for("STOPPING=1", 2)
-    assert notify_socket.values("READY") == []
+    notify_socket.barrier()
+    # Control: the same wait, not stopped, sends READY for this very listener.
+    assert notify_socket.values("READY") == ([] if stopped else ["1"])
+    assert result == [not stopped]
 
 
-def test_cancelled_async_wait_sends_nothing(notify_socket: NotifyRecorder) -> None:
+@pytest.mark.parametrize("cancelled", [True, False])
+def test_cancelled_async_wait_sends_nothing(
+    notify_socket: NotifyRecorder, sockets: list[socket.socket], cancelled: bool
+) -> None:
     async def main() -> None:
         readiness = Readiness(ReadyOptions(ready_timeout=30))
         readiness.starting()
         readiness.waiting()
         task = asyncio.create_task(readiness.announce())
-        await asyncio.sleep(0.05)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        readiness.stopping()
+        await asyncio.sleep(0)  # the wait has begun
+        if cancelled:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        tcp_listener(sockets)  # the server listens only now
+        if not cancelled:  # control: the same wait, not cancelled, sends READY for it
+            assert await asyncio.wait_for(task, 10) is True
 
     asyncio.run(main())
-    notify_socket.wait_for("STOPPING=1", 2)
-    assert notify_socket.values("READY") == []
+    notify_socket.barrier()
+    assert notify_socket.values("READY") == ([] if cancelled else ["1"])
 
 
 @pytest.mark.parametrize("policy", ["warn", "fail", "ready"])
@@ -208,7 +220,7 @@ def test_ready_is_sent_once(notify_socket: NotifyRecorder, sockets: list[socket.
     assert readiness.announce_blocking()
     assert readiness.announce_blocking() is False
     notify_socket.wait_for("READY=1", 2)
-    time.sleep(0.05)
+    notify_socket.barrier()
     assert notify_socket.values("READY") == ["1"]
 
 

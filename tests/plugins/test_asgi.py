@@ -425,7 +425,7 @@ def test_added_twice_sends_one_story(notify_socket: NotifyRecorder) -> None:
 
     run(main())
     notify_socket.wait_for("STOPPING=1", 2)
-    time.sleep(0.1)
+    notify_socket.barrier()
     assert notify_socket.values("READY") == ["1"]
     assert notify_socket.statuses.count(texts.STARTING) == 1
     assert notify_socket.values("STOPPING") == ["1"]
@@ -653,6 +653,6 @@ def test_stopping_only_from_the_units_main_process(
             await server.shutdown()
 
     run(main_())
-    time.sleep(0.1)
+    notify_socket.barrier()
     assert notify_socket.values("STOPPING") == (["1"] if main else [])
     assert (texts.STOPPING in notify_socket.statuses) is main
