@@ -288,7 +288,7 @@ class Supervisor:
         readiness = self.readiness = Readiness(options, source=watch, pid=self.pid)
         readiness.waiting()
         started = time.monotonic()
-        period = readiness.watchdog_period()
+        period = readiness.watchdog.period()
         self._check_watchdog(options, period)
         next_ping = next_step = time.monotonic()
         waiting = True
@@ -315,7 +315,7 @@ class Supervisor:
                     if readiness.ready_sent and not waiting:
                         self._log_ready(readiness, started, watch.method)
                 if period is not None and now >= next_ping:
-                    readiness.ping()  # none once STOPPING was sent
+                    readiness.watchdog.ping()  # none once STOPPING was sent
                     next_ping = max(next_ping + period / 2, now)
         finally:
             watch.close()
@@ -331,7 +331,7 @@ class Supervisor:
     @staticmethod
     def _step(readiness: Readiness) -> float | None:
         try:
-            return readiness.step()
+            return readiness.waiter.step()
         except Exception as exc:  # a discovery bug must not orphan the command: stop waiting
             logger.exception("listener discovery failed")
             readiness.timed_out(exc)

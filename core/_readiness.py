@@ -27,29 +27,23 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, ClassVar, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from . import texts
 from ._drain import Drain
-from ._env import (
-    invocation_id,
-    is_main_process,
-    main_pid,
-    watchdog_elsewhere,
-    watchdog_interval,
-)
-from ._listeners import Listener, ListenerSnapshot, ListenerSource
+from ._env import is_main_process
+from ._extend import GenerationClock
+from ._listeners import Listener, ListenerSource
 from ._log import logger
 from ._notifier import Notifier
 from ._options import ReadyOptions
 from ._phase import PENDING, STOPPED_PHASES, Event, Phase, PhaseMachine
+from ._pinger import Pinger
 from ._progress import progress, register_engine, relay_progress
 from ._protocol import timeout_usec
+from ._selfcheck import start_self_check
 from ._waiter import ListenerWaiter
-
-if TYPE_CHECKING:
-    from ._watchdog import HealthCheck, Watchdog
 
 __all__ = ["Readiness", "ReadyOptions", "TimeoutTexts", "progress", "relay_progress"]
 
@@ -74,15 +68,16 @@ class Readiness:
 
     - :meth:`starting` before the app's own startup code (snapshots the listening sockets
       that exist already), :meth:`waiting` after it;
-    - then either wait for a listener here — :meth:`announce` (asyncio),
-      :meth:`announce_blocking` (a thread) or :meth:`step` (the caller's own loop) — or,
-      when the front end learns readiness itself (gunicorn's workers report), call
-      :meth:`ready` and, once :meth:`time_left` runs out, :meth:`timed_out`;
+    - then either wait for a listener with :attr:`waiter` (:mod:`sdready._waiter`:
+      ``announce()`` in asyncio, ``announce_blocking()`` in a thread, ``step()`` in the
+      caller's own loop) or, when the front end learns readiness itself (gunicorn's
+      workers report), call :meth:`ready` and, once :meth:`time_left` runs out,
+      :meth:`timed_out`;
     - :meth:`abandon` when READY would be a lie (the process will never serve),
       :meth:`startup_failed`, :meth:`reloading` (a new generation), :meth:`stopping`;
     - :meth:`progress` for a milestone (a worker booted), :meth:`drain` when the server
       drains after :meth:`stopping` with a budget of its own, :meth:`drained` once done;
-    - :meth:`start_watchdog` (a thread) or :meth:`watchdog_loop` (the event loop).
+    - :attr:`watchdog`: ``start()`` (a thread), ``loop()`` (the event loop) or ``ping()``.
 
     *source* is where listeners are looked for (default: this process's own descriptors).
     *timeout_texts* are the STATUS texts of the timeout policy. *accepts_early* sees the
@@ -92,9 +87,6 @@ class Readiness:
     self-check is :meth:`check_unit`. Without a notify socket every method is a no-op, so
     front ends stay inert outside systemd. Thread-safe.
     """
-
-    #: A milestone extends a start by twice as long as it has taken so far, at least this.
-    MILESTONE_MIN: ClassVar[float] = 1.0
 
     def __init__(
         self,
@@ -112,19 +104,20 @@ class Readiness:
         self.pid = os.getpid() if pid is None else pid
         #: The listeners READY named (empty before READY, or when a front end said none).
         self.listeners: list[Listener] = []
+        #: The wait for the server's listeners (:mod:`sdready._waiter`).
         self.waiter = ListenerWaiter(
             self, self._options, source=source, accepts_early=accepts_early
         )
         self._machine = PhaseMachine()
         self._lock = threading.RLock()
         self._status = ""
-        self._phase_started = self._deadline = 0.0
-        self._begin_generation()
+        self._clock = GenerationClock(self._options.ready_timeout)
         self._took_over: int | None = None  # the main pid this process replaced (MAINPID=)
         self._main: bool | None = None  # None: as SYSTEMD_EXEC_PID says
         self._stop_started = 0.0
         self._drain: Drain | None = None
-        self._watchdog: Watchdog | None = None
+        #: The watchdog pinger (:mod:`sdready._pinger`): fed until STOPPING.
+        self.watchdog = Pinger(self)
 
     # -- what a front end and systemd see ------------------------------------------------------
 
@@ -179,29 +172,19 @@ class Readiness:
         return self._status
 
     @property
-    def baseline(self) -> ListenerSnapshot | None:
-        """What listened when :meth:`starting` ran (None before, or without /proc)."""
-        return self.waiter.baseline
-
-    @property
     def is_main(self) -> bool:
         """True when this process speaks for the unit (its main pid, or took over as such)."""
         return is_main_process() if self._main is None else self._main
 
     def time_left(self) -> float:
         """Seconds until ``ready_timeout`` runs out for this generation (0 once it has)."""
-        return max(0.0, self._deadline - time.monotonic())
+        return self._clock.time_left()
 
     def reconfigure(self, options: ReadyOptions) -> None:
         """Use *options* from the next generation on (gunicorn re-reads them on SIGHUP)."""
         with self._lock:
             self._options = options
             self.waiter.reset(options)
-
-    def _begin_generation(self) -> None:
-        """A start or a reload generation begins: ``ready_timeout`` counts from now."""
-        self._phase_started = now = time.monotonic()
-        self._deadline = now + self._options.ready_timeout
 
     def _move(self, event: Event) -> bool:
         """Apply *event* (the lock held); False when the phase table refuses it."""
@@ -221,7 +204,7 @@ class Readiness:
         with self._lock:
             if not self._move(Event.START):
                 return
-            self._begin_generation()
+            self._clock.begin(self._options.ready_timeout)
         register_engine(self)  # sdready.progress() in this process goes through this engine
         self.waiter.take_baseline()
         self.status(texts.STARTING)
@@ -241,35 +224,6 @@ class Readiness:
                 return
         self.waiter.mark_startup_done()
         self.progress(texts.WAITING)  # the app's startup is done: a milestone
-
-    def inherited(self, listeners: list[Listener], *, why: str) -> None:
-        """Sockets the server listens on before the app serves (socket activation, a parent's
-        fd, werkzeug's reloader): READY must wait for the app to answer, not for the kernel.
-
-        With ``probe="auto"`` this switches the wait to an HTTP probe of them; with another
-        probe it says, once, how little the kernel's word proves here.
-        """
-        self.waiter.inherited(listeners, why=why)
-
-    async def announce(self) -> bool:
-        """Wait (asynchronously) for the server's listener, then send READY per the options.
-
-        Returns True when READY was sent. Cancelling the task sends nothing.
-        """
-        return await self.waiter.announce()
-
-    def announce_blocking(self, stop: threading.Event | None = None) -> bool:
-        """Like :meth:`announce`, in the calling thread; give up silently once *stop* is set
-        (or once :meth:`abandon` was called)."""
-        return self.waiter.run_blocking(stop)
-
-    def step(self) -> float | None:
-        """One poll (and probe) of the wait, for a front end that runs its own loop.
-
-        Returns the seconds until the next step is due, or None when the wait is over
-        (READY sent, the timeout policy applied, or READY abandoned).
-        """
-        return self.waiter.step()
 
     # -- the outcome ---------------------------------------------------------------------------
 
@@ -295,17 +249,6 @@ class Readiness:
                 self.notifier.ready(status)
         logger.debug("READY sent: %s", status)
         return True
-
-    def listening(self, listeners: list[Listener]) -> bool:
-        """The wait found the server's *listeners*: READY, naming them."""
-        if self.waiter.source is None and not threading.main_thread().is_alive():
-            # A server thread that listened while the interpreter shuts down.
-            self.abandon("the main thread has ended: the process is exiting before it served")
-            return False
-        addresses = texts.format_addresses(listeners)
-        return self.ready(
-            texts.READY.format(addresses=addresses, pid=self.pid), listeners=listeners
-        )
 
     def timed_out(self, reason: object) -> bool:
         """Apply the ``on_timeout`` policy once per generation; True when READY was sent.
@@ -351,11 +294,16 @@ class Readiness:
         """Another process is the unit's main one now (a USR2 successor took over)."""
         self.abandon("another process is the unit's main one now")
         self._main = False
-        self.stop_watchdog()
+        self.watchdog.stop()
 
     def took_over(self, previous_main: int) -> None:
         """This process replaces main pid *previous_main*: READY carries ``MAINPID=``."""
         self._took_over = previous_main
+
+    @property
+    def took_over_from(self) -> int | None:
+        """The main pid this process replaces (see :meth:`took_over`), or None."""
+        return self._took_over
 
     def startup_failed(self, message: str, errno: int | None = None) -> None:
         """Report a failed startup (``STATUS=Startup failed: …``, ``ERRNO=``); never READY after."""
@@ -380,7 +328,7 @@ class Readiness:
             was_ready = self.ready_sent
             if not self._move(Event.RELOAD):
                 return
-            self._begin_generation()
+            self._clock.begin(self._options.ready_timeout)
             self.waiter.reset(self._options)
             if was_ready:
                 self._status = status
@@ -398,22 +346,20 @@ class Readiness:
 
     def progress(self, text: str, *, extend: float | None = None) -> bool:
         """``STATUS=text``, plus ``EXTEND_TIMEOUT_USEC=`` while the service demonstrably
-        gets on with a start, a reload or a drain.
+        gets on with a start, a reload or a drain (:mod:`sdready._extend` decides how much).
 
         *extend*: the seconds the caller asks for (the app's :func:`sdready.progress`); None
-        for a front end's milestone (a worker booted, the app's startup done), which the
-        engine extends by twice as long as this start or reload has taken so far (at least
-        :attr:`MILESTONE_MIN`, at most ``ready_timeout``): a start that got this far may
-        take that long again, with as much to spare. No extension while running (systemd
-        would stretch ``RuntimeMaxSec=`` and the watchdog), after a failed or abandoned
-        start, after :meth:`drained`, past a drain's budget, nor from a process that is not
-        the unit's main one. Raises :class:`ValueError` unless *extend* is positive and finite.
+        for a front end's milestone (a worker booted, the app's startup done). Raises
+        :class:`ValueError` unless *extend* is positive and finite.
         """
         seconds = None if extend is None else timeout_usec(extend) / 1_000_000
         with self._lock:
             if not self.enabled:
                 return False
-            allowed = self._extension(seconds)
+            drain = self._drain.limit if self._drain is not None else None
+            allowed = self._clock.extension(
+                self._machine.phase, seconds, main=self.is_main, drain_limit=drain
+            )
             if allowed is None and (
                 text == self._status or (self.stopping_began and extend is None)
             ):
@@ -422,24 +368,6 @@ class Readiness:
         if allowed is None:
             return self.notifier.status(text)
         return self.notifier.progress(text, extend=allowed)
-
-    def _extension(self, asked: float | None) -> float | None:
-        """The seconds to ask systemd for now, or None (called with the lock held)."""
-        phase = self._machine.phase
-        if not self.is_main:
-            return None  # a worker: its restart is no start, its exit no stop
-        if phase in STOPPED_PHASES:
-            if asked is None or phase is Phase.STOPPED:
-                return None
-            if self._drain is not None:
-                asked = min(asked, self._drain.limit - time.monotonic())
-            return asked if asked > 0 else None
-        if phase not in PENDING:
-            return None  # running, failed or abandoned
-        if asked is None:
-            taken = time.monotonic() - self._phase_started
-            asked = min(max(self.MILESTONE_MIN, 2 * taken), self._options.ready_timeout)
-        return asked
 
     # -- the stop ------------------------------------------------------------------------------
 
@@ -454,7 +382,7 @@ class Readiness:
             if not self.enabled or not self._move(Event.STOP):
                 return False
             self._stop_started = time.monotonic()
-        self.stop_watchdog()
+        self.watchdog.stop()
         if not self.is_main:
             logger.debug(
                 "pid %d is a worker, not the unit's main process: no STOPPING=1", os.getpid()
@@ -501,101 +429,13 @@ class Readiness:
         if drain is not None:
             drain.end()
 
-    # -- the unit check and the watchdog -----------------------------------------------------
+    # -- the unit check ------------------------------------------------------------------------
 
     def check_unit(self) -> None:
-        """Start the startup self-check (:mod:`sdready._unitcheck`), once per process.
-
-        Only under systemd (``INVOCATION_ID``) and from a process that notifies or is the
-        unit's main one (``Type=simple``: sdready stays inert there, and the check says
-        why): a daemon thread asks systemd for this process's unit and logs one WARNING per
-        setting that does not match what this front end does. Returns at once: READY never
-        waits for it; its failures stay at DEBUG.
-        """
-        pid = os.getpid()
-        if pid in _UNIT_CHECKED or invocation_id() is None:
-            return
-        if not self.enabled and main_pid() != pid:
-            return
-        _UNIT_CHECKED.add(pid)
-        threading.Thread(
-            target=_check_unit, args=(self,), name="sdready-unit-check", daemon=True
-        ).start()
-
-    def watchdog_period(self) -> float | None:
-        """systemd's watchdog period for this process, or None: off, or not ours to feed.
-
-        Follows ``WATCHDOG_PID``, and a ``MAINPID`` take-over (the previous main pid's
-        watchdog is ours then). Warns once when ``WatchdogSec=`` is meant for another process
-        while this one runs the app (uvicorn ``--workers``, granian): nobody can feed it.
-        """
-        if not self._options.watchdog or not self.enabled:
-            return None
-        if self._took_over is not None:
-            # A USR2 successor feeds its predecessor's watchdog once it is the main pid.
-            return watchdog_interval(taking_over=self._took_over) if self._main else None
-        period = watchdog_interval()
-        elsewhere = watchdog_elsewhere()
-        if period is None and elsewhere is not None:
-            logger.warning(
-                "WatchdogSec= is set for pid %s, not this worker (pid %d): sdready does not "
-                "ping from here; use a single-process server or drop WatchdogSec=",
-                elsewhere,
-                os.getpid(),
-            )
-        return period
-
-    def pinging(self) -> bool:
-        """True while the watchdog may be fed: never from STOPPING on."""
-        return not self.stopping_began
-
-    def ping(self) -> bool:
-        """One ``WATCHDOG=1``, for a front end that runs its own loop; none once stopping."""
-        return self.pinging() and self.notifier.watchdog()
-
-    def start_watchdog(self, health: HealthCheck | None = None) -> bool:
-        """Ping from a daemon thread while *health* passes; True if it started."""
-        from ._watchdog import Watchdog
-
-        period = self.watchdog_period()
-        with self._lock:
-            if period is None or self._watchdog is not None or self.stopping_began:
-                return False
-            self._watchdog = Watchdog(self.notifier, period, health, alive=self.pinging)
-            self._watchdog.start()
-        return True
-
-    async def watchdog_loop(
-        self,
-        health: HealthCheck | None = None,
-        *,
-        sleep: Callable[[float], Awaitable[object]] | None = None,
-    ) -> None:
-        """Ping from the running event loop while *health* passes (see
-        :func:`sdready.watchdog_loop`); returns at once when there is nothing to feed, and
-        at STOPPING."""
-        from ._watchdog import watchdog_loop
-
-        period = self.watchdog_period()
-        if period is not None and self.pinging():
-            await watchdog_loop(self.notifier, period, health, sleep=sleep, alive=self.pinging)
-
-    def stop_watchdog(self) -> None:
-        """Stop the pinging thread, without waiting for a health check in progress."""
-        watchdog, self._watchdog = self._watchdog, None
-        if watchdog is not None:
-            watchdog.stop(timeout=0)
+        """Start the unit self-check in the background, once per process
+        (:mod:`sdready._selfcheck`); front ends call it even when inert."""
+        start_self_check(self)
 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split()) or "(no message)"
-
-
-#: Pids that started the unit self-check (a forked worker checks on its own, if at all).
-_UNIT_CHECKED: set[int] = set()
-
-
-def _check_unit(readiness: Readiness) -> None:
-    from ._unitcheck import self_check  # loaded only under systemd, off the app's path
-
-    self_check(readiness)

@@ -5,7 +5,7 @@ The wait itself (the selection rule, the polling schedule, the probe rounds) is
 engine adds around it: the baseline taken before the app's startup code, the switch to an
 HTTP probe for sockets that accept before the app serves (``probe="auto"``, a front end's
 ``accepts_early`` hook), and the drivers — :meth:`ListenerWaiter.announce` (asyncio),
-:meth:`ListenerWaiter.run_blocking` (a thread) and :meth:`ListenerWaiter.step` (the
+:meth:`ListenerWaiter.announce_blocking` (a thread) and :meth:`ListenerWaiter.step` (the
 caller's own loop). It reports the outcome to its engine and decides nothing else.
 """
 
@@ -129,7 +129,8 @@ class ListenerWaiter:
     # -- the drivers --------------------------------------------------------------------------
 
     async def announce(self) -> bool:
-        """Wait without blocking the event loop; True when READY was sent."""
+        """Wait without blocking the event loop, then READY per the options; True when READY
+        was sent. Cancelling the task sends nothing."""
         if not self.engine.awaiting_timeout:
             return False
         options = self.options
@@ -143,10 +144,11 @@ class ListenerWaiter:
             )
         except WAIT_ERRORS as exc:
             return self.engine.timed_out(exc)
-        return self.engine.listening(listeners)
+        return self._found(listeners)
 
-    def run_blocking(self, stop: threading.Event | None = None) -> bool:
-        """Wait in the calling thread; give up silently once *stop* is set."""
+    def announce_blocking(self, stop: threading.Event | None = None) -> bool:
+        """Wait in the calling thread; give up silently once *stop* is set (or once the
+        engine's READY was abandoned); True when READY was sent."""
         if not self.engine.awaiting_timeout:
             return False
         while (delay := self.step()) is not None:
@@ -168,9 +170,19 @@ class ListenerWaiter:
             self.engine.timed_out(exc)
             return None
         if selected is not None:
-            self.engine.listening(selected)
+            self._found(selected)
             return None
         return self._wait.next_delay()
+
+    def _found(self, listeners: list[Listener]) -> bool:
+        """The server's *listeners* exist (and answered the probe): READY, naming them."""
+        if self.source is None and not threading.main_thread().is_alive():
+            # A server thread that listened while the interpreter shuts down.
+            self.engine.abandon("the main thread has ended: the process exits before it served")
+            return False
+        addresses = texts.format_addresses(listeners)
+        status = texts.READY.format(addresses=addresses, pid=self.engine.pid)
+        return self.engine.ready(status, listeners=listeners)
 
     def _inspect(self, selected: list[Listener]) -> None:
         if self.accepts_early is None or self._wait is None or self._wait.probe is not None:

@@ -20,7 +20,7 @@ A new server's integration, from scratch (see docs/reference.md, "Writing an int
         def after_app_startup(self):            # before the server goes on to listen
             with contained("reporting startup"):
                 self.readiness.waiting()
-            threading.Thread(target=self.readiness.announce_blocking, daemon=True).start()
+            threading.Thread(target=self.readiness.waiter.announce_blocking, daemon=True).start()
 
         def startup_failed(self, exc):
             with contained("reporting the failed startup"):

@@ -215,7 +215,7 @@ class _Background:
         return _Background(readiness)
 
     def _watchdog_period(self) -> float | None:
-        return self.readiness.watchdog_period()
+        return self.readiness.watchdog.period()
 
     def start_waiter(self) -> None:
         """Wait for the listener and send READY from a daemon thread (no asyncio loop here)."""
@@ -227,7 +227,7 @@ class _Background:
 
     def _announce_blocking(self) -> None:
         with contained("waiting for the listening socket"):
-            self.readiness.announce_blocking(stop=self._stop)
+            self.readiness.waiter.announce_blocking(stop=self._stop)
 
     def start_watchdog(self) -> None:
         """Ping from the event loop; without a known loop there is nothing honest to ping from."""
@@ -252,13 +252,13 @@ class _AsyncioBackground(_Background):
 
     def start_waiter(self) -> None:
         if not self._stop.is_set():
-            self._spawn(self.readiness.announce, "waiting for the listening socket")
+            self._spawn(self.readiness.waiter.announce, "waiting for the listening socket")
 
     def start_watchdog(self) -> None:
         period = self._watchdog_period()
         if period is not None and not self._stop.is_set():
             health = self.readiness.options.health
-            self._spawn(lambda: self.readiness.watchdog_loop(health), "watchdog loop")
+            self._spawn(lambda: self.readiness.watchdog.loop(health), "watchdog loop")
 
     async def stop(self) -> None:
         import asyncio
@@ -292,7 +292,7 @@ class _TrioBackground(_Background):
         async def pinger() -> None:
             with scope:
                 await _quiet(
-                    lambda: self.readiness.watchdog_loop(
+                    lambda: self.readiness.watchdog.loop(
                         self.readiness.options.health, sleep=trio.sleep
                     ),
                     "watchdog loop",

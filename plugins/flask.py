@@ -282,14 +282,14 @@ class _Process:
         readiness = self.readiness
         readiness.starting()
         readiness.waiting()
-        if readiness.baseline is not None and readiness.baseline.listeners:
-            readiness.inherited(
-                list(readiness.baseline.listeners),
+        if readiness.waiter.baseline is not None and readiness.waiter.baseline.listeners:
+            readiness.waiter.inherited(
+                list(readiness.waiter.baseline.listeners),
                 why="socket activation, a parent's fd or gunicorn's arbiter",
             )
         if _flask_run_reloads():
             # Known now: the socket will accept before the child serves.
-            self.readiness.inherited([], why="flask run with the reloader: its child serves")
+            self.readiness.waiter.inherited([], why="flask run with the reloader: its child serves")
         threading.Thread(target=self._wait, name="sdready-flask-ready", daemon=True).start()
         atexit.register(self._at_exit)
         if self.gunicorn:  # gunicorn owns its signals; a worker's exit is no stop
@@ -319,8 +319,10 @@ class _Process:
     def _wait(self) -> None:
         readiness = self.readiness
         with contained("waiting for the server's listening socket"):
-            if readiness.announce_blocking() and any(s.options.watchdog for _, s in self.apps):
-                readiness.start_watchdog(self._healthy)
+            if readiness.waiter.announce_blocking() and any(
+                s.options.watchdog for _, s in self.apps
+            ):
+                readiness.watchdog.start(self._healthy)
 
     def _healthy(self) -> bool:
         for ref, state in list(self.apps):
@@ -344,7 +346,7 @@ class _Process:
             return
         readiness = self.readiness
         readiness.abandon("the interpreter is exiting")
-        readiness.stop_watchdog()
+        readiness.watchdog.stop()
         if self.gunicorn:
             return  # a worker's exit is not the service stopping
         if readiness.ever_ready:

@@ -252,7 +252,7 @@ class _ArbiterSide:
         self.readiness.drained()  # the arbiter exits: nothing drains any more
         self._closing = True
         self._wake()
-        self.readiness.stop_watchdog()
+        self.readiness.watchdog.stop()
         if self._thread is not None:
             self._thread.join(2.0)
         assert self.notifier is not None
@@ -431,7 +431,7 @@ class _ArbiterSide:
     # -- watchdog -----------------------------------------------------------------------
 
     def _start_watchdog(self) -> None:
-        self.readiness.start_watchdog(self._healthy)
+        self.readiness.watchdog.start(self._healthy)
 
     def _healthy(self) -> bool:
         """A worker is alive and not stuck, by gunicorn's own rule and its ``timeout``.

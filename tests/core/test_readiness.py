@@ -48,9 +48,9 @@ def test_inert_without_notify_socket(
     assert not readiness.enabled
     readiness.starting()
     readiness.waiting()
-    assert readiness.baseline is None  # not even a snapshot is taken
-    assert readiness.announce_blocking() is False
-    assert asyncio.run(readiness.announce()) is False
+    assert readiness.waiter.baseline is None  # not even a snapshot is taken
+    assert readiness.waiter.announce_blocking() is False
+    assert asyncio.run(readiness.waiter.announce()) is False
     readiness.startup_failed("boom")
     readiness.stopping()
     assert [r for r in caplog.records if r.levelno > logging.DEBUG] == []
@@ -70,7 +70,7 @@ def test_blocking_story_ignores_auxiliary_listeners(
     timer = threading.Timer(0.2, server.listen)
     timer.start()
     try:
-        assert readiness.announce_blocking() is True
+        assert readiness.waiter.announce_blocking() is True
     finally:
         timer.join()
     ready = notify_socket.wait_for("READY=1", 2)
@@ -89,7 +89,7 @@ def test_async_story(notify_socket: NotifyRecorder, sockets: list[socket.socket]
         readiness.waiting()
         server = tcp_listener(sockets, listen=False)
         asyncio.get_running_loop().call_later(0.1, server.listen)
-        return await readiness.announce()
+        return await readiness.waiter.announce()
 
     assert asyncio.run(main()) is True
     notify_socket.wait_for("READY=1", 2)
@@ -103,7 +103,7 @@ def test_inherited_listener_counts_at_once(
     readiness.starting()
     readiness.waiting()
     started = time.monotonic()
-    assert readiness.announce_blocking() is True
+    assert readiness.waiter.announce_blocking() is True
     assert time.monotonic() - started < 4  # did not wait for a new socket until the timeout
     assert address_of(inherited) in notify_socket.wait_for("READY=1", 2)["STATUS"]
 
@@ -116,7 +116,7 @@ def test_expect_selects_the_named_listener(
     readiness = Readiness(ReadyOptions(ready_timeout=5, expect=wanted.getsockname()[1]))
     readiness.starting()
     readiness.waiting()
-    assert readiness.announce_blocking()
+    assert readiness.waiter.announce_blocking()
     status = notify_socket.wait_for("READY=1", 2)["STATUS"]
     assert address_of(wanted) in status and address_of(other) not in status
 
@@ -131,8 +131,8 @@ def test_startup_failure_reports_and_never_sends_ready(
     readiness.starting()
     readiness.startup_failed("database unreachable:\n  connection refused", errno=111)
     tcp_listener(sockets)
-    assert readiness.announce_blocking() is False
-    assert asyncio.run(readiness.announce()) is False
+    assert readiness.waiter.announce_blocking() is False
+    assert asyncio.run(readiness.waiter.announce()) is False
     failed = notify_socket.wait_for("ERRNO", 2)
     assert failed["ERRNO"] == "111"
     assert failed["STATUS"] == "Startup failed: database unreachable: connection refused"
@@ -148,7 +148,9 @@ def test_stop_event_abandons_the_wait(
     readiness.waiting()
     stop = threading.Event()
     result: list[bool] = []
-    waiter = threading.Thread(target=lambda: result.append(readiness.announce_blocking(stop)))
+    waiter = threading.Thread(
+        target=lambda: result.append(readiness.waiter.announce_blocking(stop))
+    )
     waiter.start()
     if stopped:  # the stop event alone ends the wait: no stopping() call helps it
         stop.set()
@@ -170,7 +172,7 @@ def test_cancelled_async_wait_sends_nothing(
         readiness = Readiness(ReadyOptions(ready_timeout=30))
         readiness.starting()
         readiness.waiting()
-        task = asyncio.create_task(readiness.announce())
+        task = asyncio.create_task(readiness.waiter.announce())
         await asyncio.sleep(0)  # the wait has begun
         if cancelled:
             task.cancel()
@@ -192,7 +194,7 @@ def test_timeout_policies(
     readiness = Readiness(ReadyOptions(ready_timeout=0.2, on_timeout=policy))  # type: ignore[arg-type]
     readiness.starting()
     readiness.waiting()
-    sent = readiness.announce_blocking()
+    sent = readiness.waiter.announce_blocking()
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     pid = os.getpid()
     if policy == "fail":
@@ -217,8 +219,8 @@ def test_ready_is_sent_once(notify_socket: NotifyRecorder, sockets: list[socket.
     tcp_listener(sockets)
     readiness = Readiness(ReadyOptions(notifier=Notifier()))
     readiness.starting()
-    assert readiness.announce_blocking()
-    assert readiness.announce_blocking() is False
+    assert readiness.waiter.announce_blocking()
+    assert readiness.waiter.announce_blocking() is False
     notify_socket.wait_for("READY=1", 2)
     notify_socket.barrier()
     assert notify_socket.values("READY") == ["1"]
@@ -241,11 +243,11 @@ def test_a_bound_socket_that_listens_later_is_the_servers(
     shared = tcp_listener(sockets, listen=False)
     readiness = Readiness(ReadyOptions(ready_timeout=5))
     readiness.starting()
-    assert readiness.baseline is not None and readiness.baseline.pending
+    assert readiness.waiter.baseline is not None and readiness.waiter.baseline.pending
     shared.listen()  # "another worker"
     readiness.waiting()
     started = time.monotonic()
-    assert readiness.announce_blocking() is True
+    assert readiness.waiter.announce_blocking() is True
     assert time.monotonic() - started < 4  # selected at once, not taken for an auxiliary
     assert address_of(shared) in notify_socket.wait_for("READY=1", 2)["STATUS"]
 
@@ -258,7 +260,7 @@ def test_the_wait_begins_at_waiting_not_when_the_waiter_runs(
     metrics = tcp_listener(sockets)  # the app's own, during startup
     readiness.waiting()
     server = tcp_listener(sockets)  # listens before the waiter thread gets to run
-    assert readiness.announce_blocking() is True
+    assert readiness.waiter.announce_blocking() is True
     status = notify_socket.wait_for("READY=1", 2)["STATUS"]
     assert address_of(server) in status and address_of(metrics) not in status
 
@@ -316,7 +318,7 @@ def test_abandon_vetoes_ready(notify_socket: NotifyRecorder, sockets: list[socke
     readiness.starting()
     readiness.abandon("the process will never serve")
     assert readiness.closed
-    assert not readiness.announce_blocking()
+    assert not readiness.waiter.announce_blocking()
     assert not readiness.ready("Ready")
     assert not readiness.timed_out("late")
     settle(notify_socket)
@@ -367,12 +369,12 @@ def test_step_drives_a_wait_over_another_source(
     tcp_listener(sockets)  # listens in this process, but the source does not show it
     readiness = Readiness(ReadyOptions(notifier=Notifier()), source=source)  # type: ignore[arg-type]
     readiness.waiting()
-    delays = [readiness.step() for _ in range(3)]
+    delays = [readiness.waiter.step() for _ in range(3)]
     assert all(delay is not None and delay >= 0 for delay in delays)
     shown = tcp_listener(sockets)
     seen.append(shown)
     for _ in range(1000):
-        delay = readiness.step()
+        delay = readiness.waiter.step()
         if delay is None:
             break
         time.sleep(delay)
@@ -397,7 +399,7 @@ def test_accepts_early_switches_auto_to_an_http_probe(
         readiness.starting()
         readiness.waiting()
         listener = tcp_listener(sockets)  # the server's: opened after startup, nobody serves
-        readiness.announce_blocking()
+        readiness.waiter.announce_blocking()
         listener.close()
         return readiness
 
