@@ -57,23 +57,20 @@ def wait_listen(
         source = watch
     waiter = _Wait(timeout, expect, None, probe, DEFAULT_PROBE_TIMEOUT, source=source)
     try:
-        while True:
-            try:
-                selected = waiter.step_blocking()
-            except ListenTimeoutError as exc:
-                logger.error("%s", exc)
-                return EXIT_TIMEOUT
-            if selected is not None:
-                logger.info(
-                    "listening on %s after %.0f ms",
-                    texts.format_addresses(selected),
-                    (time.monotonic() - waiter.started) * 1000,
-                )
-                return EXIT_OK
-            if pid is not None and not alive(pid):
-                logger.error("pid %d exited before listening", pid)
-                return EXIT_TIMEOUT
-            time.sleep(waiter.next_delay())
+        try:
+            selected = waiter.run_blocking(proceed=None if pid is None else lambda: alive(pid))
+        except ListenTimeoutError as exc:
+            logger.error("%s", exc)
+            return EXIT_TIMEOUT
+        if selected is None:
+            logger.error("pid %d exited before listening", pid)
+            return EXIT_TIMEOUT
+        logger.info(
+            "listening on %s after %.0f ms",
+            texts.format_addresses(selected),
+            (time.monotonic() - waiter.started) * 1000,
+        )
+        return EXIT_OK
     finally:
         if watch is not None:
             watch.close()

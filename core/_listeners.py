@@ -28,7 +28,6 @@ from _stat import S_ISSOCK
 from _thread import allocate_lock
 
 from ._expect import Expect
-from ._probe import probe_async
 from ._sockets import (
     Address,
     ConnectAddress,
@@ -192,20 +191,7 @@ def wait_until_listening(  # noqa: PLR0913  (public API: keyword-only options, d
         sdready.ready(f"listening on {', '.join(map(str, listeners))}")
     """
     waiter = _own_wait(timeout, expect, baseline, probe, probe_timeout, wait_started)
-    delay = 0.0
-    while True:
-        if delay:
-            if stop is not None:
-                if stop.wait(delay):
-                    return []
-            else:
-                time.sleep(delay)
-        elif stop is not None and stop.is_set():
-            return []
-        selected = waiter.step_blocking()
-        if selected is not None:
-            return selected
-        delay = waiter.next_delay()
+    return waiter.run_blocking(stop) or []
 
 
 async def async_wait_until_listening(  # noqa: PLR0913  (public API: keyword-only options, documented)
@@ -230,29 +216,8 @@ async def async_wait_until_listening(  # noqa: PLR0913  (public API: keyword-onl
 
         listeners = await sdready.async_wait_until_listening(30, expect=8000, probe="connect")
     """
-    import asyncio  # never at module level: `import sdready` must not import asyncio
-
     waiter = _own_wait(timeout, expect, baseline, probe, probe_timeout, wait_started)
-    delay = 0.0
-    while True:
-        if delay and waiter.in_fast_phase():
-            # asyncio's timers have a 1 ms granularity: for the first 2 ms, yield to the loop
-            # until the next poll is due instead, so a listener opened by another task right
-            # after startup (uvicorn) is seen within ~0.1 ms.
-            due = time.monotonic() + delay
-            while time.monotonic() < due:
-                await asyncio.sleep(0)
-        elif delay:
-            await asyncio.sleep(delay)
-        selected = waiter.poll()
-        if selected is not None and waiter.probe is not None:
-            probes = waiter.probe_round(selected)
-            while (target := probes.next()) is not None:
-                probes.record(await probe_async(target, waiter.probe, probes.budget))
-            selected = probes.result()
-        if selected is not None:
-            return selected
-        delay = waiter.next_delay()
+    return await waiter.run_async()
 
 
 def _own_wait(  # noqa: PLR0913, PLR0917  (the public waiters' options, passed through)

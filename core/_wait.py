@@ -42,6 +42,7 @@ __all__ = [
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from threading import Event
 
     from ._expect import Expect
 
@@ -249,6 +250,59 @@ class _Wait:
         while (target := probes.next()) is not None:
             probes.record(probe_blocking(target, self.probe, probes.budget))
         return probes.result()
+
+    def run_blocking(
+        self,
+        stop: Event | None = None,
+        *,
+        inspect: Callable[[list[Listener]], None] | None = None,
+        proceed: Callable[[], bool] | None = None,
+    ) -> list[Listener] | None:
+        """The blocking driver: poll (and probe) until a selection; None once *stop* is set
+        or *proceed* says False (asked between polls: a watched process exited, READY was
+        abandoned). Raises :class:`ListenTimeoutError` at the deadline."""
+        delay = 0.0
+        while True:
+            if stop is not None and (stop.wait(delay) if delay else stop.is_set()):
+                return None
+            if stop is None and delay:
+                time.sleep(delay)
+            if proceed is not None and not proceed():
+                return None
+            selected = self.step_blocking(inspect)
+            if selected is not None:
+                return selected
+            delay = self.next_delay()
+
+    async def run_async(self) -> list[Listener]:
+        """The asyncio driver: the same polls and probes, never blocking the event loop.
+
+        Polls every 0.1 ms for the first 2 ms while yielding to the loop in between
+        (``asyncio.sleep(0)``: its timers have a 1 ms granularity), then sleeps.
+        """
+        import asyncio  # never at module level: `import sdready` must not import asyncio
+
+        from ._probe import probe_async
+
+        delay = 0.0
+        while True:
+            if delay and self.in_fast_phase():
+                # A listener opened by another task right after startup (uvicorn) is seen
+                # within ~0.1 ms this way.
+                due = time.monotonic() + delay
+                while time.monotonic() < due:
+                    await asyncio.sleep(0)
+            elif delay:
+                await asyncio.sleep(delay)
+            selected = self.poll()
+            if selected is not None and self.probe is not None:
+                probes = self.probe_round(selected)
+                while (target := probes.next()) is not None:
+                    probes.record(await probe_async(target, self.probe, probes.budget))
+                selected = probes.result()
+            if selected is not None:
+                return selected
+            delay = self.next_delay()
 
     def probe_round(self, selected: list[Listener]) -> _ProbeRound:
         return _ProbeRound(self, selected)

@@ -23,7 +23,6 @@ from ._listeners import (
     Listener,
     ListenerSnapshot,
     ListenerSource,
-    async_wait_until_listening,
     listening_sockets,
     own_listeners,
     snapshot_listeners,
@@ -133,15 +132,10 @@ class ListenerWaiter:
         was sent. Cancelling the task sends nothing."""
         if not self.engine.awaiting_timeout:
             return False
-        options = self.options
         try:
-            listeners = await async_wait_until_listening(
-                options.ready_timeout,
-                options.expect,
-                baseline=self.baseline,
-                probe=self.probe,
-                wait_started=self.wait_started,
-            )
+            if self._wait is None:
+                self._wait = self._new_wait()
+            listeners = await self._wait.run_async()
         except WAIT_ERRORS as exc:
             return self.engine.timed_out(exc)
         return self._found(listeners)
@@ -151,12 +145,15 @@ class ListenerWaiter:
         engine's READY was abandoned); True when READY was sent."""
         if not self.engine.awaiting_timeout:
             return False
-        while (delay := self.step()) is not None:
-            if stop is not None and stop.wait(delay):
-                return False
-            if stop is None:
-                time.sleep(delay)
-        return self.engine.ready_sent
+        try:
+            if self._wait is None:
+                self._wait = self._new_wait()
+            selected = self._wait.run_blocking(
+                stop, inspect=self._inspect, proceed=lambda: self.engine.awaiting_timeout
+            )
+        except WAIT_ERRORS as exc:
+            return self.engine.timed_out(exc)
+        return selected is not None and self._found(selected)
 
     def step(self) -> float | None:
         """One poll (and probe); the seconds until the next, or None once the wait is over."""
