@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 from ._cli_fast import duration, expect_items, probe_text
 from ._cli_notify import DEFAULT_TIMEOUT, EXIT_NO_SOCKET, deliver, fields_of
-from ._env import listen_fds_count, main_pid, watchdog_interval
+from ._env import listen_fds_count, main_pid, notify_socket, watchdog_setting
 from ._log import DEBUG, ERROR, INFO, WARNING, logger, stderr_log
 from ._notifier import NotifyAddress
 from ._options import ReadyOptions
@@ -287,7 +287,7 @@ def _cmd_notify(args: argparse.Namespace) -> int:
         fields = fields_of(args)
     except ValueError as exc:  # a bad field name or a newline is the caller's mistake
         raise _UsageError(str(exc)) from None
-    if os.environ.get("NOTIFY_SOCKET") is None:
+    if notify_socket() is None:
         if not args.quiet:  # scripts that also run outside systemd ask for silence here
             logger.error("NOTIFY_SOCKET is not set: not started by systemd as Type=notify")
         return EXIT_NO_SOCKET
@@ -318,7 +318,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _environment_report() -> tuple[dict[str, object], list[str]]:
     env = os.environ
-    address = env.get("NOTIFY_SOCKET")
+    address = notify_socket()
     valid = False
     problem: str | None = None
     hints: list[str] = []
@@ -343,10 +343,7 @@ def _environment_report() -> tuple[dict[str, object], list[str]]:
             f"the unit's main process is {who}, not this command (pid {os.getpid()}): "
             "'sdready notify' from it needs NotifyAccess=all, or --pid parent as root"
         )
-    watchdog_usec = env.get("WATCHDOG_USEC")
-    watchdog_pid = env.get("WATCHDOG_PID")
-    watchdog_for = int(watchdog_pid) if watchdog_pid and watchdog_pid.isdigit() else None
-    period = watchdog_interval({"WATCHDOG_USEC": watchdog_usec or ""})
+    period, watchdog_for = watchdog_setting()
     if period is not None:
         hints.append(
             f"WatchdogSec= is {period:g} s: ping at least every {period / 2:g} s "

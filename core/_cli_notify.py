@@ -9,10 +9,10 @@ this module imports only what sending needs (no argparse, logging, dataclasses o
 
 from __future__ import annotations
 
-import os
 import time
 
 from ._cli_fast import Found, duration_of, last, read
+from ._env import notify_socket
 from ._exceptions import NotifyError
 from ._notifier import Notifier
 from ._protocol import encode
@@ -90,7 +90,7 @@ def deliver(
     Returns the exit status and, for a failure, the error to report.
     """
     try:
-        with Notifier(os.environ["NOTIFY_SOCKET"], strict=True) as notifier:
+        with Notifier(notify_socket(), strict=True) as notifier:
             notifier.send(fields, pid=pid)
             if not no_block and not notifier.barrier(timeout):
                 return EXIT_SEND_FAILED, (
@@ -122,7 +122,7 @@ def fast_main(argv: list[str]) -> int | None:
     form the fast parser leaves to argparse, no ``NOTIFY_SOCKET``, or a usage error. Only
     a failure after the message may have left is reported here, as the full path would.
     """
-    if "NOTIFY_SOCKET" not in os.environ:
+    if notify_socket() is None:
         return None  # the full command explains, unless --quiet
     parsed = read(argv, _FLAGS, _VALUES)
     if parsed is None:

@@ -1,6 +1,7 @@
-"""What systemd put in the environment: the watchdog period, passed sockets, the main pid.
+"""What systemd put in the environment: the notify socket, the watchdog period, passed
+sockets, the main pid, the invocation.
 
-The one reader of systemd's variables other than ``NOTIFY_SOCKET`` (the notifier's).
+The one reader of systemd's variables: every other module asks here.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ __all__ = [
     "listen_fds",
     "listen_fds_count",
     "main_pid",
+    "notify_socket",
     "unset_listen_fds",
     "user_manager",
     "watchdog_interval",
+    "watchdog_setting",
 ]
 
 #: The first descriptor systemd passes (SD_LISTEN_FDS_START).
@@ -43,18 +46,31 @@ def watchdog_interval(
     Ping at half this period.
     """
     env = os.environ if environ is None else environ
-    usec_text = env.get("WATCHDOG_USEC", "")
-    if not usec_text.isdigit():
-        return None
-    usec = int(usec_text)
-    if usec <= 0 or usec >= _USEC_INFINITY:
-        return None
+    period, _ = watchdog_setting(env)
     pid_text = env.get("WATCHDOG_PID")
     if pid_text is not None and (
         not pid_text.isdigit() or int(pid_text) not in (os.getpid(), taking_over)
     ):
         return None
-    return usec / 1_000_000
+    return period
+
+
+def watchdog_setting(environ: Mapping[str, str] | None = None) -> tuple[float | None, int | None]:
+    """``WatchdogSec=`` in seconds (None: off, infinite or unparsable) and the pid
+    ``WATCHDOG_PID`` names (None: unset or unparsable), whoever the watchdog is for."""
+    env = os.environ if environ is None else environ
+    usec_text = env.get("WATCHDOG_USEC", "")
+    pid_text = env.get("WATCHDOG_PID", "")
+    pid = int(pid_text) if pid_text.isdigit() else None
+    if not usec_text.isdigit() or not 0 < int(usec_text) < _USEC_INFINITY:
+        return None, pid
+    return int(usec_text) / 1_000_000, pid
+
+
+def notify_socket(environ: Mapping[str, str] | None = None) -> str | None:
+    """``NOTIFY_SOCKET`` as systemd set it (None: not started as ``Type=notify``)."""
+    env = os.environ if environ is None else environ
+    return env.get("NOTIFY_SOCKET")
 
 
 def watchdog_elsewhere(environ: Mapping[str, str] | None = None) -> int | None:

@@ -28,6 +28,7 @@ import sys
 import time
 from _thread import allocate_lock
 
+from ._env import main_pid, notify_socket
 from ._exceptions import NotifyError
 from ._log import DEBUG, WARNING, logger
 from ._protocol import (
@@ -130,7 +131,7 @@ class Notifier:
         self, address: str | None = None, *, strict: bool = False, unset_environment: bool = False
     ) -> None:
         if address is None:
-            address = os.environ.get("NOTIFY_SOCKET")
+            address = notify_socket()
         if unset_environment:
             os.environ.pop("NOTIFY_SOCKET", None)
         self._raw_address = address
@@ -547,9 +548,9 @@ class Notifier:
 
     def _check_exec_pid(self, pid: int | None) -> None:
         self._exec_pid_checked = True
-        exec_pid = os.environ.get("SYSTEMD_EXEC_PID", "")
+        exec_pid = main_pid()
         sender = pid if pid is not None else os.getpid()
-        if exec_pid.isdigit() and int(exec_pid) != sender:
+        if exec_pid is not None and exec_pid != sender:
             logger.info(
                 "pid %d is not the unit's main process (SYSTEMD_EXEC_PID=%s): systemd ignores "
                 "its notifications unless the unit sets NotifyAccess=all",
@@ -583,7 +584,7 @@ def _process_notifier() -> Notifier:
     # Follow NOTIFY_SOCKET as it is now: a test recorder, or a plugin that took the
     # variable away from workers, must be honoured by the module-level helpers too.
     global _default  # noqa: PLW0603  (the process-wide default notifier, made on first use)
-    address = os.environ.get("NOTIFY_SOCKET")
+    address = notify_socket()
     current = _default
     if current is None or current._raw_address != address:
         with _default_lock:

@@ -37,7 +37,7 @@ The pieces:
   (``SDREADY_*`` settings with the same parsers everywhere);
 - containment and signals: :func:`contained`, :func:`chain_signal`;
 - a plugin's import guard: :func:`missing_framework`, :func:`require_framework`;
-- facts about this process: :func:`main_pid`, :func:`is_main_process`,
+- facts about this process: :func:`notify_socket`, :func:`main_pid`, :func:`is_main_process`,
   :func:`watchdog_interval`, :func:`listen_fds_count`, :func:`listen_fdnames`,
   :func:`listening_sockets`, :class:`Listener`;
 - a server whose app runs in workers: :func:`relay_progress`, :class:`TimeoutTexts`;
@@ -55,7 +55,14 @@ from collections.abc import Mapping
 
 from ._activation import fdname_for, forget_sockets, keep_sockets, keep_wanted
 from ._contain import chain_signal, contained
-from ._env import is_main_process, listen_fdnames, listen_fds_count, main_pid, watchdog_interval
+from ._env import (
+    is_main_process,
+    listen_fdnames,
+    listen_fds_count,
+    main_pid,
+    notify_socket,
+    watchdog_interval,
+)
 from ._exceptions import missing_framework, require_framework
 from ._listeners import Listener, listening_sockets
 from ._options import (
@@ -99,6 +106,7 @@ __all__ = [
     "listening_sockets",
     "main_pid",
     "missing_framework",
+    "notify_socket",
     "options_from_settings",
     "prefixed",
     "relay_progress",

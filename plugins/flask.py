@@ -51,6 +51,7 @@ from sdready.integration import (
     listen_fds_count,
     listening_sockets,
     main_pid,
+    notify_socket,
     prefixed,
     watchdog_interval,
 )
@@ -188,7 +189,7 @@ _NO_SOCKET = "no NOTIFY_SOCKET (not started by systemd)"
 
 def _inert_reason(options: ReadyOptions) -> str | None:
     notifier = options.notifier
-    if not (notifier.enabled if notifier is not None else os.environ.get("NOTIFY_SOCKET")):
+    if not (notifier.enabled if notifier is not None else notify_socket()):
         return _NO_SOCKET
     command = _flask_cli_command()
     if command is not None:
@@ -383,7 +384,7 @@ def _status_command() -> None:
 
 def _status_lines(app: Flask) -> list[tuple[str, str]]:
     state: _AppState | None = app.extensions.get("sdready")
-    address = os.environ.get("NOTIFY_SOCKET")
+    address = notify_socket()
     interval = watchdog_interval()
     listeners = _listeners_now()
     pid = os.getpid()
