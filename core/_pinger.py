@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from . import texts
 from ._env import watchdog_elsewhere, watchdog_interval
 from ._log import logger
 
@@ -32,6 +34,8 @@ class Pinger:
         self._engine = engine
         self._thread: Watchdog | None = None
         self._lock = threading.Lock()
+        self._status_before: str | None = None  # the STATUS a failing check replaced
+        self._unhealthy: str | None = None  # what STATUS says while the check fails
 
     def period(self) -> float | None:
         """systemd's watchdog period for this process, or None: off, or not ours to feed.
@@ -75,7 +79,9 @@ class Pinger:
             if period is None or self._thread is not None or not self.alive():
                 return False
             notifier = self._engine.notifier
-            self._thread = Watchdog(notifier, period, health, alive=self.alive).start()
+            self._thread = Watchdog(
+                notifier, period, health, alive=self.alive, on_health=self.health_changed
+            ).start()
         return True
 
     async def loop(
@@ -92,7 +98,36 @@ class Pinger:
         period = self.period()
         if period is not None and self.alive():
             notifier = self._engine.notifier
-            await watchdog_loop(notifier, period, health, sleep=sleep, alive=self.alive)
+            await watchdog_loop(
+                notifier,
+                period,
+                health,
+                sleep=sleep,
+                alive=self.alive,
+                on_health=self.health_changed,
+            )
+
+    def health_changed(self, reason: str | None) -> None:
+        """The health check began failing (*reason*) or passes again (None): STATUS says
+        which check and since when, then goes back to what it said before."""
+        engine = self._engine
+        if reason is not None:
+            self._status_before = engine.last_status
+            since = time.strftime("%H:%M:%S")
+            self._unhealthy = texts.UNHEALTHY.format(
+                since=since, reason=texts.one_line(reason, 120)
+            )
+            engine.status(self._unhealthy)
+        elif self._status_before is not None:
+            before, self._status_before, self._unhealthy = self._status_before, None, None
+            engine.status(before)
+
+    def restate(self) -> None:
+        """READY just replaced STATUS: a failing check must stay visible (its streak began
+        during the startup, when the pinger already ran)."""
+        if self._unhealthy is not None:
+            self._status_before = self._engine.last_status
+            self._engine.status(self._unhealthy)
 
     def stop(self) -> None:
         """Stop the pinging thread, without waiting for a health check in progress."""

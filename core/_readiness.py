@@ -248,6 +248,7 @@ class Readiness:
             else:
                 self.notifier.ready(status)
         logger.debug("READY sent: %s", status)
+        self.watchdog.restate()
         return True
 
     def timed_out(self, reason: object) -> bool:
@@ -305,19 +306,19 @@ class Readiness:
         """The main pid this process replaces (see :meth:`took_over`), or None."""
         return self._took_over
 
-    def startup_failed(self, message: str, errno: int | None = None) -> None:
-        """Report a failed startup (``STATUS=Startup failed: …``, ``ERRNO=``); never READY after."""
+    def startup_failed(self, message: str | BaseException, errno: int | None = None) -> None:
+        """Report a failed startup (``STATUS=Startup failed: …``, ``ERRNO=``); never READY after.
+
+        *message* may be the exception itself: its one-line text, and the errno of an
+        :class:`OSError` in its causes (:func:`sdready.texts.failure`).
+        """
+        if isinstance(message, BaseException):
+            message, found = texts.failure(message)
+            errno = errno or found
         with self._lock:
             moved = self._move(Event.FAIL)
-        if not self.enabled or not moved:
-            return
-        fields: dict[str, str | int] = {
-            "STATUS": texts.STARTUP_FAILED.format(message=_one_line(message))
-        }
-        if errno is not None and errno > 0:
-            fields["ERRNO"] = errno
-        self._status = str(fields["STATUS"])
-        self.notifier.send(fields)
+        if moved:
+            self.status(texts.STARTUP_FAILED.format(message=_one_line(message)), errno=errno)
 
     def reloading(self, status: str) -> None:
         """A new generation begins: ``RELOADING=1`` (with ``MONOTONIC_USEC``) if the previous
@@ -336,12 +337,17 @@ class Readiness:
                 return
         self.status(status)
 
-    def status(self, text: str) -> bool:
-        """``STATUS=text``, unless it says what the last one said or stopping began."""
+    def status(self, text: str, *, errno: int | None = None) -> bool:
+        """``STATUS=text`` (one line, :data:`sdready.texts.STATUS_BUDGET` at most), with
+        ``ERRNO=`` for a failure's *errno*; not when it says what the last one said, nor
+        once stopping began."""
+        text = texts.one_line(text)
         with self._lock:
             if not self.enabled or text == self._status or self.stopping_began:
                 return False
             self._status = text
+        if errno is not None and errno > 0:
+            return self.notifier.send({"STATUS": text, "ERRNO": errno})
         return self.notifier.status(text)
 
     def progress(self, text: str, *, extend: float | None = None) -> bool:
@@ -438,4 +444,4 @@ class Readiness:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split()) or "(no message)"
+    return texts.one_line(text) or "(no message)"

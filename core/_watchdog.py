@@ -37,6 +37,44 @@ def _skip_reason(result: object) -> str | None:
     return None if result else f"health check returned {result!r}"
 
 
+HealthHook = Callable[[str | None], object]
+
+
+class _Streak:
+    """A failing health check said once per streak, at WARNING (systemd will kill the
+    service), and its end: the operator sees why before the kill, not after."""
+
+    def __init__(self, period: float, hook: HealthHook | None) -> None:
+        self.period = period
+        self.hook = hook
+        self.since: float | None = None
+
+    def observe(self, reason: str | None) -> None:
+        if reason is not None and self.since is None:
+            self.since = time.monotonic()
+            logger.warning(
+                "health check failed: %s; the watchdog is not fed, so systemd restarts the "
+                "service within WatchdogSec=%g s unless it passes again",
+                reason,
+                self.period,
+            )
+            self._tell(reason)
+        elif reason is None and self.since is not None:
+            took = time.monotonic() - self.since
+            self.since = None
+            logger.warning("health check passes again after %.1f s: the watchdog is fed", took)
+            self._tell(None)
+        elif reason is not None:
+            logger.debug("watchdog ping skipped: %s", reason)
+
+    def _tell(self, reason: str | None) -> None:
+        if self.hook is not None:
+            try:
+                self.hook(reason)
+            except Exception:  # a report about health must not stop the pings
+                logger.exception("sdready: reporting the health check failed")
+
+
 class _SlowHealth:
     """The unit check a pinger can only make at run time: a health check that takes over
     half of ``WatchdogSec=`` delays the next ping past the period. Warns once per pinger."""
@@ -57,7 +95,8 @@ class Watchdog:
 
     ``interval`` is the watchdog period in seconds (default :func:`watchdog_interval`, i.e.
     ``WatchdogSec=``). When ``health()`` returns a falsy value or raises, that ping is
-    skipped (logged at DEBUG), so systemd restarts a sick app. When the watchdog is off
+    skipped, so systemd restarts a sick app: a failing streak is logged once at WARNING
+    (and its end), and ``on_health(reason)`` / ``on_health(None)`` is told. When the watchdog is off
     or there is no notify socket, :meth:`start` starts no thread. ``alive``, when given,
     is asked before each ping: the thread ends once it says False (an engine's STOPPING).
 
@@ -74,10 +113,12 @@ class Watchdog:
         health: Callable[[], object] | None = None,
         *,
         alive: Callable[[], bool] | None = None,
+        on_health: HealthHook | None = None,
     ) -> None:
         self._notifier, self.interval = _resolve(notifier, interval)
         self._health = health
         self._alive = alive
+        self._on_health = on_health
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -117,15 +158,14 @@ class Watchdog:
         assert self.interval is not None
         half = self.interval / 2
         slow = _SlowHealth(self.interval)
+        streak = _Streak(self.interval, self._on_health)
         while not self._stop.is_set() and (self._alive is None or self._alive()):
             started = time.monotonic()
             reason = self._check()
             slow.took(started)
-            if reason is None:
-                if not self._notifier.watchdog():
-                    logger.debug("watchdog ping not delivered (see earlier warnings)")
-            else:
-                logger.debug("watchdog ping skipped: %s", reason)
+            streak.observe(reason)
+            if reason is None and not self._notifier.watchdog():
+                logger.debug("watchdog ping not delivered (see earlier warnings)")
             self._stop.wait(half)
 
     def _check(self) -> str | None:
@@ -143,19 +183,21 @@ class Watchdog:
         return _skip_reason(result)
 
 
-async def watchdog_loop(
+async def watchdog_loop(  # noqa: PLR0913  (public API: the last three keyword-only)
     notifier: Notifier | None = None,
     interval: float | None = None,
     health: HealthCheck | None = None,
     *,
     sleep: Callable[[float], Awaitable[object]] | None = None,
     alive: Callable[[], bool] | None = None,
+    on_health: HealthHook | None = None,
 ) -> None:
     """Ping ``WATCHDOG=1`` every half watchdog period from the running event loop.
 
     Returns at once when the watchdog is off or there is no notify socket; otherwise runs
     until cancelled. ``health`` may be sync or async; a falsy result or an exception skips
-    that ping (logged at DEBUG). Because the pings come from the loop itself, a loop
+    that ping (a failing streak logged once at WARNING, and its end; ``on_health`` told).
+    Because the pings come from the loop itself, a loop
     blocked by synchronous work stops them and systemd restarts the service.
 
     Example::
@@ -177,6 +219,7 @@ async def watchdog_loop(
         return
     half = period / 2
     slow = _SlowHealth(period)
+    streak = _Streak(period, on_health)
     while alive is None or alive():
         reason: str | None = None
         if health is not None:
@@ -190,9 +233,7 @@ async def watchdog_loop(
             else:
                 reason = _skip_reason(result)
             slow.took(started)
-        if reason is None:
-            if not notifier.watchdog():
-                logger.debug("watchdog ping not delivered (see earlier warnings)")
-        else:
-            logger.debug("watchdog ping skipped: %s", reason)
+        streak.observe(reason)
+        if reason is None and not notifier.watchdog():
+            logger.debug("watchdog ping not delivered (see earlier warnings)")
         await sleep(half)

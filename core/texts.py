@@ -43,9 +43,17 @@ __all__ = [
     "STOPPING",
     "TIMEOUT_FAIL",
     "TIMEOUT_WARN",
+    "UNHEALTHY",
     "WAITING",
+    "error_line",
+    "failure",
     "format_addresses",
+    "one_line",
 ]
+
+#: A STATUS text stays one short line: systemctl status shows it on one, and a traceback
+#: belongs in the log. Longer texts are cut to this many characters, with an ellipsis.
+STATUS_BUDGET = 200
 
 STARTING = "Starting…"
 WAITING = "Waiting for the listening socket…"
@@ -65,6 +73,10 @@ STOPPING = "Stopping…"
 #: While a server drains after STOPPING=1 (the stop timeout is being extended).
 #: ``.format(count=..., budget=...)``: still draining (gunicorn: workers), the server's budget.
 DRAINING = "Stopping: draining, {count} left (up to {budget:g} s)"
+
+#: The watchdog's health check fails: its pings are skipped and systemd will restart the
+#: service after WatchdogSec=. ``.format(since=HH:MM:SS, reason=...)``
+UNHEALTHY = "Unhealthy since {since}: {reason}; watchdog not fed"
 
 # gunicorn (sdready.plugins.gunicorn): the arbiter counts workers that can serve.
 GUNICORN_BOOTING = "Booting workers ({booted}/{total})"
@@ -186,3 +198,34 @@ def format_addresses(listeners: Iterable[object]) -> str:
     if len(seen) <= _MAX_SHOWN:
         return ", ".join(seen)
     return f"{', '.join(seen[:_MAX_SHOWN])} and {len(seen) - _MAX_SHOWN} more"
+
+
+def one_line(text: str, budget: int = STATUS_BUDGET) -> str:
+    """*text* as one line of at most *budget* characters (white space folded, then cut)."""
+    line = " ".join(text.split())
+    return line if len(line) <= budget else line[: budget - 1] + "…"
+
+
+def error_line(text: str) -> str:
+    """The error line of a formatted traceback (its last meaningful line), or *text*."""
+    for raw in reversed(text.splitlines()):
+        line = raw.strip().lstrip("|").strip()
+        if line and not line.startswith(("+-", "^", "~")):
+            return line
+    return ""
+
+
+def failure(error: BaseException) -> tuple[str, int | None]:
+    """What a failed start says: ``"Type: message"`` on one line, and the errno of the
+    first :class:`OSError` in its chain of causes (a bind's ``EADDRINUSE``, a database's
+    ``ECONNREFUSED`` wrapped by its driver), for ``ERRNO=``; None where there is none."""
+    text = str(error)
+    message = f"{type(error).__name__}: {one_line(text)}" if text else type(error).__name__
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno:
+            return message, cause.errno
+        cause = cause.__cause__ or cause.__context__
+    return message, None

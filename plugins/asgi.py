@@ -27,6 +27,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from sdready import texts
 from sdready.integration import Readiness, ReadyOptions, contained
 
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ class LifespanCycle:
             if isinstance(error, Exception):
                 self._startup_failed(error)
             else:
-                self._startup_failed(_last_line(str(message.get("message") or "")))
+                self._startup_failed(texts.error_line(str(message.get("message") or "")))
         elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
             self._shutdown_answered = True
             self.readiness.drained()  # the app's shutdown is over: its progress buys no time
@@ -180,13 +181,7 @@ class LifespanCycle:
     def _startup_failed(self, error: Exception | str) -> None:
         self._failed = True
         with contained("reporting the failed startup"):
-            if isinstance(error, Exception):
-                code = error.errno if isinstance(error, OSError) else None
-                text = str(error)
-                message = f"{type(error).__name__}: {text}" if text else type(error).__name__
-                self.readiness.startup_failed(message, errno=code if code else None)
-            else:
-                self.readiness.startup_failed(error or "lifespan.startup.failed")
+            self.readiness.startup_failed(error or "lifespan.startup.failed")
 
 
 class _Background:
@@ -314,12 +309,3 @@ async def _quiet(work: Callable[[], Awaitable[object]], what: str) -> None:
     # coroutine behind.
     with contained(what):
         await work()
-
-
-def _last_line(text: str) -> str:
-    """The error line of a formatted traceback (its last meaningful line)."""
-    for raw in reversed(text.splitlines()):
-        line = raw.strip().lstrip("|").strip()
-        if line and not line.startswith(("+-", "^", "~")):
-            return line
-    return ""

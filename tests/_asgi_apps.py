@@ -7,6 +7,7 @@ Configured through the environment, read at import, so each server process gets 
 ``SDREADY_TEST_FAIL_ERRNO``     startup raises ``OSError(errno, "test failure")`` instead
 ``SDREADY_TEST_AUX_LISTENER``   startup opens a listener on 127.0.0.1:0 (a "metrics port")
 ``SDREADY_TEST_OPTIONS``        JSON keyword arguments for SystemdMiddleware/SystemdNotify
+``SDREADY_TEST_HEALTH``         ``false`` or ``raise``: a ``health=`` check that fails
 
 The Starlette and FastAPI variants live in ``_asgi_starlette`` and ``_asgi_fastapi`` (own
 modules: hypercorn looks the app up with ``eval`` in the module's namespace).
@@ -31,6 +32,17 @@ FAIL = os.environ.get("SDREADY_TEST_FAIL", "")
 FAIL_ERRNO = int(os.environ.get("SDREADY_TEST_FAIL_ERRNO", "0") or 0)
 AUX_LISTENER = os.environ.get("SDREADY_TEST_AUX_LISTENER") == "1"
 OPTIONS: dict[str, Any] = json.loads(os.environ.get("SDREADY_TEST_OPTIONS", "{}") or "{}")
+HEALTH = os.environ.get("SDREADY_TEST_HEALTH", "")  # "false" or "raise": a failing check
+
+
+def _failing_health() -> bool:
+    if HEALTH == "raise":
+        raise ConnectionError("database unreachable")
+    return False
+
+
+if HEALTH:
+    OPTIONS["health"] = _failing_health
 
 _aux: list[socket.socket] = []
 

@@ -123,6 +123,7 @@ class _ArbiterSide:
         self._spawned: dict[int, float] = {}  # age: when forked (the watchdog's boot clock)
         self._exited: set[int] = set()
         self._failure = ""
+        self._failed_unbooted = False  # a worker failed and none booted since
 
     @property
     def active(self) -> bool:
@@ -333,7 +334,9 @@ class _ArbiterSide:
             self._failure = f"worker {event['pid']}: {event['reason']}"
             logger.debug("worker %s failed to boot: %s", event["pid"], event["reason"])
             if not self.readiness.ready_sent:
-                self.readiness.status(texts.STARTUP_FAILED.format(message=self._failure))
+                failed = texts.STARTUP_FAILED.format(message=self._failure)
+                self.readiness.status(failed, errno=event.get("errno"))
+                self._failed_unbooted = True  # the failure stays in STATUS until one boots
                 return
         self._update(booted=True)
 
@@ -398,8 +401,12 @@ class _ArbiterSide:
             if len(current) >= self._required():
                 if readiness.ready(self._serving_text(current)):
                     self._now_ready()
-            elif readiness.awaiting_timeout:  # a worker that booted is progress: a milestone
-                (readiness.progress if booted else readiness.status)(self._progress_text())
+            elif readiness.awaiting_timeout:
+                if booted:  # a worker that booted is progress: a milestone
+                    self._failed_unbooted = False
+                    readiness.progress(self._progress_text())
+                elif not self._failed_unbooted:  # else the failure stays visible
+                    readiness.status(self._progress_text())
             return
         readiness.status(self._serving_text(current))
 

@@ -14,6 +14,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from sdready import texts
 from sdready.integration import relay_progress
 
 from ._arbiter import arbiter as _arbiter
@@ -65,9 +66,16 @@ class _WorkerSide:
         complete = len(listening) == len(own)
         self._report(worker, event="booted", addresses=addresses, complete=complete)
 
-    def report_failed(self, worker: Worker, reason: str) -> None:
-        if self.fd >= 0 and not self.reported:
-            self._report(worker, event="failed", reason=" ".join(reason.split())[:_MAX_REASON])
+    def report_failed(self, worker: Worker, reason: str | BaseException) -> None:
+        """Report why this worker cannot serve: one line (a traceback's error line), and
+        the errno of an OSError among an exception's causes (for ``ERRNO=``)."""
+        if self.fd < 0 or self.reported:
+            return
+        errno = None
+        if isinstance(reason, BaseException):
+            reason, errno = texts.failure(reason)
+        line = texts.one_line(texts.error_line(reason) or reason, _MAX_REASON)
+        self._report(worker, event="failed", reason=line, errno=errno)
 
     def _report(self, worker: Worker, **fields: Any) -> None:
         self.reported = True
@@ -112,17 +120,18 @@ class _LifespanObserver:
             if message["type"] == "lifespan.startup.complete":
                 _worker.report_booted(self._worker)
             elif message["type"] == "lifespan.startup.failed":
+                error = sys.exc_info()[1]  # uvicorn sends it from its except block
                 reason = message.get("message") or "lifespan startup failed"
-                _worker.report_failed(self._worker, reason)
+                _worker.report_failed(self._worker, error if error is not None else reason)
 
         try:
             await self.app(scope, receive, observed_send)
         except Exception as exc:
-            self._ended(f"{type(exc).__name__}: {exc}")
+            self._ended(exc)
             raise
         self._ended("the app returned before lifespan startup completed")
 
-    def _ended(self, reason: str) -> None:
+    def _ended(self, reason: str | BaseException) -> None:
         # Lifespan unsupported: with lifespan="auto" the server serves anyway.
         if self._required:
             _worker.report_failed(self._worker, reason)
@@ -165,8 +174,7 @@ def worker_exiting(server: Arbiter, worker: Worker) -> None:
     if _worker.fd >= 0 and not _worker.reported:
         exc = sys.exc_info()[1]
         cause = exc.__context__ if isinstance(exc, SystemExit) and exc.__context__ else exc
-        reason = f"{type(cause).__name__}: {cause}" if cause is not None else "exited while booting"
-        _worker.report_failed(worker, reason)
+        _worker.report_failed(worker, cause if cause is not None else "exited while booting")
 
 
 def worker_aborted(worker: Worker) -> None:

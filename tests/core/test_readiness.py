@@ -407,3 +407,44 @@ def test_accepts_early_switches_auto_to_an_http_probe(
     assert story(None).ready_sent
     settle(notify_socket)
     assert len(notify_socket.values("READY")) == 1
+
+
+def test_failure_status_is_one_short_line_with_the_errno_of_its_cause(
+    notify_socket: NotifyRecorder,
+) -> None:
+    class DriverError(Exception):
+        pass
+
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError as exc:
+            raise DriverError("could not connect:\n" + "detail " * 100) from exc
+    except DriverError as error:
+        failure = error
+    readiness = Readiness()
+    readiness.starting()
+    readiness.startup_failed(failure)
+    message = notify_socket.wait_for("ERRNO", 2)
+    assert message["ERRNO"] == "111"  # from the OSError the driver's error was raised from
+    assert message["STATUS"].startswith("Startup failed: DriverError: could not connect: ")
+    assert len(message["STATUS"]) <= texts.STATUS_BUDGET and message["STATUS"].endswith("…")
+    # Control: an error with no OSError among its causes sends no ERRNO.
+    other = Readiness()
+    other.starting()
+    other.startup_failed(RuntimeError("boom"))
+    notify_socket.barrier()
+    failed = [m for m in notify_socket if m.get("STATUS") == "Startup failed: RuntimeError: boom"]
+    assert len(failed) == 1 and "ERRNO" not in failed[0]
+
+
+def test_a_traceback_becomes_its_error_line() -> None:
+    traceback_text = (
+        "Traceback (most recent call last):\n"
+        '  File "app.py", line 3, in startup\n'
+        "    raise RuntimeError('no config')\n"
+        "    ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
+        "RuntimeError: no config\n"
+    )
+    assert texts.error_line(traceback_text) == "RuntimeError: no config"
+    assert texts.one_line(traceback_text).count("^") > 0  # control: flattening alone keeps it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import threading
 import time
 
@@ -148,3 +149,31 @@ def test_async_loop_returns_at_once_when_off(monkeypatch: pytest.MonkeyPatch) ->
         await asyncio.wait_for(watchdog_loop(), 1)
 
     asyncio.run(main())
+
+
+def test_failing_streak_is_one_warning_then_a_recovery_line(
+    notify_socket: NotifyRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    healthy = threading.Event()
+    told: list[str | None] = []
+
+    def health() -> bool:
+        if healthy.is_set():
+            return True
+        raise ConnectionError("database down")
+
+    with Watchdog(interval=0.1, health=health, on_health=told.append):
+        notify_socket.barrier()
+        deadline = time.monotonic() + 5
+        while len([r for r in caplog.records if "watchdog ping skipped" in r.getMessage()]) < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        healthy.set()
+        notify_socket.wait_for("WATCHDOG=1", 2)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    # One warning for the whole streak (control: three failed checks were made), one line
+    # when it ends, and the hook told twice.
+    assert len([w for w in warnings if w.startswith("health check failed:")]) == 1
+    assert "database down" in warnings[0]
+    assert len([w for w in warnings if w.startswith("health check passes again")]) == 1
+    assert told == ["health check raised ConnectionError('database down')", None]

@@ -18,54 +18,16 @@ import time
 from pathlib import Path
 
 import pytest
+from _fastapi_units import write_server_unit
 from _servers import http_get, reserved_port
-from _systemd import UnitTimeout, UserManager, python_for_units
+from _systemd import UnitTimeout, UserManager
 
 pytestmark = [pytest.mark.systemd, pytest.mark.timeout(240)]
 
-TESTS_DIR = Path(__file__).resolve().parent.parent
-STARTUP_DELAY = "0.3"  # B's own startup work, after the import of FastAPI (~0.4 s)
 GET_SCRIPT = (
     "import sys, urllib.request; "
     "urllib.request.urlopen(f'http://127.0.0.1:{sys.argv[1]}/', timeout=1).read()"
 )
-
-
-def _environment(extra: dict[str, str]) -> str:
-    _, env = python_for_units()
-    env = {**env, **extra}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), env.get("PYTHONPATH")) if p)
-    return " ".join(f'"{key}={value}"' for key, value in env.items())
-
-
-def write_server_unit(
-    systemd: UserManager,
-    *,
-    service_type: str,
-    bind: list[str],
-    extra: str = "",
-    env: dict[str, str] | None = None,
-) -> str:
-    python, _ = python_for_units()
-    name = systemd.unit_name("fastapi-b")
-    log = systemd.work_dir / f"{name}.log"
-    argv = " ".join([python, "-m", "uvicorn", "_asgi_fastapi:app", "--log-level", "warning", *bind])
-    systemd.write_unit(
-        name,
-        f"""\
-        [Service]
-        Type={service_type}
-        ExecStart={argv}
-        WorkingDirectory={systemd.work_dir}
-        Environment={_environment({"SDREADY_TEST_STARTUP_DELAY": STARTUP_DELAY, **(env or {})})}
-        StandardOutput=append:{log}
-        StandardError=append:{log}
-        TimeoutStartSec=20
-        TimeoutStopSec=5
-        {extra}
-        """,
-    )
-    return name
 
 
 def write_client_unit(systemd: UserManager, server: str, port: int) -> str:

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _fastapi_units import unit_environment
 from _gunicorn_units import gunicorn_unit, unit_logs
 from _servers import http_get, reserved_port
 from _systemd import UserManager, python_for_units, wait_until
@@ -120,11 +121,6 @@ GET_SCRIPT = (  # the dependent unit: one GET, a file saying it was answered
 )
 
 
-def _environment(extra: dict[str, str]) -> str:
-    _, env = python_for_units()
-    return " ".join(f'"{key}={value}"' for key, value in {**env, **extra}.items())
-
-
 def _monotonic(props: dict[str, str], name: str) -> float:
     return int(props[name]) / USEC
 
@@ -189,7 +185,7 @@ def _fastapi_units(
         Type=notify
         ExecStart={argv} --log-level warning
         WorkingDirectory={work}
-        Environment={_environment(env)}
+        Environment={unit_environment(env)}
         StandardOutput=append:{log}
         StandardError=append:{log}
         TimeoutStartSec=3
@@ -365,7 +361,7 @@ def _slow_unit(
     (apps / "progress_wsgi.py").write_text(PROGRESS_WSGI_APP)
     (directory / "marks").mkdir()
     marks = {"APP_MARK_DIR": str(directory / "marks")}
-    environment = _environment({**python_env, **marks, **(env or {})})
+    environment = unit_environment({**python_env, **marks, **(env or {})})
     gunicorn = Path(sys.executable).with_name("gunicorn")
     config = "-c python:sdready.plugins.gunicorn " if plugin else ""
     name = systemd.unit_name("progress-drain")
