@@ -320,6 +320,13 @@ class Notifier:
 
     # -- delivery -----------------------------------------------------------------------
 
+    def report_invalid(self) -> bool:
+        """True (and one WARNING) when ``NOTIFY_SOCKET`` is set but no address systemd
+        would use (a relative path): for a front end that stays inert and sends nothing,
+        so that the misconfiguration is said anyway."""
+        self._disabled()
+        return self._invalid is not None
+
     def _disabled(self) -> bool:
         if self._invalid is not None:
             self._warn_once(

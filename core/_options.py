@@ -8,11 +8,12 @@ same parsers, as argparse types). Nothing here sends or waits.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Literal, TypedDict
 
 from ._expect import Expect
+from ._log import logger
 from ._values import (
     AUTO_PROBE,
     DEFAULT_ON_TIMEOUT,
@@ -91,6 +92,7 @@ class ReadyOptions:
             health=self.health,
             ready_workers=self.ready_workers,
             keep_sockets=self.keep_sockets,
+            watchdog=self.watchdog,
         )
 
     @property
@@ -111,7 +113,8 @@ class ReadyOptions:
         """
         unknown = set(settings) - OPTION_NAMES
         if unknown:
-            raise ValueError(f"unknown readiness option(s): {', '.join(sorted(unknown))}")
+            named = ", ".join(f"{n}{closest(n, OPTIONS)}" for n in sorted(unknown))
+            raise ValueError(f"unknown readiness option(s): {named}")
         values = dict(settings)
         for name, parse in PARSERS.items():
             if isinstance(values.get(name), str):
@@ -153,10 +156,22 @@ def prefixed(
         name = key[size:].lower()
         if name in OPTION_NAMES:
             found[name] = value
-        elif strict:
-            known = ", ".join(prefix + (n.upper() if prefix.isupper() else n) for n in OPTIONS)
-            raise ValueError(f"unknown sdready setting {key!r}; known: {known}")
+            continue
+        shown = [prefix + (n.upper() if prefix.isupper() else n) for n in OPTIONS]
+        hint = closest(key, shown)
+        if strict:
+            raise ValueError(f"unknown sdready setting {key!r}{hint}; known: {', '.join(shown)}")
+        if hint:  # a typo of ours, not another tool's SDREADY_-prefixed name: say so
+            logger.warning("ignoring unknown sdready setting %r%s", key, hint)
     return found
+
+
+def closest(name: str, known: Sequence[str]) -> str:
+    """``" (did you mean 'X'?)"`` for the known name closest to a misspelt *name*, or ``""``."""
+    import difflib
+
+    match = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 #: Option names in documentation order.

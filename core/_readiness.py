@@ -439,7 +439,10 @@ class Readiness:
 
     def check_unit(self) -> None:
         """Start the unit self-check in the background, once per process
-        (:mod:`sdready._selfcheck`); front ends call it even when inert."""
+        (:mod:`sdready._selfcheck`); front ends call it even when inert, which also says
+        once why a ``NOTIFY_SOCKET`` that is set cannot be used."""
+        if not self.enabled:
+            self.notifier.report_invalid()
         start_self_check(self)
 
 

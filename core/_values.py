@@ -56,6 +56,7 @@ def check(  # noqa: PLR0913  (one argument per option, as ReadyOptions has them)
     health: object = None,
     ready_workers: object = None,
     keep_sockets: object = None,
+    watchdog: object = True,
 ) -> None:
     """Raise :class:`ValueError` for any value :class:`~sdready.ReadyOptions` refuses."""
     if isinstance(ready_timeout, bool) or not (
@@ -68,7 +69,9 @@ def check(  # noqa: PLR0913  (one argument per option, as ReadyOptions has them)
         parse_probe(probe)  # type: ignore[arg-type]  # a wrong type is refused there
     if expect is not None:
         parse_expectations(expect)  # type: ignore[arg-type]
-    if keep_sockets not in (None, True, False):
+    if not isinstance(watchdog, bool):  # "no" is a true string: booleans must be booleans
+        raise ValueError(f"watchdog must be True or False, got {watchdog!r}")
+    if keep_sockets is not None and not isinstance(keep_sockets, bool):
         raise ValueError(f"keep_sockets must be True, False or None, got {keep_sockets!r}")
     if health is not None and not callable(health):
         raise ValueError(f"health must be callable, got {health!r}")

@@ -273,6 +273,8 @@ class _Process:
         self.apps: list[tuple[weakref.ref[Flask], _AppState]] = []
         self.gunicorn = _under_gunicorn()
         self._once = threading.Lock()  # STOPPING once; never re-entered from a signal
+        #: The uncaught exception that is ending this process, if any (see _at_exit).
+        self.uncaught: BaseException | None = None
         self.readiness = Readiness(first.options, accepts_early=_werkzeug_socket)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -293,6 +295,7 @@ class _Process:
             self.readiness.waiter.inherited([], why="flask run with the reloader: its child serves")
         threading.Thread(target=self._wait, name="sdready-flask-ready", daemon=True).start()
         atexit.register(self._at_exit)
+        self._watch_uncaught()
         if self.gunicorn:  # gunicorn owns its signals; a worker's exit is no stop
             return
         if threading.current_thread() is not threading.main_thread():
@@ -342,6 +345,19 @@ class _Process:
     def _on_signal(self, signum: int) -> None:
         self._stopping(f"{signal.Signals(signum).name} received")
 
+    def _watch_uncaught(self) -> None:
+        # The exception that ends the process before it served (waitress' bind failing
+        # with EADDRINUSE) is what STATUS and ERRNO= should say at exit; Python's own
+        # hook still prints it, as without sdready.
+        previous = sys.excepthook
+
+        def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+            if os.getpid() == self.pid:
+                self.uncaught = value
+            previous(kind, value, tb)
+
+        sys.excepthook = hook
+
     def _at_exit(self) -> None:
         if os.getpid() != self.pid:
             return
@@ -354,7 +370,7 @@ class _Process:
             self._stopping("the interpreter is exiting")
         elif self._once.acquire(blocking=False) and readiness.is_main:
             with contained("reporting the failed startup"):
-                readiness.startup_failed("the process exited before it served")
+                readiness.startup_failed(self.uncaught or "the process exited before it served")
 
     def _stopping(self, reason: str) -> None:
         if not self._once.acquire(blocking=False):

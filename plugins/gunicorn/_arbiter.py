@@ -53,8 +53,12 @@ _OPTIONS = ("ready_workers", "ready_timeout", "on_timeout", "watchdog", "keep_so
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
-class _OptionError(ValueError):
-    """An invalid ``sdready_*`` option: gunicorn must not start with it."""
+class _OptionError(ValueError, RuntimeError):
+    """An invalid ``sdready_*`` option: gunicorn must not start with it.
+
+    A RuntimeError too: gunicorn prints those as one ``Error: …`` line and exits 1, as for
+    its own bad settings, instead of a chained traceback.
+    """
 
 
 def _read_options(namespace: MutableMapping[str, Any]) -> ReadyOptions:
@@ -148,7 +152,14 @@ class _ArbiterSide:
 
     def starting(self, server: Arbiter) -> None:
         self.take_notify_socket(server)
-        options = _read_options(self.namespace)
+        try:
+            options = _read_options(self.namespace)
+        except _OptionError as exc:
+            if self.notifier is not None:  # the unit says why, not only the journal
+                failed = texts.one_line(texts.STARTUP_FAILED.format(message=exc))
+                self.notifier.status(failed)
+                self.notifier.flush(1.0)
+            raise
         if not self.active:
             self.readiness.check_unit()  # under systemd without NOTIFY_SOCKET: says why
         else:

@@ -128,6 +128,34 @@ def test_prefixed_settings() -> None:
         prefixed({"sdready_ready_worker": 2}, "sdready_")
 
 
+def test_a_misspelt_setting_is_named_with_the_closest_valid_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    environ = {"SDREADY_READY_TIMEOT": "5", "SDREADY_TEST_STARTUP_DELAY": "1"}
+    assert prefixed(environ, "SDREADY_", strict=False) == {}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    # A typo of ours warns; another tool's SDREADY_-prefixed name (control) does not.
+    assert warnings == [
+        "ignoring unknown sdready setting 'SDREADY_READY_TIMEOT' "
+        "(did you mean 'SDREADY_READY_TIMEOUT'?)"
+    ]
+    with pytest.raises(ValueError, match=r"did you mean 'sdready_ready_workers'\?"):
+        prefixed({"sdready_ready_worker": 2}, "sdready_")
+    with pytest.raises(ValueError, match=r"ready_timeot \(did you mean 'ready_timeout'\?\)"):
+        ReadyOptions.from_settings({"ready_timeot": "5"})
+
+
+@pytest.mark.parametrize("value", ["no", "false", 0, 1, None])
+def test_booleans_must_be_booleans(value: object) -> None:
+    with pytest.raises(ValueError, match="watchdog must be True or False"):
+        ReadyOptions(watchdog=value)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="keep_sockets must be True, False or None"):
+        ReadyOptions(keep_sockets="no")  # type: ignore[arg-type]
+    # Control: real booleans, and text read by the settings' parser, are accepted.
+    assert ReadyOptions(watchdog=False).watchdog is False
+    assert ReadyOptions.from_settings({"watchdog": "no"}).watchdog is False
+
+
 def test_every_option_has_a_default_and_a_place_in_the_docs() -> None:
     from pathlib import Path
 

@@ -309,6 +309,30 @@ def test_outside_systemd_it_is_inert(
     assert [r for r in caplog.records if r.name == "sdready" and r.levelno > 10] == []
 
 
+@pytest.mark.parametrize("address", ["relative/notify.sock", None])
+def test_a_relative_notify_socket_is_said_although_inert(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, address: str | None
+) -> None:
+    if address is None:  # control: outside systemd there is nothing to say
+        monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    else:
+        monkeypatch.setenv("NOTIFY_SOCKET", address)
+    app = FastAPI()
+    SystemdNotify(app)
+
+    async def main() -> None:
+        server = LifespanServer(app)
+        await server.startup()
+        await server.shutdown()
+
+    asyncio.run(main())
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    if address is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and "'relative/notify.sock' is not a notify socket" in warnings[0]
+
+
 def test_requests_do_not_pass_through_it(notify_socket: NotifyRecorder) -> None:
     httpx = pytest.importorskip("httpx")
     app = FastAPI()

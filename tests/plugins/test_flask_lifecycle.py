@@ -72,7 +72,11 @@ def test_import_error_after_init_app_sends_no_ready(
         pytest.importorskip("gunicorn")
     with run_server(kind, app, recorder, env={"APP_FAIL": "import"}) as server:
         assert server.wait() != 0
-        if kind != "gunicorn":  # gunicorn workers leave the story to gunicorn (and its plugin)
+        if kind == "waitress":  # the uncaught exception itself is what STATUS says
+            error = "ImportError: simulated import error after SystemdNotify(app)"
+            failed = texts.STARTUP_FAILED.format(message=error)
+            recorder.wait_for(f"STATUS={failed}", timeout=5)
+        elif kind == "flask-run":  # click reports the error itself: no exception reaches us
             failed = texts.STARTUP_FAILED.format(message="the process exited before it served")
             recorder.wait_for(f"STATUS={failed}", timeout=5)
         _settle(recorder)
@@ -87,9 +91,14 @@ def test_port_in_use_sends_no_ready(kind: str, app: Path, recorder: NotifyRecord
         port = str(taken.getsockname()[1])
         with run_server(kind, app, recorder, args=[port]) as server:
             assert server.wait() != 0, server.output()
-            recorder.wait_for(lambda m: m.get("STATUS", "").startswith("Startup failed"), 5)
+            failed = recorder.wait_for(
+                lambda m: m.get("STATUS", "").startswith("Startup failed"), 5
+            )
             _settle(recorder)
     assert recorder.values("READY") == [], recorder.messages
+    if kind == "waitress":  # the bind's own error, with its errno (werkzeug exits itself)
+        assert "Address already in use" in failed["STATUS"], failed
+        assert failed["ERRNO"] == "98", failed
 
 
 def test_main_thread_gone_before_listening_sends_no_ready(

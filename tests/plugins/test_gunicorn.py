@@ -139,9 +139,18 @@ def test_invalid_options_stop_gunicorn(
 ) -> None:
     config = apps / "bad.conf.py"
     config.write_text(conf + "from sdready.plugins.gunicorn import install\ninstall(globals())\n")
-    with Gunicorn(["wsgi_app:app"], apps=apps, recorder=None, config=str(config), env=env) as g:
+    with (
+        NotifyRecorder(set_environment=False) as recorder,
+        Gunicorn(["wsgi_app:app"], apps=apps, recorder=recorder, config=str(config), env=env) as g,
+    ):
         assert g.wait(15) != 0
-        assert message in g.log()
+        log = g.log()
+        # One line, as gunicorn says its own bad settings, naming the setting; no traceback.
+        assert message in log and "Error: sdready: " in log and "Traceback" not in log, log
+        failed = recorder.wait_for(lambda m: m.get("STATUS", "").startswith("Startup failed:"))
+        assert message in failed["STATUS"]
+        recorder.barrier()
+        assert recorder.values("READY") == []
 
 
 def test_inert_without_notify_socket(apps: Path) -> None:
