@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # pytest-xdist: the slow tests mostly wait on real servers and systemd, so 4 workers pay off on 2 cores.
 PYTEST_ARGS ?= -n 4
 
-.PHONY: venv test test-unit lint demo bench dist clean
+.PHONY: venv test test-unit test-oldest lint demo bench dist clean
 
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 comma := ,
@@ -33,6 +33,49 @@ test: venv
 ## make test-unit: everything but the real-systemd tests (used for the oldest Python in CI)
 test-unit: venv
 	$(PY) -m pytest $(PYTEST_ARGS) -m "not systemd"
+
+## make test-oldest: the plugin tests again on the oldest releases the extras allow (CI runs it)
+# .ci/oldest.py pins each extra to its floor, read from pyproject.toml every time, and fails
+# when a floor is not a plain `>=` or a development group names a lower one. FastAPI's oldest
+# release needs a Starlette older than the starlette extra's floor, so two venvs: -fastapi
+# (FastAPI's floor with its own Starlette) runs OLDEST_TESTS, -starlette (Starlette's floor,
+# the newest FastAPI that takes it) the tests that build Starlette apps. Packages that are no
+# extra (Werkzeug, hypercorn, granian, waitress, uvicorn-worker, httpx) are the newest that
+# fit the pins. For CI's budget the job asks what depends on a framework's version, not the
+# statistics: no slow tests, 5 rounds of the Flask READY race instead of 30, no 20-round
+# dependent-unit pairs, socket-unit restarts for the servers that are extras only. Both runs
+# go ahead whatever the first's outcome; the target fails if either did.
+OLDEST_TESTS ?= tests/plugins tests/core/test_unitcheck_systemd.py
+OLDEST_STARLETTE_TESTS ?= tests/plugins/test_asgi.py tests/plugins/test_asgi_servers.py
+OLDEST_SKIP := not test_dependent_unit_get_after_ready \
+	and not (test_socket_units and (hypercorn or exec or waitress))
+OLDEST_PYTEST_ARGS ?= $(PYTEST_ARGS) -m "not slow" -k "$(OLDEST_SKIP)"
+OLDEST_SHOW := import importlib.metadata as m; print(*(f"{n} {m.version(n)}" for n in \
+	("starlette", "fastapi", "flask", "werkzeug", "gunicorn", "uvicorn")), sep=", ")
+
+# Kept: a venv is rebuilt only when its pins change.
+.PRECIOUS: build/oldest-%.txt
+build/oldest-%.txt: pyproject.toml .ci/oldest.py
+	@mkdir -p $(@D)
+	$(PYTHON) .ci/oldest.py --without $(if $(filter fastapi,$*),starlette,fastapi) > $@.tmp
+	mv $@.tmp $@
+
+.venv-oldest-%/.installed: build/oldest-%.txt
+	rm -rf $(@D)
+	$(PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install --quiet --disable-pip-version-check 'pip>=25.1'
+	$(@D)/bin/python -m pip install --quiet --disable-pip-version-check -e . --group test -c $<
+	touch $@
+
+test-oldest: .venv-oldest-fastapi/.installed .venv-oldest-starlette/.installed
+	.venv-oldest-fastapi/bin/python -c '$(OLDEST_SHOW)'
+	.venv-oldest-starlette/bin/python -c '$(OLDEST_SHOW)'
+	status=0; \
+	SDREADY_FLASK_ROUNDS=5 .venv-oldest-fastapi/bin/python -m pytest $(OLDEST_PYTEST_ARGS) \
+		$(OLDEST_TESTS) || status=1; \
+	.venv-oldest-starlette/bin/python -m pytest $(OLDEST_PYTEST_ARGS) \
+		$(OLDEST_STARLETTE_TESTS) || status=1; \
+	exit $$status
 
 ## make lint: ruff (lint + format check) everywhere, mypy --strict on the package (core/ and plugins/)
 # mypy checks the package as it is installed (sdready, sdready.plugins, sdready.testing): a
@@ -74,4 +117,4 @@ dist: venv $(VENV)/.installed-release
 	rm -rf $(SDIST_CHECK)
 
 clean:
-	rm -rf $(VENV) .venv310 build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv310 .venv-oldest-* build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -35,6 +35,17 @@ SERVERS = (
     "gunicorn-uvicorn",
 )
 
+
+def _release(package: str) -> tuple[int, ...]:
+    from importlib.metadata import version
+
+    return tuple(int(part) for part in re.findall(r"\d+", version(package))[:3])
+
+
+#: uvicorn >= 0.30's ``--workers`` supervisor restarts a worker that dies and exits when none
+#: can start; before, it only waits for a signal (``make test-oldest`` runs uvicorn 0.23).
+UVICORN_SUPERVISES_WORKERS = _release("uvicorn") >= (0, 30)
+
 _READY_ADDRESS = re.compile(r"listening on (\S+?)(?:,| \(pid| and)")
 
 

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from _gunicorn_support import NO_CONTROL_SOCKET
 from _servers import ServerProcess, child_env, http_get
 from sdready.testing import NotifyMessage, NotifyRecorder
 
@@ -142,14 +143,6 @@ def write_app(directory: Path) -> Path:
     return path
 
 
-def _gunicorn_extra() -> list[str]:
-    # gunicorn >= 24 opens a control socket at a fixed path: concurrent tests would share it.
-    from gunicorn.config import KNOWN_SETTINGS
-
-    names = {setting.name for setting in KNOWN_SETTINGS}
-    return ["--no-control-socket"] if "control_socket_disable" in names else []
-
-
 def command(kind: str, app: Path, args: Sequence[str] = ()) -> list[str]:
     """The argv that starts *kind* serving the app module *app* (run with cwd = its folder)."""
     python = sys.executable
@@ -171,7 +164,7 @@ def command(kind: str, app: Path, args: Sequence[str] = ()) -> list[str]:
             bind,
             "-w",
             "1",
-            *_gunicorn_extra(),
+            *NO_CONTROL_SOCKET.split(),
             f"{APP_MODULE}:app",
         ]
     raise ValueError(f"unknown server kind {kind!r}")

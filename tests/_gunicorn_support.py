@@ -154,6 +154,11 @@ def _supports(setting: str) -> bool:
     return setting in make_settings()
 
 
+# gunicorn >= 26 opens a control socket at a fixed path (~/.gunicorn/gunicorn.ctl) that every
+# concurrent run would share; older releases have neither the socket nor the option.
+NO_CONTROL_SOCKET = "--no-control-socket" if _supports("control_socket_disable") else ""
+
+
 class Gunicorn(ServerProcess):
     """One gunicorn master (and workers) in its own process group, reporting to *recorder*.
 
@@ -188,8 +193,7 @@ class Gunicorn(ServerProcess):
         if config is not None:
             argv += ["-c", config]
         argv += ["--workers", str(workers), "-k", worker_class, "--graceful-timeout", "5"]
-        if _supports("control_socket_disable"):
-            argv.append("--no-control-socket")  # else every run shares ~/.gunicorn/gunicorn.ctl
+        argv += NO_CONTROL_SOCKET.split()
         argv += list(args)
         log = apps / f"gunicorn-{time.monotonic_ns()}.log"
         super().__init__(argv, env=environ, log=log, cwd=apps, pass_fds=pass_fds, recorder=recorder)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from _gunicorn_support import http_get, write_apps
+from _gunicorn_support import NO_CONTROL_SOCKET, http_get, write_apps
 from _systemd import UserManager, python_for_units
 
 __all__ = ["KILL_HUP", "Answer", "TrafficClient", "gunicorn_unit", "unit_logs"]
@@ -62,7 +62,7 @@ def gunicorn_unit(
 Type={service_type}
 NotifyAccess={access}
 ExecStart={_gunicorn()} {config}--bind 127.0.0.1:{port} --workers {workers} \\
-    --no-control-socket --graceful-timeout 5 wsgi_app:app
+    {NO_CONTROL_SOCKET} --graceful-timeout 5 wsgi_app:app
 {reload_line}
 WorkingDirectory={apps}
 Environment={environment} {env}

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _gunicorn_support import NO_CONTROL_SOCKET
 from _restarts import write_apps
 from _servers import free_port, http_get
 from sdready.testing import NotifyRecorder
@@ -94,7 +95,7 @@ def test_gunicorn_reads_listen_fds(
     unix = str(tmp_path / "g.sock")
     run_exec(  # type: ignore[operator]
         "--listen", f"127.0.0.1:{port}", "--listen", unix, "--", str(BIN / "gunicorn"),
-        "--no-control-socket", "restart_apps:wsgi",
+        *NO_CONTROL_SOCKET.split(), "restart_apps:wsgi",
     )  # fmt: skip
     notify_socket.wait_for("READY", timeout=30)
     assert http_get(("127.0.0.1", port), timeout=5).status == 200

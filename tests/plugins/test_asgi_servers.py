@@ -19,7 +19,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from _asgi_servers import SERVERS, ServerRun, ready_then_get, run_server
+from _asgi_servers import (
+    SERVERS,
+    UVICORN_SUPERVISES_WORKERS,
+    ServerRun,
+    ready_then_get,
+    run_server,
+)
 from _servers import http_get
 from sdready import texts
 from sdready.testing import NotifyMessage
@@ -147,6 +153,8 @@ def test_startup_failure_means_no_ready(kind: str) -> None:
     with run_server(kind, env={"SDREADY_TEST_FAIL": "database unreachable"}) as run:
         failed = run.recorder.wait_for(_failed_status, 20)
         assert failed["STATUS"] == "Startup failed: RuntimeError: database unreachable"
+        if kind == "uvicorn-workers" and not UVICORN_SUPERVISES_WORKERS:
+            run.process.terminate()  # an old supervisor outlives its failed workers
         run.process.wait(20)  # every server gives up (hypercorn with status 0, but it does)
         time.sleep(0.2)
         messages = run.recorder.messages

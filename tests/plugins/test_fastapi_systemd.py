@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _asgi_servers import UVICORN_SUPERVISES_WORKERS
 from _fastapi_units import write_server_unit
 from _servers import http_get, reserved_port
 from _systemd import UnitTimeout, UserManager
@@ -115,6 +116,7 @@ def test_watchdog_restarts_a_blocked_event_loop(systemd: UserManager) -> None:
         raise AssertionError(f"{exc}\n{systemd.describe(server)}") from None
 
 
+@pytest.mark.skipif(not UVICORN_SUPERVISES_WORKERS, reason="uvicorn < 0.30 restarts no worker")
 def test_uvicorn_worker_restart_does_not_stop_the_unit(systemd: UserManager) -> None:
     """--workers 2 with NotifyAccess=all: every worker may send READY (the first counts),
     and a worker that uvicorn's supervisor restarts must not send STOPPING=1, which would

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from _gunicorn_support import NO_CONTROL_SOCKET
 from _restarts import EXEC_LISTEN_UVICORN, TrafficClient, restart_unit
 from _servers import free_port, http_get
 from _systemd import UserManager, wait_until
@@ -21,7 +22,7 @@ pytestmark = [pytest.mark.systemd, pytest.mark.timeout(300)]
 
 SERVERS = {
     "gunicorn": "{bin}/gunicorn -c python:sdready.plugins.gunicorn --bind 127.0.0.1:{port} "
-    "--workers 2 --no-control-socket --graceful-timeout 5 restart_apps:wsgi",
+    f"--workers 2 {NO_CONTROL_SOCKET} --graceful-timeout 5 restart_apps:wsgi",
     "exec-uvicorn": EXEC_LISTEN_UVICORN,
 }
 

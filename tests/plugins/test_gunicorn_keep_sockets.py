@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _gunicorn_support import NO_CONTROL_SOCKET
 from _restarts import restart_under_traffic, restart_unit
 from _servers import free_port, http_get
 from _systemd import UserManager
@@ -31,7 +32,7 @@ def _gunicorn_unit(
         manager,
         tmp_path,
         f"{{bin}}/gunicorn {PLUGIN} --bind 127.0.0.1:{port} --bind unix:{tmp_path}/app.sock "
-        f"--workers 2 -k {worker} --no-control-socket --graceful-timeout 5 {app}",
+        f"--workers 2 -k {worker} {NO_CONTROL_SOCKET} --graceful-timeout 5 {app}",
         base="gunicorn-keep",
         store=store,
         extra=f"ExecReload=/bin/kill -HUP $MAINPID\n{env}",

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from _fastapi_units import unit_environment
+from _gunicorn_support import NO_CONTROL_SOCKET
 from _gunicorn_units import gunicorn_unit, unit_logs
 from _servers import http_get, reserved_port
 from _systemd import UserManager, python_for_units, wait_until
@@ -370,7 +371,7 @@ def _slow_unit(
         f"""\
         [Service]
         Type=notify
-        ExecStart={gunicorn} {config}--bind 127.0.0.1:{port} --workers 1 --no-control-socket \\
+        ExecStart={gunicorn} {config}--bind 127.0.0.1:{port} --workers 1 {NO_CONTROL_SOCKET} \\
             --graceful-timeout 6 --timeout 60 {app}:app
         WorkingDirectory={apps}
         Environment={environment}

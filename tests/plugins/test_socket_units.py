@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _gunicorn_support import NO_CONTROL_SOCKET
 from _restarts import EXEC_LISTEN_UVICORN, restart_under_traffic, restart_unit
 from _servers import free_port, http_get
 from _systemd import UserManager
@@ -25,7 +26,7 @@ SERVERS = {
     "uvicorn": "{bin}/uvicorn --fd 3 restart_apps:asgi_sd",
     "hypercorn": "{bin}/hypercorn --bind fd://3 restart_apps:asgi_sd",
     "gunicorn": "{bin}/gunicorn -c python:sdready.plugins.gunicorn --workers 2 "
-    "--no-control-socket restart_apps:wsgi",
+    f"{NO_CONTROL_SOCKET} restart_apps:wsgi",
     "waitress": "{python} serve_waitress.py 127.0.0.1:{port} auto",
     "exec": EXEC_LISTEN_UVICORN,
 }
