@@ -15,7 +15,7 @@ from types import FrameType
 
 from ._log import logger
 
-__all__ = ["chain_signal", "contained"]
+__all__ = ["chain_signal", "contained", "die_of"]
 
 SignalHandler = Callable[[int, "FrameType | None"], object]
 
@@ -34,7 +34,9 @@ def contained(what: str, *, allow: tuple[type[BaseException], ...] = ()) -> Iter
         logger.exception("sdready: %s failed; the app is unaffected", what)
 
 
-def chain_signal(signum: int, ours: Callable[[int], None], *, only_default: bool = False) -> bool:
+def chain_signal(
+    signum: int, ours: Callable[[int], object], *, only_default: bool = False
+) -> Callable[[], None] | None:
     """Run ``ours(signum)`` when *signum* arrives, then the handler that was there before.
 
     A previous Python handler runs with its arguments and errors intact; the default
@@ -42,12 +44,13 @@ def chain_signal(signum: int, ours: Callable[[int], None], *, only_default: bool
     stays ignored. ``ours`` runs only in the process that chained it (a forked child
     inherits the handler) and contained. With ``only_default`` nothing is chained unless the
     outcome is known: the default action, or Python's KeyboardInterrupt (another handler
-    may not stop the process at all). Returns True when chained. Main thread only.
+    may not stop the process at all). Returns a function that undoes the chaining (unless
+    another handler replaced ours since), or None when nothing was chained. Main thread only.
     """
     previous = signal.getsignal(signum)
     if only_default and previous not in (signal.SIG_DFL, signal.default_int_handler):
         logger.debug("not chaining %s: its handler is %r", signal.Signals(signum).name, previous)
-        return False
+        return None
     pid = os.getpid()
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -57,9 +60,19 @@ def chain_signal(signum: int, ours: Callable[[int], None], *, only_default: bool
         if callable(previous):
             previous(signum, frame)
         elif previous in (signal.SIG_DFL, None):
-            # The default action, exactly as without us: restore it and die of the signal.
-            signal.signal(signum, signal.SIG_DFL)
-            signal.raise_signal(signum)
+            die_of(signum)  # the default action, exactly as without us
 
     signal.signal(signum, handler)
-    return True
+
+    def unchain() -> None:
+        if signal.getsignal(signum) is handler:
+            signal.signal(signum, previous)
+
+    return unchain
+
+
+def die_of(signum: int) -> None:
+    """End this process by *signum*'s default action, as a process without handlers would:
+    what systemd expects of a service it stopped (a clean stop, ``ExecMainStatus=15``)."""
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)

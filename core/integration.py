@@ -35,7 +35,7 @@ The pieces:
 - :class:`Readiness`, the engine, and its :class:`Phase`; :class:`ReadyOptions` and
   :class:`ReadyKeywords` (a front end's keyword options), :func:`options_from_settings`
   (``SDREADY_*`` settings with the same parsers everywhere);
-- containment and signals: :func:`contained`, :func:`chain_signal`;
+- containment and signals: :func:`contained`, :func:`chain_signal`, :func:`die_of`;
 - a plugin's import guard: :func:`missing_framework`, :func:`require_framework`;
 - facts about this process: :func:`notify_socket`, :func:`main_pid`, :func:`is_main_process`,
   :func:`watchdog_interval`, :func:`listen_fds_count`, :func:`listen_fdnames`,
@@ -54,7 +54,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ._activation import fdname_for, forget_sockets, keep_sockets, keep_wanted
-from ._contain import chain_signal, contained
+from ._contain import chain_signal, contained, die_of
 from ._env import (
     is_main_process,
     listen_fdnames,
@@ -96,6 +96,7 @@ __all__ = [
     "TimeoutTexts",
     "chain_signal",
     "contained",
+    "die_of",
     "fdname_for",
     "forget_sockets",
     "is_main_process",

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from sdready import texts
-from sdready.integration import Readiness, ReadyOptions, contained
+from sdready.integration import Readiness, ReadyOptions, chain_signal, contained, die_of
 
 if TYPE_CHECKING:
     from sdready.integration import ASGIApp, Message, ReadyKeywords, Receive, Scope, Send
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
 __all__ = ["SystemdMiddleware"]
 
 logger = logging.getLogger("sdready")
+
+# A STOPPING that met a full queue is retried from a thread: give it this long before the
+# process ends by the stop signal (normally it was sent at once and this costs nothing).
+_STOPPING_FLUSH = 0.25
 
 
 #: Set on the lifespan scope by the instance that tells the story; inner ones stay silent,
@@ -92,6 +97,8 @@ class LifespanCycle:
         self._failed = False
         self._shutdown_received = False
         self._shutdown_answered = False
+        self._app_task: Any = None  # asyncio.Task running the app's lifespan, when cancellable
+        self._stopped_by: str | None = None  # the stop signal that cancelled its startup
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app's lifespan, telling systemd how it goes."""
@@ -106,7 +113,8 @@ class LifespanCycle:
             self._background = _Background.for_running_loop(self.readiness)
         try:
             try:
-                await self.app(scope, self._wrapped_receive, self._wrapped_send)
+                if not await self._run_app(scope):
+                    return  # stopped during startup: the server was told it failed
             except Exception as exc:
                 if self._startup_received or self._startup_answered:
                     if not self._startup_answered:  # raised during startup
@@ -119,6 +127,68 @@ class LifespanCycle:
         finally:
             if self._background is not None:
                 await self._background.stop()
+
+    async def _run_app(self, scope: Scope) -> bool:
+        """Run the app's lifespan; False when a stop signal cancelled its startup.
+
+        A stop (``systemctl stop``, or systemd's SIGTERM after ``TimeoutStartSec=``) during
+        a slow startup must not wait for it: servers ignore SIGTERM until startup completes,
+        so the unit would sit in ``deactivating`` for the whole ``TimeoutStopSec=``. With
+        asyncio in the unit's main process, the app's startup runs in a task of ours that a
+        stop signal cancels; once the app's own cleanup ran, the process ends by that
+        signal, as systemd expects of a stopped service (nothing listens yet, and the
+        server would only exit with its startup-failure status).
+        """
+        import asyncio
+
+        call = self.app(scope, self._wrapped_receive, self._wrapped_send)
+        if not self._cancellable():
+            await call
+            return True
+        self._app_task = task = asyncio.ensure_future(call)
+        loop = asyncio.get_running_loop()
+        unchain = [
+            chain_signal(signum, lambda n: loop.call_soon_threadsafe(self._stop_startup, n))
+            for signum in (signal.SIGTERM, signal.SIGINT)
+        ]
+        try:
+            await task
+        except asyncio.CancelledError:
+            if self._stopped_by is None:
+                raise  # the server cancelled us: not ours to handle
+            self._failed = True
+            with contained("sending STOPPING"):
+                self.readiness.notifier.flush(_STOPPING_FLUSH)
+            die_of(signal.Signals[self._stopped_by])
+            return False  # not reached, unless the signal is blocked
+        finally:
+            for undo in unchain:
+                if undo is not None:
+                    undo()
+        return True
+
+    def _cancellable(self) -> bool:
+        import asyncio
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False  # trio (hypercorn's worker): the server's own stop applies
+        main = threading.current_thread() is threading.main_thread()
+        return main and self.readiness.is_main
+
+    def _stop_startup(self, signum: int) -> None:
+        if self._startup_answered or self._app_task is None or self._stopped_by is not None:
+            return  # startup is over: the server's own shutdown runs as usual
+        self._stopped_by = signal.Signals(signum).name
+        logger.warning(
+            "%s during the app's startup: cancelling it (STOPPING=1); the process then ends "
+            "by that signal",
+            self._stopped_by,
+        )
+        with contained("reporting the stop"):
+            self.readiness.stopping()
+        self._app_task.cancel()
 
     async def _complete_protocol(self) -> None:
         # Whatever part of the protocol the app left undone, as servers expect it done.
@@ -165,6 +235,8 @@ class LifespanCycle:
             if self._background is not None:
                 with contained("starting the listener wait"):
                     self._background.start_waiter()
+        elif kind == "lifespan.startup.failed" and self._stopped_by is not None:
+            return  # our cancellation, which the app reports (Starlette): we end the process
         elif kind == "lifespan.startup.failed":
             self._startup_answered = True
             # Starlette sends this from inside its ``except`` block: the exception is at hand.

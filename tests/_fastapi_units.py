@@ -26,11 +26,14 @@ def write_server_unit(
     bind: list[str],
     extra: str = "",
     env: dict[str, str] | None = None,
+    app: str = "_asgi_fastapi:app",
 ) -> str:
+    """A uvicorn unit serving *app* (default: FastAPI with SystemdNotify); *extra* unit
+    lines come last, so they override the defaults here (the last assignment wins)."""
     python, _ = python_for_units()
     name = systemd.unit_name("fastapi-b")
     log = systemd.work_dir / f"{name}.log"
-    argv = " ".join([python, "-m", "uvicorn", "_asgi_fastapi:app", "--log-level", "warning", *bind])
+    argv = " ".join([python, "-m", "uvicorn", app, "--log-level", "warning", *bind])
     systemd.write_unit(
         name,
         f"""\

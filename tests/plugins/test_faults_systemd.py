@@ -5,6 +5,9 @@ docs/reference.md's "What happens when…" table says, and says why.
   before, but STATUS says which check failed and since when, and the log has one WARNING
   per failure streak (control: the same unit with a passing check stays up, and its
   STATUS is the READY one).
+- A stop during a slow startup (``systemctl stop``, or systemd's own SIGTERM after
+  ``TimeoutStartSec=``): the app's startup is cancelled and the process ends by the
+  SIGTERM, not by ``TimeoutStopSec=``'s SIGKILL (control: the same app without sdready).
 - A startup that fails with an ``OSError``: ``ERRNO=`` reaches systemd (``StatusErrno``)
   and STATUS is one short line (control: a ``RuntimeError`` has no errno to send).
 """
@@ -97,3 +100,62 @@ def test_failed_start_sends_errno_and_one_short_status_line(
         finally:
             systemd.stop_units(server)
             systemd.reset(server)
+
+
+@pytest.mark.parametrize(
+    "app", ["_asgi_fastapi:app", "_asgi_apps:plain"], ids=["sdready", "control"]
+)
+def test_stop_during_a_slow_startup_cancels_it(systemd: UserManager, app: str) -> None:
+    with reserved_port() as port:
+        server = write_server_unit(
+            systemd,
+            service_type="notify",
+            bind=["--host", "127.0.0.1", "--port", str(port)],
+            env={"SDREADY_TEST_STARTUP_DELAY": "60"},
+            extra="TimeoutStopSec=6",
+            app=app,
+        )
+        try:
+            systemd.start_unit(server, wait_started=False, timeout=30)
+            systemd.wait_for(server, ActiveState="activating", timeout=10)
+            systemd.hold(server, 1.5, ActiveState="activating")  # well into the startup
+            systemd.run("stop", server, timeout=30)
+            state = systemd.show(server, "Result", "ExecMainCode", "ExecMainStatus")
+            log = (systemd.work_dir / f"{server}.log").read_text()
+            if app == "_asgi_apps:plain":
+                # Control: the server ignores SIGTERM until its startup completes, so the
+                # stop waits out TimeoutStopSec= and ends with SIGKILL.
+                assert (state["Result"], state["ExecMainStatus"]) == ("timeout", "9"), state
+                return
+            # Ended by the SIGTERM itself within the stop: a clean stop (an inactive unit is
+            # unloaded, so its ExecMainStatus is gone; the timed-out start below shows it).
+            assert state["Result"] == "success", (state, log)
+            assert "SIGTERM during the app's startup: cancelling it" in log
+        finally:
+            systemd.stop_units(server)
+            systemd.reset(server)
+
+
+def test_a_start_systemd_times_out_ends_at_once_and_fails_its_dependent(
+    systemd: UserManager,
+) -> None:
+    with reserved_port() as port:
+        server = write_server_unit(
+            systemd,
+            service_type="notify",
+            bind=["--host", "127.0.0.1", "--port", str(port)],
+            env={"SDREADY_TEST_STARTUP_DELAY": "60"},
+            extra="TimeoutStartSec=3\nTimeoutStopSec=30",
+        )
+        client = systemd.unit_name("client-a")
+        systemd.write_dependent_unit(client, server, "/bin/true", log=systemd.work_dir / "a.log")
+        try:
+            # The dependent's start fails with B's: not after B's TimeoutStopSec=30 as well.
+            result = systemd.run("start", client, check=False, timeout=25)
+            assert result.returncode != 0
+            state = systemd.show(server, "Result", "ExecMainStatus", "ActiveState")
+            assert state["Result"] == "timeout" and state["ActiveState"] == "failed", state
+            assert state["ExecMainStatus"] == "15", state  # SIGTERM, never TimeoutStopSec's KILL
+        finally:
+            systemd.stop_units(client, server)
+            systemd.reset(client, server)
