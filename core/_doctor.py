@@ -3,8 +3,9 @@
 Reads the unit's settings with one ``systemctl show`` and its ``ExecStart=`` line to tell
 which server and front end it runs, then applies the same rules as the engine's startup
 self-check (:mod:`sdready._unitcheck`). Prints one row per rule (setting, value, verdict,
-fix) and, for each finding, the line the self-check would log; ``--json`` for scripts.
-Exit status: 0 clean, 1 warnings, 2 errors, 3 the unit could not be read.
+fix) and, for each finding or note, the line the self-check would log; ``--json`` for
+scripts. Exit status: 0 clean (notes are no fault), 1 warnings, 2 errors, 3 the unit could
+not be read.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from dataclasses import asdict
 
 from ._env import user_manager
-from ._unitcheck import Result, check, facts_for
+from ._unitcheck import FINDINGS, Result, check, facts_for
 from ._unitinfo import UnitError, own_unit, read_unit
 
 __all__ = ["EXIT_UNREADABLE", "run"]
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"note: {note}\n")
     _table(results)
     for result in results:
-        if result.verdict in ("warning", "error"):
+        if result.verdict == "note" or result.verdict in FINDINGS:
             out.write(f"{result.verdict}: {result.line(unit.name)}\n")
     verdict = {EXIT_CLEAN: "clean", EXIT_WARNINGS: "warnings", EXIT_ERRORS: "errors"}[status]
     out.write(f"{verdict}\n")

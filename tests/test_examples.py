@@ -353,7 +353,7 @@ def test_unit_runs_under_systemd(unit: Path, user_manager: UserManager) -> None:
 
 def _assert_doctor_clean(manager: UserManager, name: str) -> None:
     """``sdready doctor`` finds nothing wrong with the example unit (exit status 0)."""
-    result = manager.command(str(BIN / "sdready"), "doctor", "--user", name, check=False)
+    result = manager.doctor(name)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

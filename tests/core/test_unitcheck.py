@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sdready import texts
 from sdready._appfacts import AppFacts, describe_command
-from sdready._unitcheck import RULES, check
+from sdready._unitcheck import FINDINGS, RULES, check
 from sdready._unitinfo import (
     UnitConfig,
     UnitError,
@@ -233,7 +233,11 @@ RULE_CASES = [
 
 
 def _fired(unit: UnitConfig, facts: AppFacts) -> list[str]:
-    return [r.check for r in check(unit, facts) if r.verdict in ("warning", "error")]
+    return [r.check for r in check(unit, facts) if r.verdict not in ("ok", "skipped")]
+
+
+def _findings(unit: UnitConfig, facts: AppFacts) -> list[str]:
+    return [r.check for r in check(unit, facts) if r.verdict in FINDINGS]
 
 
 @pytest.mark.parametrize(
@@ -244,6 +248,36 @@ def test_rule_fires_on_the_wrong_unit_only(
 ) -> None:
     assert _fired(wrong, facts) == [name]
     assert _fired(control, facts) == []
+
+
+# Sound units a user writes: none of them is a finding (a note at most).
+TYPICAL = [
+    *[replace(GOOD, timeout_start=float(s)) for s in (10, 20, 30, 45, 60, 90)],
+    replace(GOOD, timeout_start=math.inf),
+    UnitConfig("x.service", type="notify"),  # nothing but Type=: systemd's defaults
+]
+
+
+@pytest.mark.parametrize(
+    "facts", [UVICORN, EXEC, GUNICORN, AppFacts()], ids=["uvicorn", "exec", "gunicorn", "unknown"]
+)
+@pytest.mark.parametrize("unit", TYPICAL, ids=lambda u: f"start={u.timeout_start}")
+def test_typical_units_have_no_finding(unit: UnitConfig, facts: AppFacts) -> None:
+    if facts.forwards_signals:  # sdready exec: the kill-mode check's fix, as documented
+        unit = replace(unit, kill_mode="mixed")
+    assert _findings(unit, facts) == []
+
+
+def test_a_start_limit_below_ready_timeout_is_a_note_not_a_warning() -> None:
+    """systemd failing a start that never listens is sound: INFO, exit status 0."""
+    results = check(replace(GOOD, timeout_start=20.0), UVICORN)
+    (result,) = [r for r in results if r.verdict not in ("ok", "skipped")]
+    assert (result.check, result.verdict) == ("timeout-start", "note")
+    assert result.line("b.service") == (
+        "b.service: TimeoutStartSec=20s is not longer than sdready's ready_timeout (30 s): a "
+        "start that never listens is failed by systemd, before sdready's on_timeout='warn' "
+        "would act. Fine as it is; to change it, write: TimeoutStartSec=60"
+    )
 
 
 def test_every_rule_is_tested_and_has_its_texts() -> None:
