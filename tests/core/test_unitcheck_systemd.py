@@ -405,3 +405,20 @@ def test_no_systemd_no_systemctl() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_doctor_on_a_unit_the_user_manager_does_not_know(user_manager: UserManager) -> None:
+    """systemctl's own words and a hint, not ``LoadState=not-found``; ``--json`` prints JSON
+    (it printed nothing before)."""
+    result = user_manager.doctor("nosuch-sdready")
+    assert result.returncode == 3 and result.stdout == "", result
+    assert result.stderr.splitlines() == [
+        "Unit nosuch-sdready.service could not be found.",
+        "Hint: Is the name right (see: systemctl --user list-unit-files)? A system unit needs "
+        "no --user.",
+    ], result.stderr
+    result = user_manager.doctor("--json", "nosuch-sdready")
+    report = json.loads(result.stdout)
+    assert result.returncode == 3 and report["status"] == 3, result
+    assert report["error"] == "Unit nosuch-sdready.service could not be found.", report
+    assert report["unit"] == "nosuch-sdready.service" and report["results"] == [], report
