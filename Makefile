@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # pytest-xdist: the slow tests mostly wait on real servers and systemd, so 4 workers pay off on 2 cores.
 PYTEST_ARGS ?= -n 4
 
-.PHONY: venv test test-unit lint demo bench dist clean
+.PHONY: venv test test-unit lint demo bench dist clean systemd254
 
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 comma := ,
@@ -26,9 +26,15 @@ $(VENV)/.installed-%: pyproject.toml | $(VENV)/.pip-25.1
 
 venv: $(VENV)/.installed-test,lint
 
-## make test: create .venv, install sdready with the test and lint groups, run the whole suite (real servers, real systemd where possible)
-test: venv
+## make test: create .venv, install sdready with the test and lint groups, fetch Debian's
+## systemd 254 into .cache/ (.ci/systemd254: once, nothing installed; the notify-reload tests
+## run on it), then run the whole suite (real servers, real systemd), as CI does
+test: venv systemd254
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Idempotent: with the tree in place it only checks its version.
+systemd254:
+	bash .ci/systemd254 >/dev/null
 
 ## make test-unit: everything but the real-systemd tests (used for the oldest Python in CI)
 test-unit: venv
