@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from ._cli_fast import duration, expect_items, probe_text
-from ._cli_notify import DEFAULT_TIMEOUT, EXIT_NO_SOCKET, deliver, fields_of
+from ._cli_notify import DEFAULT_TIMEOUT, EXIT_NO_SOCKET, deliver, fields_of, status_cut
 from ._env import listen_fds_count, main_pid, watchdog_interval
 from ._log import DEBUG, ERROR, INFO, WARNING, logger, stderr_log
 from ._notifier import NotifyAddress
@@ -259,7 +259,10 @@ def _add_wait_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``sdready`` command line; return the exit status."""
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would name no command and show the top-level usage
+        sub: argparse.ArgumentParser = args.parser
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}")
     command: str = args.command
     if args.quiet:
         level = ERROR
@@ -272,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return run(args)
         except _UsageError as exc:
-            sub: argparse.ArgumentParser = args.parser
+            sub = args.parser
             sub.print_usage(sys.stderr)
             sys.stderr.write(f"sdready {command}: error: {exc}\n")
             return EXIT_USAGE
@@ -290,6 +293,9 @@ def _cmd_notify(args: argparse.Namespace) -> int:
         if not args.quiet:  # scripts that also run outside systemd ask for silence here
             logger.error("NOTIFY_SOCKET is not set: not started by systemd as Type=notify")
         return EXIT_NO_SOCKET
+    cut = status_cut(fields)
+    if cut is not None:
+        logger.warning("%s", cut)
     pid = args.pid if args.pid is not None and args.pid != os.getpid() else None
     code, error = deliver(fields, pid=pid, no_block=args.no_block, timeout=args.timeout)
     if error is not None:
