@@ -20,8 +20,11 @@ $(VENV)/.pip-25.1: | $(PY)
 	touch $@
 
 # One stamp per set of groups: `make demo` installs only what the demo runs.
+# setuptools' editable build always emits an informational "Editable installation" warning
+# (a banner that pip shows even with --quiet); the filter matches that message alone.
 $(VENV)/.installed-%: pyproject.toml | $(VENV)/.pip-25.1
-	$(PIP) -e . $(patsubst %,--group %,$(subst $(comma), ,$*))
+	PYTHONWARNINGS="ignore:Editable installation" \
+		$(PIP) -e . $(patsubst %,--group %,$(subst $(comma), ,$*))
 	touch $@
 
 venv: $(VENV)/.installed-test,lint
