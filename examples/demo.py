@@ -641,7 +641,13 @@ def timeline(run: Run) -> list[str]:
         if "READY" in fields:
             break  # what came later (STOPPING when the demo stops B) is another story
         if "STATUS" in fields:
-            rows.append((when - lag, 1, f"B STATUS={fields['STATUS']}"))
+            text = f"B STATUS={fields['STATUS']}"
+            # Sent as the wait begins; under load the server may listen first (the wait
+            # then ends at its first look): say so rather than seem to wait for a listener.
+            listened = run.listening is not None and when - lag >= run.listening
+            if fields["STATUS"].startswith("Waiting") and listened:
+                text += "  (sent as the wait began: B already listened)"
+            rows.append((when - lag, 1, text))
     listening = f"B listening on 127.0.0.1:{run.port}"
     untimed = ""  # a row whose moment is a window, not one time
     others = [when for when in (run.ready, run.a_start) if when is not None]

@@ -446,6 +446,18 @@ def test_demo_timeline_never_prints_ready_before_the_listen_it_reports() -> None
     assert demo.verdict(run).startswith("guaranteed: READY only once B listened")
 
 
+def test_demo_timeline_explains_a_waiting_status_after_the_listen() -> None:
+    """Under load the wait may begin after uvicorn listened; control: sent before, no note."""
+    demo = _demo()
+    run = demo.Run(demo.FASTAPI, "notify", 8000, "recorder", b_start=10.0, ready=10.103)
+    run.listening, run.not_listening = 10.101, 10.100
+    run.messages = [(10.102, {"STATUS": "Waiting for the listening socket…"})]
+    note = "(sent as the wait began: B already listened)"
+    assert any(note in line for line in demo.timeline(run)), demo.timeline(run)
+    run.messages = [(10.0995, {"STATUS": "Waiting for the listening socket…"})]
+    assert not any(note in line for line in demo.timeline(run)), demo.timeline(run)
+
+
 def test_demo_verdicts_tell_a_race_from_a_guarantee() -> None:
     """Control: READY before the window (startup code's notify) reads as a race, in order."""
     demo = _demo()
