@@ -60,6 +60,18 @@ def test_version_is_in_one_place() -> None:
     assert sdready.__version__ == __version__
 
 
+def test_changelog_publishes_this_version() -> None:
+    """The newest release heading in CHANGELOG.md is the package's own version; what is not
+    released yet stays under "Unreleased", above it."""
+    import re
+    from pathlib import Path
+
+    changelog = Path(__file__).resolve().parents[2] / "CHANGELOG.md"
+    headings = re.findall(r"^## (.+)$", changelog.read_text(), re.M)
+    assert headings[0] == "Unreleased", headings
+    assert headings[1].split(" ")[0] == sdready.__version__, headings
+
+
 def test_py_typed_ships() -> None:
     from pathlib import Path
 
