@@ -124,8 +124,8 @@ def _explain(exc: UnitError, name: str, user: bool) -> tuple[str, str]:
 def _fail(args: argparse.Namespace, name: str | None, user: bool, text: str, hint: str) -> int:
     """Say why nothing was checked: on stderr (``Hint:`` line), or as JSON with ``--json``."""
     if args.json:
-        report = {"unit": name, "user": user, "status": EXIT_UNREADABLE, "error": text}
-        report.update({"hint": hint or None, "results": []})
+        report: dict[str, object] = {"unit": name, "user": user, "status": EXIT_UNREADABLE}
+        report.update({"error": text, "hint": hint or None, "results": []})
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         sys.stderr.write(f"{text}\n" + (f"Hint: {hint}\n" if hint else ""))
