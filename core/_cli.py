@@ -11,7 +11,8 @@ Subcommands and exit statuses (also in ``sdready --help``)::
     status       0 a notify socket is set, 1 none (or an invalid one), 2 usage error
     wait-listen  0 the expected listeners accept, 1 timeout (or the process exited),
                  2 usage error
-    doctor       0 clean, 1 warnings, 2 errors, 3 the unit could not be read
+    doctor       0 clean (notes included), 1 warnings, 2 errors, 3 the unit could not be
+                 read
 
 Only loaded by the command itself, so it may import what it needs.
 """
@@ -214,8 +215,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Read UNIT's settings (systemctl show) and its ExecStart= line, and "
         "check them against what the server and sdready will do: Type=, NotifyAccess=, "
         "TimeoutStartSec=, WatchdogSec=, reloads, KillMode=, TimeoutStopSec=. The same "
-        "checks run at startup under systemd and log a WARNING each.",
-        epilog="exit status: 0 clean, 1 warnings, 2 errors, 3 the unit could not be read",
+        "checks run at startup under systemd and log a WARNING each (a note: INFO).",
+        epilog="exit status: 0 clean (notes included), 1 warnings, 2 errors, 3 the unit "
+        "could not be read (not found, or no systemd to ask)",
     )
     doctor.add_argument("unit", nargs="?", metavar="UNIT", help="default: this process's unit")
     doctor.add_argument("--user", action="store_true", help="a unit of the user manager")
