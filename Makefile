@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # pytest-xdist: the slow tests mostly wait on real servers and systemd, so 4 workers pay off on 2 cores.
 PYTEST_ARGS ?= -n 4
 
-.PHONY: venv test test-unit test-oldest lint demo bench dist clean
+.PHONY: venv test test-unit test-oldest lint demo bench dist clean systemd254
 
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 comma := ,
@@ -20,15 +20,24 @@ $(VENV)/.pip-25.1: | $(PY)
 	touch $@
 
 # One stamp per set of groups: `make demo` installs only what the demo runs.
+# setuptools' editable build always emits an informational "Editable installation" warning
+# (a banner that pip shows even with --quiet); the filter matches that message alone.
 $(VENV)/.installed-%: pyproject.toml | $(VENV)/.pip-25.1
-	$(PIP) -e . $(patsubst %,--group %,$(subst $(comma), ,$*))
+	PYTHONWARNINGS="ignore:Editable installation" \
+		$(PIP) -e . $(patsubst %,--group %,$(subst $(comma), ,$*))
 	touch $@
 
 venv: $(VENV)/.installed-test,lint
 
-## make test: create .venv, install sdready with the test and lint groups, run the whole suite (real servers, real systemd where possible)
-test: venv
+## make test: create .venv, install sdready with the test and lint groups, fetch Debian's
+## systemd 254 into .cache/ (.ci/systemd254: once, nothing installed; the notify-reload tests
+## run on it), then run the whole suite (real servers, real systemd), as CI does
+test: venv systemd254
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Idempotent: with the tree in place it only checks its version.
+systemd254:
+	bash .ci/systemd254 >/dev/null
 
 ## make test-unit: everything but the real-systemd tests (used for the oldest Python in CI)
 test-unit: venv
@@ -99,22 +108,27 @@ bench: venv $(VENV)/.installed-bench
 	$(PY) benchmarks/run_all.py
 
 ## make dist: sdist and wheel in dist/, metadata checked by twine (as the package index renders
-## it); the sdist must carry what its tests need: they are collected, and the docs and
-## examples checks run, from the unpacked sdist
+## it); then the sdist as a packager meets it: unpacked, installed into a fresh venv as README
+## says (pip >= 25.1, `pip install . --group test`), and its unit suite run from there
+# CI passes the oldest supported Python here: one run checks the sdist and that Python.
+SDIST_PYTHON ?= $(PYTHON)
 SDIST_CHECK := build/sdist-check
+SDIST_VENV := build/sdist-venv
+SDIST_PY := $(abspath $(SDIST_VENV))/bin/python
 dist: venv $(VENV)/.installed-release
-	rm -rf dist $(SDIST_CHECK)
+	rm -rf dist $(SDIST_CHECK) $(SDIST_VENV)
 	$(PY) -m build --quiet --outdir dist .
 	$(VENV)/bin/twine check --strict dist/*
 	mkdir -p $(SDIST_CHECK)
 	tar -xzf dist/sdready-*.tar.gz -C $(SDIST_CHECK) --strip-components=1
-	cd $(SDIST_CHECK) && $(abspath $(PY)) -m pytest -p no:cacheprovider -p no:xdist -q \
-		--collect-only >/dev/null
-	# The checkout's systemd 254 tree (.ci/systemd254) checks the newer unit settings there too.
+	$(SDIST_PYTHON) -m venv $(SDIST_VENV)
+	$(SDIST_PY) -m pip install --quiet --disable-pip-version-check 'pip>=25.1'
+	cd $(SDIST_CHECK) && $(SDIST_PY) -m pip install --quiet --disable-pip-version-check . --group test
+	# All but the real-systemd tests (`make test` ran those); the checkout's systemd 254 tree
+	# (.ci/systemd254) lets the unit snippets with newer settings be verified there too.
 	cd $(SDIST_CHECK) && SDREADY_SYSTEMD_ROOT=$${SDREADY_SYSTEMD_ROOT:-$(CURDIR)/.cache/systemd-254/root} \
-		$(abspath $(PY)) -m pytest -p no:cacheprovider -p no:xdist -q \
-		tests/test_docs_units.py tests/test_examples.py::test_every_example_app_is_covered
-	rm -rf $(SDIST_CHECK)
+		$(SDIST_PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) -q -m "not systemd"
+	rm -rf $(SDIST_CHECK) $(SDIST_VENV)
 
 clean:
 	rm -rf $(VENV) .venv310 .venv-oldest-* build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,8 @@ Subcommands and exit statuses (also in ``sdready --help``)::
     status       0 a notify socket is set, 1 none (or an invalid one), 2 usage error
     wait-listen  0 the expected listeners accept, 1 timeout (or the process exited),
                  2 usage error
-    doctor       0 clean, 1 warnings, 2 errors, 3 the unit could not be read
+    doctor       0 clean (notes included), 1 warnings, 2 errors, 3 the unit could not be
+                 read
 
 Only loaded by the command itself, so it may import what it needs.
 """
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from ._cli_fast import duration, expect_items, probe_text
-from ._cli_notify import DEFAULT_TIMEOUT, EXIT_NO_SOCKET, deliver, fields_of
+from ._cli_notify import DEFAULT_TIMEOUT, EXIT_NO_SOCKET, deliver, fields_of, status_cut
 from ._env import listen_fds_count, main_pid, notify_socket, watchdog_setting
 from ._log import DEBUG, ERROR, INFO, WARNING, logger, stderr_log
 from ._notifier import NotifyAddress
@@ -215,8 +216,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Read UNIT's settings (systemctl show) and its ExecStart= line, and "
         "check them against what the server and sdready will do: Type=, NotifyAccess=, "
         "TimeoutStartSec=, WatchdogSec=, reloads, KillMode=, TimeoutStopSec=. The same "
-        "checks run at startup under systemd and log a WARNING each.",
-        epilog="exit status: 0 clean, 1 warnings, 2 errors, 3 the unit could not be read",
+        "checks run at startup under systemd and log a WARNING each (a note: INFO).",
+        epilog="exit status: 0 clean (notes included), 1 warnings, 2 errors, 3 the unit "
+        "could not be read (not found, or no systemd to ask)",
     )
     doctor.add_argument("unit", nargs="?", metavar="UNIT", help="default: this process's unit")
     doctor.add_argument("--user", action="store_true", help="a unit of the user manager")
@@ -260,7 +262,10 @@ def _add_wait_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``sdready`` command line; return the exit status."""
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would name no command and show the top-level usage
+        sub: argparse.ArgumentParser = args.parser
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}")
     command: str = args.command
     if args.quiet:
         level = ERROR
@@ -273,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return run(args)
         except _UsageError as exc:
-            sub: argparse.ArgumentParser = args.parser
+            sub = args.parser
             sub.print_usage(sys.stderr)
             sys.stderr.write(f"sdready {command}: error: {exc}\n")
             return EXIT_USAGE
@@ -291,6 +296,9 @@ def _cmd_notify(args: argparse.Namespace) -> int:
         if not args.quiet:  # scripts that also run outside systemd ask for silence here
             logger.error("NOTIFY_SOCKET is not set: not started by systemd as Type=notify")
         return EXIT_NO_SOCKET
+    cut = status_cut(fields)
+    if cut is not None:
+        logger.warning("%s", cut)
     pid = args.pid if args.pid is not None and args.pid != os.getpid() else None
     code, error = deliver(fields, pid=pid, no_block=args.no_block, timeout=args.timeout)
     if error is not None:

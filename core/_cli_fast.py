@@ -101,7 +101,11 @@ def expect_items(text: str) -> list[int | str]:
     items = parse_expect(text)
     if items is None:
         raise ValueError("--expect needs an address")
-    parse_expectations(items)
+    try:
+        parse_expectations(items)
+    except ValueError as exc:  # the library's words name its option; argparse names ours
+        message = str(exc).removeprefix("expect: ").replace("expect entry ", "", 1)
+        raise ValueError(message) from None
     return items
 
 
@@ -110,7 +114,13 @@ def probe_text(text: str) -> str:
     for a bad one. argparse's type for ``--probe`` too."""
     from ._probe import parse_probe
 
-    parse_probe(text)
+    try:
+        parse_probe(text)
+    except ValueError:  # the library's words speak of None: a command line has no such value
+        raise ValueError(
+            f"{text!r} is not 'connect' or 'http:/PATH' (a path from '/', printable ASCII, "
+            "no spaces: e.g. http:/health)"
+        ) from None
     return text
 
 

@@ -15,7 +15,7 @@ from ._cli_fast import Found, duration_of, last, read
 from ._env import notify_socket
 from ._exceptions import NotifyError
 from ._notifier import Notifier
-from ._protocol import encode
+from ._protocol import NOTIFY_BUFFER_MAX, encode
 
 TYPE_CHECKING = False  # typing itself is not imported on this path
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ __all__ = [
     "deliver",
     "fast_main",
     "fields_of",
+    "status_cut",
 ]
 
 EXIT_OK = 0
@@ -80,6 +81,25 @@ def fields_of(options: Options) -> dict[str, str | int]:
         raise ValueError("nothing to send: give --ready, --status TEXT, FIELD=VALUE, ...")
     encode(fields)  # a bad field name or a newline is the caller's mistake: a usage error
     return fields
+
+
+def status_cut(fields: dict[str, str | int]) -> str | None:
+    """The warning for a STATUS too long for one message (sent shortened, as systemd drops
+    a longer datagram whole, ``systemd-notify``'s included); None when it fits."""
+    status = fields.get("STATUS")
+    if status is None:
+        return None
+    data, _ = encode(fields)
+    given = len(str(status).encode("utf-8", "replace"))
+    for line in data.split(b"\n"):
+        if line.startswith(b"STATUS="):
+            sent = len(line) - len(b"STATUS=")
+            if sent < given:
+                return (
+                    f"STATUS is {given} bytes, more than one message to the manager holds "
+                    f"({NOTIFY_BUFFER_MAX} bytes): it is cut to its first {sent}"
+                )
+    return None
 
 
 def deliver(
@@ -133,6 +153,8 @@ def fast_main(argv: list[str]) -> int | None:
         fields = fields_of(_Request(found, assignments))
     except ValueError:
         return None  # a usage error: the full command reports it
+    if status_cut(fields) is not None:
+        return None  # rare: the full command warns (logging, -q)
     if timeout is None:
         timeout = DEFAULT_TIMEOUT
     code, error = deliver(fields, pid=None, no_block="no_block" in found, timeout=timeout)

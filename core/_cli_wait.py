@@ -60,7 +60,7 @@ def wait_listen(
         try:
             selected = waiter.run_blocking(proceed=None if pid is None else lambda: alive(pid))
         except ListenTimeoutError as exc:
-            logger.error("%s", exc)
+            logger.error("%s", exc if pid is not None else _awaited_only(exc, waiter))
             return EXIT_TIMEOUT
         if selected is None:
             logger.error("pid %d exited before listening", pid)
@@ -74,6 +74,21 @@ def wait_listen(
     finally:
         if watch is not None:
             watch.close()
+
+
+def _awaited_only(exc: ListenTimeoutError, waiter: _Wait) -> str:
+    """The timeout without a --pid: the namespace's other listeners (other programs') are
+    left out; only the awaited ones that do listen are named."""
+    expectations = waiter.expectations or ()
+    awaited = [item for item in exc.found if any(e.matches(item) for e in expectations)]
+    text = f"timed out after {waiter.timeout:g} s waiting for listening sockets: "
+    if exc.missing:
+        text += f"expected but not found: {'; '.join(exc.missing)}"
+        return text + (f"; found: {texts.format_addresses(awaited)}" if awaited else "")
+    return text + (
+        f"found {texts.format_addresses(awaited)}, but probe {waiter.probe} failed: "
+        f"{exc.probe_failure}"
+    )
 
 
 def fast_main(argv: list[str]) -> int | None:

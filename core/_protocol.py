@@ -207,7 +207,8 @@ def _check_name(name: object) -> None:
     ):
         raise ValueError(
             f"malformed sd_notify field name {name!r}: use uppercase letters, digits and "
-            "underscores, not starting with a digit (custom fields start with X_)"
+            "underscores, not starting with a digit (any such name is sent; sd_notify(3) "
+            "suggests X_ for your own)"
         )
     if (name.startswith("X_") and len(name) > 2) or name in _unknown_logged:
         return  # the custom namespace sd_notify(3) recommends, or already logged

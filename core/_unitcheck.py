@@ -13,9 +13,10 @@ guess. Two drivers, one set of rules:
 - the engine's startup self-check (:func:`self_check`, started by
   :class:`~sdready.Readiness` once per process, only when ``INVOCATION_ID`` says systemd
   started us): the same facts, completed with what the engine knows for sure (its options,
-  whether this process is the unit's main one); one WARNING per finding. It runs in a
-  daemon thread after the front end's call returned, asks systemd once with a 2 s bound,
-  and gives up silently (DEBUG) on any failure: it never delays READY nor hurts the app.
+  whether this process is the unit's main one); one WARNING per finding, one INFO per note.
+  It runs in a daemon thread after the front end's call returned, asks systemd once with a
+  2 s bound, and gives up silently (DEBUG) on any failure: it never delays READY nor hurts
+  the app.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from ._unitinfo import UnitConfig, UnitError, own_unit, read_unit
 if TYPE_CHECKING:
     from ._options import ReadyOptions
 
-__all__ = ["RULES", "Result", "Rule", "check", "facts_for", "self_check"]
+__all__ = ["FINDINGS", "RULES", "Result", "Rule", "check", "facts_for", "self_check"]
 
 
 class Engine(Protocol):
@@ -51,8 +52,11 @@ class Engine(Protocol):
     def is_main(self) -> bool: ...
 
 
-Severity = Literal["warning", "error"]
-Verdict = Literal["ok", "warning", "error", "skipped"]
+# A note is a sound choice with a consequence worth knowing: INFO in the log, exit status 0.
+Severity = Literal["note", "warning", "error"]
+Verdict = Literal["ok", "note", "warning", "error", "skipped"]
+#: The verdicts that make a unit wrong (logged at WARNING, doctor's exit status 1 or 2).
+FINDINGS = ("warning", "error")
 Fields = dict[str, object]
 
 #: The self-check's bound on asking systemd (``systemctl show``).
@@ -86,8 +90,9 @@ class Result:
     fix: str = ""
 
     def line(self, unit: str) -> str:
-        """The one WARNING line: the setting, its value, why it breaks, what to write."""
-        return texts.CHECK_LINE.format(
+        """The one log line: the setting, its value, why it matters, what to write."""
+        template = texts.CHECK_NOTE_LINE if self.verdict == "note" else texts.CHECK_LINE
+        return template.format(
             unit=unit, setting=self.setting, value=self.value, why=self.why, fix=self.fix
         )
 
@@ -171,10 +176,12 @@ RULES: tuple[Rule, ...] = (
             else None
         ),
     ),
+    # A start limit below sdready's own is sound (systemd then fails a start that never
+    # listens, the honest outcome): worth knowing, not a fault.
     Rule(
         "timeout-start",
         "TimeoutStartSec",
-        "warning",
+        "note",
         texts.CHECK_TIMEOUT_START,
         lambda u: _seconds(u.timeout_start),
         lambda u, f: u.notify_types,  # generic: whatever notifies, sdready's default applies
@@ -359,9 +366,12 @@ def self_check(readiness: Engine, environ: Mapping[str, str] | None = None) -> l
             logger.debug("unit check skipped: %s", exc)
             return results
         results = check(unit, _engine_facts(readiness, facts_for(unit)))
-        found = [r for r in results if r.verdict in ("warning", "error")]
-        for result in found:
-            logger.warning("%s", result.line(unit.name))
+        found = [r for r in results if r.verdict in FINDINGS]
+        for result in results:
+            if result.verdict == "note":
+                logger.info("%s", result.line(unit.name))
+            elif result.verdict in FINDINGS:
+                logger.warning("%s", result.line(unit.name))
         logger.debug("unit check of %s done: %d finding(s)", unit.name, len(found))
     return results
 

@@ -11,14 +11,24 @@ Only imported under systemd or by the command: ``import sdready`` never loads th
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
-__all__ = ["PROPERTIES", "UnitConfig", "UnitError", "own_unit", "parse_timespan", "read_unit"]
+__all__ = [
+    "PROPERTIES",
+    "UnitConfig",
+    "UnitError",
+    "UnitProblem",
+    "own_unit",
+    "parse_timespan",
+    "read_unit",
+]
 
 #: Every property the checks read, asked for in one ``systemctl show`` call. Properties a
 #: systemd does not know (``ReloadSignal=`` before 253) are simply absent from its answer.
@@ -46,11 +56,25 @@ _TIMESPAN_UNITS = {
     "month": 2629800.0, "y": 31557600.0,
 }  # fmt: skip
 _TIMESPAN_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
+_NO_MANAGER = ("Failed to connect to bus", "not been booted with systemd")
 _ARGV = re.compile(r"argv\[\]=(.*?) ; (?:ignore_errors|flags)=")
 
 
+UnitProblem = Literal["not-found", "no-manager", "unloaded", "unreadable"]
+
+
 class UnitError(Exception):
-    """systemd could not be asked, or does not know the unit; the message says which."""
+    """systemd could not be asked, or does not know the unit; the message says which.
+
+    *problem*: ``not-found`` (no such unit), ``no-manager`` (no systemd to ask: not booted
+    with it, no user session), ``unloaded`` (masked, a bad setting), ``unreadable``
+    (systemctl missing, failing, too slow).
+    """
+
+    def __init__(self, message: str, problem: UnitProblem = "unreadable", said: str = "") -> None:
+        super().__init__(message)
+        self.problem: UnitProblem = problem
+        self.said = said or message  # the words of systemd (or the OS) alone
 
 
 def parse_timespan(text: str) -> float | None:
@@ -174,9 +198,18 @@ def read_unit(name: str, *, user: bool, timeout: float) -> UnitConfig:
     code, output = _run_bounded(argv, env, timeout)
     props = dict(line.partition("=")[::2] for line in output.splitlines() if "=" in line)
     if code not in (0, None) or "Id" not in props:
-        raise UnitError(f"{command} {name}: {' '.join(output.split()) or f'status {code}'}")
-    if props.get("LoadState") in ("not-found", "bad-setting", "error", "masked"):
-        raise UnitError(f"{name}: LoadState={props['LoadState']}")
+        said = " ".join(output.split()) or f"status {code}"
+        # sd_bus's words when there is no manager to ask: not booted with systemd ("Host is
+        # down"), no user session bus ("No medium found", "$DBUS_SESSION_BUS_ADDRESS").
+        no_manager = any(m in output for m in _NO_MANAGER)
+        last = output.strip().splitlines()[-1] if output.strip() else said
+        problem: UnitProblem = "no-manager" if no_manager else "unreadable"
+        raise UnitError(f"{command} {name}: {said}", problem, last)
+    state = props.get("LoadState")
+    if state == "not-found":
+        raise UnitError(f"{name}: LoadState=not-found", "not-found", "LoadState=not-found")
+    if state in ("bad-setting", "error", "masked"):
+        raise UnitError(f"{name}: LoadState={state}", "unloaded", f"LoadState={state}")
     if props.get("ActiveState") in ("inactive", "failed"):
         # WatchdogUSec= shows the running service's period (infinity when stopped): the
         # configured one is in the unit file (and its drop-ins), in order.
@@ -227,7 +260,8 @@ def _run_bounded(argv: list[str], env: Mapping[str, str], timeout: float) -> tup
         )
     except OSError as exc:
         os.close(read_end)
-        raise UnitError(f"{argv[0]}: {exc.strerror or exc}") from None
+        missing: UnitProblem = "no-manager" if exc.errno == errno.ENOENT else "unreadable"
+        raise UnitError(f"{argv[0]}: {exc.strerror or exc}", missing) from None
     finally:
         os.close(write_end)
     chunks: list[bytes] = []

@@ -359,7 +359,10 @@ class _Wait:
         if self.expectations is not None:
             missing = [e.text for e in self.expectations if not any(map(e.matches, current))]
         elif self.select(current) is None:
-            missing = ["a listening socket not opened by the app's startup code"]
+            # "not opened by the startup code" only where a snapshot saw some (the plugins):
+            # sdready exec takes none, and its command has no startup code of ours to name.
+            opened = " not opened by the app's startup code" if self.auxiliary else ""
+            missing = [f"a listening socket{opened}"]
         else:
             missing = []
         found = ", ".join(

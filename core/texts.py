@@ -14,6 +14,7 @@ __all__ = [
     "CHECK_FDSTORE",
     "CHECK_KILL_MODE",
     "CHECK_LINE",
+    "CHECK_NOTE_LINE",
     "CHECK_NOTIFY_ACCESS",
     "CHECK_NOTIFY_RELOAD",
     "CHECK_RELOAD_SIGNAL",
@@ -95,6 +96,8 @@ GUNICORN_FAILED = "Failed: {message}"
 # them into the one WARNING a check logs.
 #: ``.format(unit=, setting=, value=, why=, fix=)``
 CHECK_LINE = "{unit}: {setting}={value} {why}. Write: {fix}"
+#: A note's line (INFO, doctor's exit status 0): nothing to fix, an option to know.
+CHECK_NOTE_LINE = "{unit}: {setting}={value} {why}. Fine as it is; to change it, write: {fix}"
 CHECK_TYPE = (
     "makes systemd start the units ordered after this one as soon as the process exists, "
     "before {server} listens, and ignore READY=1",
@@ -106,8 +109,8 @@ CHECK_NOTIFY_ACCESS = (
     "NotifyAccess=all",
 )
 CHECK_TIMEOUT_START = (
-    "is not longer than sdready's ready_timeout ({ready_timeout:g} s): systemd ends a slow "
-    "start before sdready's on_timeout={on_timeout!r} can act",
+    "is not longer than sdready's ready_timeout ({ready_timeout:g} s): a start that never "
+    "listens is failed by systemd, before sdready's on_timeout={on_timeout!r} would act",
     "TimeoutStartSec={suggested:g}",
 )
 CHECK_TIMEOUT_INFINITE = (

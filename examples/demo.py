@@ -641,7 +641,13 @@ def timeline(run: Run) -> list[str]:
         if "READY" in fields:
             break  # what came later (STOPPING when the demo stops B) is another story
         if "STATUS" in fields:
-            rows.append((when - lag, 1, f"B STATUS={fields['STATUS']}"))
+            text = f"B STATUS={fields['STATUS']}"
+            # Sent as the wait begins; under load the server may listen first (the wait
+            # then ends at its first look): say so rather than seem to wait for a listener.
+            listened = run.listening is not None and when - lag >= run.listening
+            if fields["STATUS"].startswith("Waiting") and listened:
+                text += "  (sent as the wait began: B already listened)"
+            rows.append((when - lag, 1, text))
     listening = f"B listening on 127.0.0.1:{run.port}"
     untimed = ""  # a row whose moment is a window, not one time
     others = [when for when in (run.ready, run.a_start) if when is not None]
@@ -672,7 +678,12 @@ def timeline(run: Run) -> list[str]:
         what = "start and READY" if run.ready is not None else "start"
         parts = [f"{what}: systemd's own timestamps"]
         if has_status:
-            delay = f", less its {lag * 1000:.1f} ms delay" if lag >= 0.0005 else ""
+            delay = (
+                f", each moved {lag * 1000:.1f} ms earlier: the log's lag behind systemd's own"
+                " READY timestamp"
+                if lag >= 0.0005
+                else ""
+            )
             parts.append(f"STATUS: systemd's log as it received them{delay}")
     else:
         parts = ["start: the demo's clock"]
@@ -693,11 +704,14 @@ def _straddles(run: Run, events: Sequence[float]) -> bool:
     return any((low is None or low < when) and when < run.listening for when in events)
 
 
-def order(run: Run, when: float | None) -> str:
-    """Whether *when* came before or after B listened, as the kernel's socket table shows."""
+def order(run: Run, when: float | None, *, margin: bool = False) -> str:
+    """Whether *when* came before or after B listened, as the kernel's socket table shows;
+    with *margin*, by how much it came after (a race's winning margin)."""
     if when is None or run.listening is None:
         return "" if when is None else "B never listened"
     if when >= run.listening:
+        if margin:
+            return f"{(when - run.listening) * 1000:.0f} ms after B listened"
         return "after B listened"
     low = run.not_listening if run.not_listening is not None else run.b_start
     if low is not None and when <= low:
@@ -706,18 +720,21 @@ def order(run: Run, when: float | None) -> str:
 
 
 def verdict(run: Run) -> str:
-    """One reading of the run no one can misread: guaranteed, or a race won or lost."""
+    """One reading of the run no one can misread: guaranteed, or a race and how A fared
+    (an early READY is never called a win, even when A's GET happened to succeed)."""
     what = "READY" if run.ready is not None else "A started"
-    seen = order(run, run.ready if run.ready is not None else run.a_start)
-    ordering = f"{what} {seen}" if seen else "no READY"
+    when = run.ready if run.ready is not None else run.a_start
     if run.variant.guarantees:
+        seen = order(run, when)
+        ordering = f"{what} {seen}" if seen else "no READY"
         if run.a_ok and "before" not in seen:
             return f"guaranteed: {run.variant.guarantees}; this round, {ordering}"
         return f"UNEXPECTED for an approach that guarantees it: {ordering}"
+    seen = order(run, when, margin=True)
+    ordering = f"{what} {seen}" if seen else "no READY"
     relies = f"; relies on {run.variant.relies_on}" if run.variant.relies_on else ""
-    if run.a_ok:
-        return f"won the race this time: {ordering}{relies}"
-    return f"lost the race: {ordering}{relies}"
+    outcome = "A's GET got its answer this time" if run.a_ok else "A's GET failed"
+    return f"no guarantee, {outcome}: {ordering}{relies}"
 
 
 def _a_line(run: Run) -> str:
@@ -764,7 +781,7 @@ def summary(runs: dict[Variant, list[Run]]) -> list[str]:
             unexpected = sum(verdict(r).startswith("UNEXPECTED") for r in results)
             call = "guaranteed" if not unexpected else f"UNEXPECTED in {unexpected}"
         else:
-            call = f"a race: won {won}, lost {len(results) - won}"
+            call = f"no guarantee: A answered {won}, failed {len(results) - won}"
         lines.append(f"{variant.label:<24}{variant.how:<30}{ok:>6}{before:>14}{answer:>12}  {call}")
     legend = (
         "(READY<listen: rounds whose READY came before B listened, by the kernel's socket"
@@ -852,7 +869,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         interrupted, ok = True, False
     left = _leftovers(tag, USED_PORTS)
     took = time.monotonic() - began
-    gone = "Units stopped, manager gone, nothing left behind."
+    gone = (
+        "Units stopped, manager gone, nothing left behind."
+        if tag
+        else "Processes stopped, nothing left behind."
+    )
     verdict = f"LEFT BEHIND: {', '.join(left)}" if left else gone
     print(f"\n{'Interrupted after' if interrupted else 'Done in'} {took:.1f} s. {verdict}")
     if interrupted:

@@ -510,6 +510,24 @@ class UserManager:
         """``systemctl --user ARGS`` against this manager."""
         return self.command("systemctl", "--user", *args, check=check, timeout=timeout)
 
+    def doctor(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """``sdready doctor --user ARGS`` inside the manager's namespace, with this manager's
+        own ``systemctl`` first on PATH (the client doctor runs must match the manager)."""
+        env = {**os.environ, **self._client_env()}
+        if self.systemd.root is not None:
+            env["PATH"] = f"{Path(self.systemd.tool('systemctl')).parent}:{env['PATH']}"
+        sdready = str(Path(sys.executable).parent / "sdready")
+        argv = ["nsenter", "--mount", f"--target={self.pid}", "--", sdready, "doctor", "--user"]
+        return subprocess.run(
+            [*argv, *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
     def unit_name(self, base: str, suffix: str = ".service") -> str:
         """A unit name no other manager on this host (or earlier call) uses."""
         self._counter += 1

@@ -195,3 +195,42 @@ def test_quick_starts_are_found() -> None:
     assert "SystemdNotify(app)" in _blocks(SECTIONS["FastAPI"], "python")[0]
     uvicorn = [f"{BIN}/uvicorn", "app:app", "--host", "127.0.0.1", "--port", "8000"]
     assert _command(QUICK_STARTS[0]) == uvicorn  # from the section's ExecStart=
+
+
+# -- each quick start says what to install ------------------------------------------------
+
+_IMPORTED = re.compile(r"^\s*(?:from|import)\s+(\w+)", re.M)
+_PROGRAM = re.compile(r"/\.venv/bin/([\w-]+)")
+_WORKER = re.compile(r"-k\s+(\w+)\.")
+_INSTALL = re.compile(r"^\$ pip install (.+?)(?:\s+#.*)?$", re.M)
+_NOT_A_PACKAGE = {"python", "sdready", *sys.stdlib_module_names}
+
+
+def needed(section: str) -> set[str]:
+    """The distributions a quick start's code imports and its commands run."""
+    names = {name for block in _blocks(section, "python") for name in _IMPORTED.findall(block)}
+    names |= set(_PROGRAM.findall(section)) | set(_WORKER.findall(section))
+    return {name.replace("_", "-") for name in names - _NOT_A_PACKAGE}
+
+
+def installed(section: str) -> set[str]:
+    """What the section's ``pip install`` line brings: packages, and extras as theirs."""
+    found: set[str] = set()
+    for line in _INSTALL.findall("\n".join(_blocks(section, "console"))):
+        for word in line.replace("'", "").split():
+            name, _, extras = word.partition("[")
+            found |= {name, *extras.rstrip("]").split(",")} - {""}
+    return found
+
+
+@pytest.mark.parametrize("heading", list(SECTIONS))
+def test_each_quick_start_has_its_install_line(heading: str) -> None:
+    section = SECTIONS[heading]
+    assert installed(section), f"{heading}: no `$ pip install` line"
+    assert needed(section) <= installed(section), (heading, needed(section), installed(section))
+
+
+def test_a_missing_server_in_the_install_line_is_caught() -> None:
+    """Control: the 0.1 Flask quick start, whose extra brings no server."""
+    section = SECTIONS["Flask"].replace(" waitress ", " ", 1)
+    assert "waitress" in needed(section) - installed(section)

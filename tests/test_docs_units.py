@@ -1,4 +1,5 @@
-"""Every unit-file snippet a reader can copy from README.md, docs/ or examples/ is valid.
+"""Every unit-file snippet a reader can copy from README.md, docs/ or examples/ is valid,
+and ``sdready doctor`` finds it clean (exit status 0) once a real systemd loaded it.
 
 systemd allows no comment after a value: ``Type=notify  # stay activating`` is read as the
 value ``notify  # stay activating``, rejected, and the line dropped, so the unit silently
@@ -18,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _systemd import HOST, Systemd, systemd_254
+from _systemd import HOST, Systemd, UserManager, systemd_254
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted([ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("examples/**/README.md")])
@@ -74,14 +75,16 @@ def analyzer_for(snippet: str) -> Systemd:
     pytest.skip(f"{message}: .ci/systemd254 fetches it")
 
 
-def as_unit(snippet: str) -> str:
-    """The snippet as a loadable service: programs that exist, an ExecStart= if it has none.
+def as_unit(snippet: str, *, keep_commands: bool = False) -> str:
+    """The snippet as a loadable service: programs that exist (unless *keep_commands*: what
+    ``sdready doctor`` reads), an ExecStart= if it has none.
 
     A Quadlet ``[Container]`` section is podman's, not systemd's: it is dropped, and the
     ``[Service]`` part the generator copies is checked.
     """
     text = _QUADLET.sub("", snippet)
-    text = _EXEC.sub(lambda m: m.group(1) + "/bin/true", text)
+    if not keep_commands:
+        text = _EXEC.sub(lambda m: m.group(1) + "/bin/true", text)
     if "ExecStart=" not in text:
         text = text.replace("[Service]\n", "[Service]\nExecStart=/bin/true\n", 1)
     if "[Service]" not in text:
@@ -135,3 +138,24 @@ def test_newer_settings_are_checked_by_a_newer_analyzer(tmp_path: Path) -> None:
     systemd = analyzer_for(snippet)
     assert not verify(snippet.replace("SIGHUPP", "SIGHUP"), tmp_path, systemd)
     assert "Failed to parse signal name" in verify(snippet, tmp_path, systemd)
+
+
+# systemd's stock defaults, which the snippets count on: the private manager's are shorter,
+# for the tests' speed. A later assignment (the snippet's) wins.
+STOCK_DEFAULTS = "[Service]\nTimeoutStartSec=90s\nTimeoutStopSec=90s\n\n"
+
+
+@pytest.mark.systemd
+@pytest.mark.parametrize(("where", "snippet"), SNIPPETS, ids=[w for w, _ in SNIPPETS])
+def test_unit_snippet_is_clean_under_doctor(
+    where: str, snippet: str, request: pytest.FixtureRequest
+) -> None:
+    """Loaded (not started) by the private manager, commands as written: doctor reads the
+    unit as systemd resolved it and the server from its ExecStart=, and exits 0."""
+    fixture = "user_manager_254" if _NEWER.search(snippet) else "user_manager"
+    manager: UserManager = request.getfixturevalue(fixture)
+    with manager.scoped():
+        name = manager.unit_name("snippet")
+        manager.write_unit(name, STOCK_DEFAULTS + as_unit(snippet, keep_commands=True))
+        result = manager.doctor(name)
+        assert result.returncode == 0, f"{where}:\n{snippet}\n{result.stdout}{result.stderr}"

@@ -353,7 +353,7 @@ def test_unit_runs_under_systemd(unit: Path, user_manager: UserManager) -> None:
 
 def _assert_doctor_clean(manager: UserManager, name: str) -> None:
     """``sdready doctor`` finds nothing wrong with the example unit (exit status 0)."""
-    result = manager.command(str(BIN / "sdready"), "doctor", "--user", name, check=False)
+    result = manager.doctor(name)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -446,6 +446,18 @@ def test_demo_timeline_never_prints_ready_before_the_listen_it_reports() -> None
     assert demo.verdict(run).startswith("guaranteed: READY only once B listened")
 
 
+def test_demo_timeline_explains_a_waiting_status_after_the_listen() -> None:
+    """Under load the wait may begin after uvicorn listened; control: sent before, no note."""
+    demo = _demo()
+    run = demo.Run(demo.FASTAPI, "notify", 8000, "recorder", b_start=10.0, ready=10.103)
+    run.listening, run.not_listening = 10.101, 10.100
+    run.messages = [(10.102, {"STATUS": "Waiting for the listening socket…"})]
+    note = "(sent as the wait began: B already listened)"
+    assert any(note in line for line in demo.timeline(run)), demo.timeline(run)
+    run.messages = [(10.0995, {"STATUS": "Waiting for the listening socket…"})]
+    assert not any(note in line for line in demo.timeline(run)), demo.timeline(run)
+
+
 def test_demo_verdicts_tell_a_race_from_a_guarantee() -> None:
     """Control: READY before the window (startup code's notify) reads as a race, in order."""
     demo = _demo()
@@ -457,9 +469,17 @@ def test_demo_verdicts_tell_a_race_from_a_guarantee() -> None:
     listening, ready = _rows(lines)
     assert ready < listening, lines
     assert lines[listening].split() == ["+101", "ms", "B", "listening", "on", "127.0.0.1:8000"]
-    assert demo.verdict(run).startswith("won the race this time: READY before B listened")
+    assert demo.verdict(run).startswith(
+        "no guarantee, A's GET got its answer this time: READY before B listened"
+    )
     run.a_ok = False
-    assert demo.verdict(run).startswith("lost the race: READY before B listened")
+    assert demo.verdict(run).startswith("no guarantee, A's GET failed: READY before B listened")
     # The same early READY from an approach that claims a guarantee is flagged, not excused.
     run.variant, run.a_ok = demo.FASTAPI, True
     assert demo.verdict(run).startswith("UNEXPECTED")
+    # A READY after B listened, from an approach without a guarantee (gunicorn's own): its
+    # margin, not the guaranteed rows' words.
+    run.variant, run.ready = startup_code, 10.201
+    assert demo.verdict(run).startswith(
+        "no guarantee, A's GET got its answer this time: READY 100 ms after B listened"
+    )

@@ -13,7 +13,10 @@ import sdready.testing
 def test_all_is_sorted_and_complete() -> None:
     for module in (sdready, sdready.testing):
         assert module.__all__ == sorted(module.__all__)
-        public = {name for name in vars(module) if not name.startswith("_")}
+        # isidentifier(): pytest's assertion rewriting reaches an installed (not editable)
+        # sdready through its pytest11 entry point and adds "@py_builtins" and "@pytest_ar",
+        # names no import can write or see.
+        public = {n for n in vars(module) if not n.startswith("_") and n.isidentifier()}
         # Names loaded on first use (PEP 562 __getattr__) are public once resolved.
         public |= {
             n for n in module.__all__ if n[0] != "_" and getattr(module, n, None) is not None
@@ -55,6 +58,18 @@ def test_version_is_in_one_place() -> None:
     from sdready._version import __version__
 
     assert sdready.__version__ == __version__
+
+
+def test_changelog_publishes_this_version() -> None:
+    """The newest release heading in CHANGELOG.md is the package's own version; what is not
+    released yet stays under "Unreleased", above it."""
+    import re
+    from pathlib import Path
+
+    changelog = Path(__file__).resolve().parents[2] / "CHANGELOG.md"
+    headings = re.findall(r"^## (.+)$", changelog.read_text(), re.M)
+    assert headings[0] == "Unreleased", headings
+    assert headings[1].split(" ")[0] == sdready.__version__, headings
 
 
 def test_py_typed_ships() -> None:

@@ -124,7 +124,6 @@ CASES = (
     Case("type", EXEC, {"Type": "exec"}),
     Case("notify-access", WORKERS, {"NotifyAccess": "main"}),
     Case("watchdog-child", WORKERS, {"WatchdogSec": "60"}),
-    Case("timeout-start", UVICORN, {"TimeoutStartSec": "20"}),
     Case("timeout-start-infinite", EXEC, {"TimeoutStartSec": "infinity"}, ("--on-timeout", "fail")),
     Case("watchdog-off", EXEC, {"WatchdogSec": "60"}),
     Case("exec-reload", UVICORN, {"ExecReload": "/bin/kill -HUP $MAINPID"}),
@@ -153,22 +152,6 @@ def _argv(manager: UserManager, kind: Kind, options: tuple[str, ...] = ()) -> li
     return _gunicorn(conf)
 
 
-def _doctor(manager: UserManager, unit: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``sdready doctor --user`` inside the manager's namespace, with its systemctl first."""
-    env = {**os.environ, **manager.systemd.env(), "XDG_RUNTIME_DIR": str(manager.runtime_dir)}
-    if manager.systemd.root is not None:
-        env["PATH"] = f"{Path(manager.systemd.tool('systemctl')).parent}:{env['PATH']}"
-    argv = ["nsenter", "--mount", f"--target={manager.pid}", "--", SDREADY, "doctor"]
-    return subprocess.run(
-        [*argv, "--user", *args, unit],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 def _run_and_check(
     manager: UserManager, argv: list[str], properties: dict[str, str]
 ) -> tuple[str, list[str], dict]:
@@ -183,10 +166,16 @@ def _run_and_check(
         timeout=WAIT,
         message=lambda: f"no self-check in {name}'s log\n{manager.describe(name)}",
     )
-    lines = [line for line in manager.unit_log(name).splitlines() if f"{name}: " in line]
-    doctor = _doctor(manager, name, "--json")
+    lines = [line for line in _above_info(manager.unit_log(name)) if f"{name}: " in line]
+    doctor = manager.doctor("--json", name)
     assert doctor.returncode in (0, 1, 2), doctor.stderr
     return name, lines, json.loads(doctor.stdout)
+
+
+def _above_info(log: str) -> list[str]:
+    """The log's lines but sdready's INFO and DEBUG ones (the apps' handler writes ``LEVEL
+    sdready: message``; ``sdready exec`` writes no level, and no INFO line here)."""
+    return [x for x in log.splitlines() if not x.startswith(("INFO sdready", "DEBUG sdready"))]
 
 
 def _findings(report: dict) -> list[Result]:
@@ -237,6 +226,50 @@ def test_correct_unit_logs_nothing_and_doctor_is_clean(
         user_manager.wait_for(name, ActiveState="active", timeout=WAIT)
 
 
+def _with(kind: Kind, change: dict[str, str | None]) -> dict[str, str]:
+    """*kind*'s properties with *change* applied (None: the setting left out)."""
+    merged = {**kind.properties, **change}
+    return {key: value for key, value in merged.items() if value is not None}
+
+
+# Units people write (issue 24): start limits below, at and above ready_timeout (30 s),
+# infinity, systemd's default; Restart=; gunicorn under KillMode=mixed. None is a fault.
+TYPICAL = [
+    *[(f"start-{t}", UVICORN, _with(UVICORN, {"TimeoutStartSec": t})) for t in ("10", "20", "90")],
+    ("start-infinity", UVICORN, _with(UVICORN, {"TimeoutStartSec": "infinity"})),
+    ("start-absent", UVICORN, _with(UVICORN, {"TimeoutStartSec": None})),
+    ("restart", UVICORN, _with(UVICORN, {"Restart": "on-failure", "RestartSec": "1"})),
+    ("gunicorn-mixed", GUNICORN, _with(GUNICORN, {"TimeoutStartSec": "20", "Restart": "always"})),
+    ("exec-start-45", EXEC, _with(EXEC, {"TimeoutStartSec": "45", "Restart": "on-failure"})),
+]
+
+
+@pytest.mark.parametrize(("kind", "props"), [c[1:] for c in TYPICAL], ids=[c[0] for c in TYPICAL])
+def test_typical_unit_is_clean_and_logs_nothing_above_info(
+    kind: Kind, props: dict[str, str], user_manager: UserManager
+) -> None:
+    """The self-check logs nothing above INFO, doctor exits 0 (table and --json); a start
+    limit not above ready_timeout (30 s) is a note: INFO in the log, ``note:`` in doctor."""
+    with user_manager.scoped():
+        name, lines, report = _run_and_check(user_manager, _argv(user_manager, kind), props)
+        log = user_manager.unit_log(name)
+        assert lines == [] and "Traceback" not in log, log
+        assert not [x for x in log.splitlines() if x.startswith(("WARNING", "ERROR"))], log
+        assert _findings(report) == [] and report["status"] == 0, report
+        table = user_manager.doctor(name)
+        assert table.returncode == 0 and table.stdout.endswith("clean\n"), table.stdout
+        notes = [r for r in report["results"] if r["verdict"] == "note"]
+        # As systemd resolved it: absent is the manager's DefaultTimeoutStartSec=.
+        (start,) = [r["value"] for r in report["results"] if r["check"] == "timeout-start"]
+        short = start != "infinity" and float(start.rstrip("s")) <= 30
+        assert [r["check"] for r in notes] == (["timeout-start"] if short else []), report
+        for note in notes:
+            line = Result(**note).line(name)
+            assert f"INFO sdready: {line}" in log, log
+            assert f"note: {line}" in table.stdout, table.stdout
+        user_manager.wait_for(name, ActiveState="active", timeout=WAIT)
+
+
 def test_notify_reload_in_front_of_uvicorn(user_manager_254: UserManager) -> None:
     """Type=notify-reload (systemd >= 253): uvicorn dies of SIGHUP; gunicorn's plugin reloads."""
     manager = user_manager_254
@@ -276,7 +309,7 @@ def test_seed_pair_b_as_type_simple_names_the_problem_and_the_fix(
         lines = [line for line in user_manager.unit_log(name).splitlines() if f"{name}: " in line]
         assert len(lines) == 1, lines
         assert "before uvicorn listens" in lines[0] and "Write: Type=notify" in lines[0], lines
-        doctor = _doctor(user_manager, name)  # the table, for people
+        doctor = user_manager.doctor(name)  # the table, for people
         assert doctor.returncode == 2, doctor.stdout + doctor.stderr
         table = {tuple(row.split()[:4]) for row in doctor.stdout.splitlines()}
         assert ("type", "Type", "simple", "error") in table, doctor.stdout
@@ -372,3 +405,20 @@ def test_no_systemd_no_systemctl() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_doctor_on_a_unit_the_user_manager_does_not_know(user_manager: UserManager) -> None:
+    """systemctl's own words and a hint, not ``LoadState=not-found``; ``--json`` prints JSON
+    (it printed nothing before)."""
+    result = user_manager.doctor("nosuch-sdready")
+    assert result.returncode == 3 and result.stdout == "", result
+    assert result.stderr.splitlines() == [
+        "Unit nosuch-sdready.service could not be found.",
+        "Hint: Is the name right (see: systemctl --user list-unit-files)? A system unit needs "
+        "no --user.",
+    ], result.stderr
+    result = user_manager.doctor("--json", "nosuch-sdready")
+    report = json.loads(result.stdout)
+    assert result.returncode == 3 and report["status"] == 3, result
+    assert report["error"] == "Unit nosuch-sdready.service could not be found.", report
+    assert report["unit"] == "nosuch-sdready.service" and report["results"] == [], report
