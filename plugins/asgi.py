@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from sdready.integration import Readiness, ReadyOptions, contained
+from sdready.plugins import _compat_asgi as _compat
 
 if TYPE_CHECKING:
     from sdready.integration import ASGIApp, Message, ReadyKeywords, Receive, Scope, Send
@@ -207,11 +208,8 @@ class _Background:
             pass
         else:
             return _AsyncioBackground(readiness)
-        trio = sys.modules.get("trio")
-        if trio is not None:
-            with contextlib.suppress(RuntimeError):
-                trio.lowlevel.current_task()
-                return _TrioBackground(readiness)
+        if _compat.in_trio_task():
+            return _TrioBackground(readiness)
         return _Background(readiness)
 
     def _watchdog_period(self) -> float | None:
@@ -298,7 +296,7 @@ class _TrioBackground(_Background):
                     "watchdog loop",
                 )
 
-        trio.lowlevel.spawn_system_task(pinger, name="sdready watchdog")
+        _compat.spawn_trio_system_task(pinger, "sdready watchdog")
 
     async def stop(self) -> None:
         self._stop.set()
