@@ -271,9 +271,7 @@ def _werkzeug_names_it(variable: str) -> bool:
 
 
 @pytest.mark.parametrize("entry", _ids(_flask_internals()))
-def test_flask_internal_exists(
-    entry: Entry, gunicorn_objects: _Objects, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_flask_internal_exists(entry: Entry, request: pytest.FixtureRequest) -> None:
     _skip_unless_installed(entry)
     name = entry[0]
     if name.startswith("WERKZEUG_"):
@@ -285,7 +283,8 @@ def test_flask_internal_exists(
         assert reload, "flask run has no --reload option"
         assert reload[0].default is None  # None: the debug flag decides
     elif name == "SERVER_SOFTWARE=gunicorn/":
-        gunicorn_objects.roots()["Arbiter"]()
+        objects: _Objects = request.getfixturevalue("gunicorn_objects")  # only here
+        objects.roots()["Arbiter"]()
         assert os.environ["SERVER_SOFTWARE"].startswith("gunicorn/")
     else:
         assert _missing(name, {}) is None
