@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from sdready import texts
 from sdready.integration import Readiness, ReadyOptions, chain_signal, contained, die_of
+from sdready.plugins import _compat_asgi as _compat
 
 if TYPE_CHECKING:
     from sdready.integration import ASGIApp, Message, ReadyKeywords, Receive, Scope, Send
@@ -274,11 +275,8 @@ class _Background:
             pass
         else:
             return _AsyncioBackground(readiness)
-        trio = sys.modules.get("trio")
-        if trio is not None:
-            with contextlib.suppress(RuntimeError):
-                trio.lowlevel.current_task()
-                return _TrioBackground(readiness)
+        if _compat.in_trio_task():
+            return _TrioBackground(readiness)
         return _Background(readiness)
 
     def _watchdog_period(self) -> float | None:
@@ -365,7 +363,7 @@ class _TrioBackground(_Background):
                     "watchdog loop",
                 )
 
-        trio.lowlevel.spawn_system_task(pinger, name="sdready watchdog")
+        _compat.spawn_trio_system_task(pinger, "sdready watchdog")
 
     async def stop(self) -> None:
         self._stop.set()

@@ -39,6 +39,7 @@ except ImportError as exc:  # pragma: no cover
     raise missing_framework("fastapi", "FastAPI") from exc
 
 from sdready.integration import Readiness, ReadyOptions
+from sdready.plugins import _compat_fastapi as _compat
 from sdready.plugins.asgi import LifespanCycle
 
 if TYPE_CHECKING:
@@ -69,22 +70,20 @@ class SystemdNotify:
         self.options = ReadyOptions(**options)
         #: The current (or last) startup's :class:`~sdready.Readiness`; None before one.
         self.readiness: Readiness | None = None
-        router = app.router
-        original = getattr(router, "lifespan", None)
-        if not callable(original):
+        original = _compat.lifespan_handler(app)
+        if original is None:
             raise TypeError(f"{app!r} has no router.lifespan handler to hook")
         if getattr(original, "__sdready__", None) is not None:
             raise RuntimeError("SystemdNotify is already registered on this app; reuse it.")
 
         async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
-            # Every lifespan message of the app passes here, and only those: Starlette's
-            # Router.app calls self.lifespan for the lifespan scope, on every version.
+            # Every lifespan message of the app passes here, and only those.
             cycle = LifespanCycle(original, self.options)
             self.readiness = cycle.readiness
             await cycle.run(scope, receive, send)
 
         lifespan.__sdready__ = self  # type: ignore[attr-defined]
-        router.lifespan = lifespan  # type: ignore[method-assign]
+        _compat.replace_lifespan_handler(app, lifespan)
 
     @property
     def ready_sent(self) -> bool:

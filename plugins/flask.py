@@ -33,8 +33,7 @@ from sdready.integration import missing_framework
 try:
     import click
     from flask import Flask, current_app
-    from flask.cli import FlaskGroup, run_command, with_appcontext
-    from flask.helpers import get_debug_flag
+    from flask.cli import with_appcontext
 except ImportError as exc:  # pragma: no cover
     raise missing_framework("flask", "Flask") from exc
 
@@ -55,6 +54,7 @@ from sdready.integration import (
     prefixed,
     watchdog_interval,
 )
+from sdready.plugins import _compat_flask as _compat
 
 if TYPE_CHECKING:
     from sdready.integration import ReadyKeywords
@@ -194,9 +194,9 @@ def _inert_reason(options: ReadyOptions) -> str | None:
     command = _flask_cli_command()
     if command is not None:
         return f"'{command}' does not serve (only 'flask run' does)"
-    if _reloader_child():
+    if _compat.reloader_child():
         return "werkzeug's reloader child: the watcher, the unit's main process, speaks for it"
-    if _under_gunicorn():
+    if _compat.under_gunicorn():
         global _gunicorn_hint_logged  # noqa: PLW0603  (a hint logged once per process)
         if not _gunicorn_hint_logged:
             _gunicorn_hint_logged = True
@@ -214,45 +214,34 @@ def _inert_reason(options: ReadyOptions) -> str | None:
 
 def _flask_cli_command() -> str | None:
     """The Flask CLI command loading the app, unless it is ``flask run`` (or no Flask CLI)."""
-    ctx = click.get_current_context(silent=True)
-    if ctx is None or not isinstance(ctx.find_root().command, FlaskGroup):
+    ctx = _compat.cli_context()
+    if ctx is None or not _compat.is_flask_cli(ctx):
         return None  # python app.py, waitress-serve, gunicorn, a custom click CLI
-    if ctx.command is run_command:
+    if _compat.is_run_command(ctx):
         return None
     return ctx.command_path
 
 
 def _flask_run_reloads() -> bool:
     """True in the watcher of ``flask run --debug``/``--reload``: its child will serve."""
-    ctx = click.get_current_context(silent=True)
-    if ctx is None or ctx.command is not run_command or _reloader_child():
+    ctx = _compat.cli_context()
+    if ctx is None or not _compat.is_run_command(ctx) or _compat.reloader_child():
         return False
-    reload = ctx.params.get("reload")
-    return bool(get_debug_flag() if reload is None else reload)  # as run_command decides
-
-
-def _under_gunicorn() -> bool:
-    # The arbiter exports SERVER_SOFTWARE=gunicorn/<version>; workers inherit it.
-    software = os.environ.get("SERVER_SOFTWARE", "")
-    return software.startswith("gunicorn/") and "gunicorn.arbiter" in sys.modules
-
-
-def _reloader_child() -> bool:
-    return os.environ.get("WERKZEUG_RUN_MAIN") == "true"
+    return _compat.run_command_reloads(ctx)
 
 
 def _werkzeug_socket(listeners: list[Listener]) -> str | None:
     """Why *listeners* accept before this process serves, or None.
 
-    werkzeug binds in ``run_simple()`` and names the socket in ``WERKZEUG_SERVER_FD``, with
-    or without its reloader; with it, this process only watches files and a child serves.
+    werkzeug binds in ``run_simple()`` and names the socket in the environment, with or
+    without its reloader; with it, this process only watches files and a child serves.
     Either way an HTTP answer proves that someone serves, so READY waits for one.
     """
-    if _reloader_child():
+    if _compat.reloader_child():
         return None
     if _flask_run_reloads():
         return "flask run with the reloader: its child serves"
-    fd = os.environ.get("WERKZEUG_SERVER_FD", "")
+    fd = _compat.werkzeug_server_fd()
     if not fd.isdigit():
         return None
     try:
@@ -271,7 +260,7 @@ class _Process:
     def __init__(self, first: _AppState) -> None:
         self.pid = os.getpid()
         self.apps: list[tuple[weakref.ref[Flask], _AppState]] = []
-        self.gunicorn = _under_gunicorn()
+        self.gunicorn = _compat.under_gunicorn()
         self._once = threading.Lock()  # STOPPING once; never re-entered from a signal
         #: The uncaught exception that is ending this process, if any (see _at_exit).
         self.uncaught: BaseException | None = None

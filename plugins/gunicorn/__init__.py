@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from sdready.integration import contained, require_framework
 
+from . import _compat
 from ._arbiter import OptionError as _OptionError
 from ._arbiter import arbiter as _arbiter
 from ._worker import forked as _forked
@@ -131,14 +132,14 @@ def _contained(name: str, ours: Callable[..., None], args: tuple[Any, ...]) -> N
 def _ensure_hooks(server: Arbiter) -> None:
     """Wrap hooks that escaped install(), e.g. defined below it: else READY never comes."""
     for name in _HOOKS:
-        current = server.cfg.settings[name].get()
+        current = _compat.configured_hook(server, name)
         if not getattr(current, "__sdready__", False):
             _logger.warning(
                 "%s was set after install(globals()); sdready wrapped it now. "
                 "Call install() at the end of the config file.",
                 name,
             )
-            server.cfg.set(name, _chain(name, current))
+            _compat.set_hook(server, name, _chain(name, current))
 
 
 def install(namespace: MutableMapping[str, Any]) -> None:
@@ -160,14 +161,12 @@ def install(namespace: MutableMapping[str, Any]) -> None:
         from sdready.plugins.gunicorn import install
         install(globals())
     """
-    from gunicorn.config import validate_callable
-
     for name, (arity, _ours, _last) in _HOOKS.items():
         theirs = namespace.get(name)
         if getattr(theirs, "__sdready__", False):
             continue
         if theirs is not None:
-            theirs = validate_callable(arity)(theirs)  # gunicorn's own check and message
+            theirs = _compat.validate_hook(arity, theirs)  # gunicorn's own check and message
         namespace[name] = _chain(name, theirs)
     _arbiter.namespace = namespace
 

@@ -36,7 +36,7 @@ from sdready.integration import (
     watchdog_interval,
 )
 
-from . import _keep
+from . import _compat, _keep
 
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
@@ -166,8 +166,9 @@ class _ArbiterSide:
             self.readiness = Readiness(
                 replace(options, notifier=self.notifier), timeout_texts=_TIMEOUTS
             )
-            if server.master_pid:  # a USR2 child: READY takes over as the unit's main pid
-                self.readiness.took_over(server.master_pid)
+            old_master = _compat.master_pid(server)
+            if old_master:  # a USR2 child: READY takes over as the unit's main pid
+                self.readiness.took_over(old_master)
             self.readiness.starting()
 
     def when_ready(self, server: Arbiter) -> None:
@@ -197,7 +198,8 @@ class _ArbiterSide:
         except _OptionError:
             logger.exception("keeping the previous sdready options")
         with self._lock:
-            self._gen_age = server.worker_age  # workers spawned from now on are the new ones
+            # Workers spawned from now on are the new ones.
+            self._gen_age = _compat.spawned_age(server)
             self._all_booted = False
             following = self.readiness.ready_sent or self._reloading()
             generation = self.readiness.generation + 1  # the one this reload opens
@@ -207,15 +209,16 @@ class _ArbiterSide:
     def forking(self, worker: Worker) -> None:
         if self.active:
             with self._lock:
-                self._spawned[worker.age] = time.monotonic()
+                self._spawned[_compat.worker_age(worker)] = time.monotonic()
 
     def worker_exited(self, worker: Worker) -> None:
         if not self.active:
             return
+        age = _compat.worker_age(worker)
         with self._lock:
-            self._exited.add(worker.age)
-            self._booted.pop(worker.age, None)
-            self._spawned.pop(worker.age, None)
+            self._exited.add(age)
+            self._booted.pop(age, None)
+            self._spawned.pop(age, None)
             if len(self._exited) > 4096:  # ages only grow: forget the oldest
                 self._exited = set(sorted(self._exited)[-1024:])
             self._update()
@@ -228,11 +231,11 @@ class _ArbiterSide:
     def before_exec(self, server: Arbiter) -> None:
         """USR2, in the child about to exec the new master: hand it NOTIFY_SOCKET.
 
-        gunicorn execs with ``cfg.env_orig``, a copy of the environment taken when the
-        config was loaded; after a SIGHUP that copy no longer has the variable.
+        gunicorn execs with a copy of the environment taken when the config was loaded;
+        after a SIGHUP that copy no longer has the variable.
         """
         if self.notifier is not None and self.notifier.address:
-            server.cfg.env_orig["NOTIFY_SOCKET"] = self.notifier.address
+            _compat.exec_environment(server)["NOTIFY_SOCKET"] = self.notifier.address
 
     def in_child(self) -> int:
         """After fork, in the worker: drop the arbiter's duties and descriptors; return the
@@ -253,7 +256,7 @@ class _ArbiterSide:
         if self._stop_signal:  # the thread may not have got to it yet
             self._stopping(self._stop_signal)
         halt = sys.exc_info()[1]  # gunicorn calls on_exit while handling HaltServer
-        reason = getattr(halt, "reason", None)
+        reason = _compat.halt_reason(halt)
         with self._lock:
             if reason and not self.readiness.stopping_began and not self._over:
                 message = f"{reason.rstrip('.')} ({self._failure})" if self._failure else reason
@@ -364,12 +367,14 @@ class _ArbiterSide:
         with self._lock:
             if self.readiness.stopping_began or self._over:
                 return
-            if server.reexec_pid:  # USR2: the new master speaks for the unit from now on
+            if _compat.reexec_pid(server):  # USR2: the new master speaks for the unit from now on
                 self.readiness.handed_over()
             if not self.readiness.stopping():
                 logger.debug("signal %d: no STOPPING=1, this master is not the main one", signum)
             else:  # gunicorn lets its workers finish for graceful_timeout: tell the engine
-                self.readiness.drain(lambda: _draining(server), float(server.cfg.graceful_timeout))
+                self.readiness.drain(
+                    lambda: _compat.still_running(server), _compat.graceful_timeout(server)
+                )
 
     def _timeout(self) -> None:
         timeout = self.readiness.options.ready_timeout
@@ -382,7 +387,7 @@ class _ArbiterSide:
         return [b for age, b in self._booted.items() if age > self._gen_age and b.addresses]
 
     def _total(self) -> int:
-        return int(self.server.num_workers) if self.server is not None else 1
+        return _compat.num_workers(self.server) if self.server is not None else 1
 
     def _required(self) -> int:
         assert self.server is not None
@@ -404,7 +409,7 @@ class _ArbiterSide:
     def _update(self, *, booted: bool = False) -> None:
         if self.readiness.stopping_began or self._over:
             return
-        if self.server is not None and self.server.reexec_pid:
+        if self.server is not None and _compat.reexec_pid(self.server):
             return  # USR2: the new master speaks for the unit now
         current = self._current()
         readiness = self.readiness
@@ -462,18 +467,19 @@ class _ArbiterSide:
         server = self.server
         if server is None:
             return False
-        limit = server.timeout or (watchdog_interval() or 30.0)
+        limit = _compat.worker_timeout(server) or (watchdog_interval() or 30.0)
         now = time.monotonic()
         with self._lock:
             booted = set(self._booted)
             spawned = dict(self._spawned)
-        for worker in list(server.WORKERS.values()):
-            if worker.age not in booted:
-                if now - spawned.get(worker.age, -math.inf) <= limit:
+        for worker in _compat.workers(server):
+            age = _compat.worker_age(worker)
+            if age not in booted:
+                if now - spawned.get(age, -math.inf) <= limit:
                     return True
                 continue
             try:
-                if now - worker.tmp.last_update() <= limit:
+                if now - _compat.last_heartbeat(worker) <= limit:
                     return True
             except (OSError, ValueError):  # reaped meanwhile: its tmp file is closed
                 continue
@@ -488,13 +494,8 @@ def _drain(fd: int) -> None:
         pass
 
 
-def _draining(server: Arbiter) -> int:
-    """gunicorn's processes still finishing their requests after a stop signal."""
-    return len(server.WORKERS) + (1 if getattr(server, "dirty_arbiter_pid", 0) else 0)
-
-
 def _reuse_port(server: Arbiter) -> bool:
-    return bool(server.cfg.reuse_port) and hasattr(socket, "SO_REUSEPORT")
+    return _compat.reuse_port(server) and hasattr(socket, "SO_REUSEPORT")
 
 
 arbiter = _ArbiterSide()

@@ -21,6 +21,8 @@ from sdready.integration import (
     socket_address,
 )
 
+from . import _compat
+
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
     from sdready import Notifier, ReadyOptions
@@ -35,12 +37,11 @@ def keep_listeners(server: Arbiter, notifier: Notifier, options: ReadyOptions) -
     ``keep_sockets`` says (None: when ``$FDSTORE`` says the unit has a store)."""
     if not keep_wanted(options.keep_sockets):
         return
-    configured = {_key(address) for address in server.cfg.address}
+    configured = {_key(address) for address in _compat.bind_addresses(server)}
     passed = listen_fdnames()
     kept: list[tuple[int, str]] = []
     stale: list[str] = []
-    for listener in server.LISTENERS:
-        sock = listener.sock
+    for sock in _compat.listening_sockets(server):
         address = socket_address(sock.family, sock.getsockname())
         name = fdname_for(address)
         if _key(sock.getsockname()) not in configured:
@@ -60,7 +61,7 @@ def stopping(server: Arbiter) -> None:
     which holds only for sockets it got from systemd.
     """
     if id(server) in _kept:
-        server.systemd = True
+        _compat.keep_unix_socket_files(server)
 
 
 def _key(address: object) -> object:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sdready import texts
 from sdready.integration import relay_progress
 
+from . import _compat
 from ._arbiter import arbiter as _arbiter
 
 if TYPE_CHECKING:
@@ -28,12 +29,6 @@ __all__ = ["forked", "worker_aborted", "worker_exiting", "worker_initialized"]
 logger = logging.getLogger("sdready")
 
 _MAX_REASON = 1000  # keeps a worker's report under PIPE_BUF, so the write is atomic
-# (module, class) of ASGI worker classes, whose app is ready only after lifespan startup.
-_ASGI_WORKERS = {
-    ("gunicorn.workers.gasgi", "ASGIWorker"),
-    ("uvicorn_worker._workers", "UvicornWorker"),
-    ("uvicorn.workers", "UvicornWorker"),
-}
 
 
 class _WorkerSide:
@@ -60,7 +55,7 @@ class _WorkerSide:
         from sdready.integration import listening_sockets
 
         # By inode, not fd: the core reports a dup'ed socket once, under its lowest fd.
-        own = {os.fstat(s.fileno()).st_ino for s in worker.sockets}
+        own = {os.fstat(s.fileno()).st_ino for s in _compat.worker_sockets(worker)}
         listening = [item for item in listening_sockets() if item.inode in own]
         addresses = [item.address for item in listening][:32]
         complete = len(listening) == len(own)
@@ -79,7 +74,7 @@ class _WorkerSide:
 
     def _report(self, worker: Worker, **fields: Any) -> None:
         self.reported = True
-        self._write(json.dumps({"age": worker.age, "pid": os.getpid(), **fields}))
+        self._write(json.dumps({"age": _compat.worker_age(worker), "pid": os.getpid(), **fields}))
 
     def _write(self, line: str) -> bool:
         try:
@@ -139,20 +134,10 @@ class _LifespanObserver:
             _worker.report_booted(self._worker)
 
 
-def _asgi_lifespan(worker: Worker) -> tuple[str, str] | None:
-    """``(app attribute, lifespan mode)`` for an ASGI worker class, None for WSGI."""
-    for cls in type(worker).__mro__:
-        if (cls.__module__, cls.__name__) in _ASGI_WORKERS:
-            if cls.__name__ == "ASGIWorker":
-                return "asgi", str(getattr(worker.cfg, "asgi_lifespan", "auto"))
-            return "wsgi", str(getattr(worker.config, "lifespan", "auto"))
-    return None
-
-
 def worker_initialized(worker: Worker) -> None:
     if _worker.fd < 0:
         return
-    asgi = _asgi_lifespan(worker)
+    asgi = _compat.asgi_lifespan(worker)
     if asgi is None or asgi[1] == "off":
         _worker.report_booted(worker)  # WSGI: the run loop starts right after this hook
         return
@@ -162,13 +147,14 @@ def worker_initialized(worker: Worker) -> None:
 
 def forked(server: Arbiter, worker: Worker) -> None:
     _worker.fd = _arbiter.in_child()
-    _worker.age = worker.age
+    _worker.age = _compat.worker_age(worker)
     if _worker.fd >= 0:
         relay_progress(_worker.report_progress)
 
 
 def worker_exiting(server: Arbiter, worker: Worker) -> None:
-    if os.getpid() != worker.pid:  # the arbiter calls it too, for a worker already gone
+    # The arbiter calls it too, for a worker already gone.
+    if os.getpid() != _compat.worker_pid(worker):
         _arbiter.worker_exited(worker)
         return
     if _worker.fd >= 0 and not _worker.reported:
