@@ -7,5 +7,5 @@ get_asgi_application) or ``django`` (Django's own). ``SITE_SDREADY``: JSON for
 ``settings.SDREADY``. ``SITE_DB``: the sqlite file (default: in memory). ``SITE_GAP``:
 seconds of slow startup after the app exists, before the server binds. ``SITE_FAIL=1``:
 the app module raises after the app exists. Just before returning the app, asgi.py and
-wsgi.py print ``APP_LOADED <time.monotonic()>`` to stderr.
+wsgi.py print ``APP_LOADED <time.monotonic()> THREADS <names>`` to stderr.
 """

@@ -2,6 +2,7 @@
 
 import os
 import sys
+import threading
 import time
 
 
@@ -9,4 +10,5 @@ def after_app() -> None:
     time.sleep(float(os.environ.get("SITE_GAP", "0")))
     if os.environ.get("SITE_FAIL") == "1":
         raise RuntimeError("simulated failure after the app was created")
-    print(f"APP_LOADED {time.monotonic()}", file=sys.stderr, flush=True)
+    threads = ",".join(sorted(t.name for t in threading.enumerate()))
+    print(f"APP_LOADED {time.monotonic()} THREADS {threads}", file=sys.stderr, flush=True)

@@ -13,13 +13,14 @@ SECRET_KEY = "sdready-tests-only"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 ROOT_URLCONF = "_django_site.urls"
+WSGI_APPLICATION = "_django_site.wsgi.application"  # runserver loads it too (the gap)
 USE_TZ = True
 MIDDLEWARE: list[str] = []
 _MODE = os.environ.get("SITE_MODE", "sdready")
 INSTALLED_APPS = {
     "sdready": ["sdready.plugins.django"],
     "plain": [],
-    "naive": ["_django_site.naive"],
+    "naive": ["_django_site.naive.NaiveConfig"],
 }[_MODE]
 DATABASES = {
     "default": {
