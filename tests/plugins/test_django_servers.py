@@ -259,3 +259,18 @@ def test_watchdog_pings_only_while_the_database_answers(
         assert len(recorder.values("WATCHDOG")) == sick, "pinged while the database failed"
         database.rmdir()
         recorder.wait_for("WATCHDOG=1", timeout=5, since=len(recorder))
+
+
+def test_asgi_watchdog_runs_the_database_check_off_the_event_loop(
+    recorder: NotifyRecorder, tmp_path: Path
+) -> None:
+    """Under uvicorn the pings come from the loop; the sync check runs in a thread (on the
+    loop's own thread Django refuses the database: see test_django_settings' control)."""
+    env = site_env(
+        sdready={"health": "database"}, SITE_DB=str(tmp_path / "db.sqlite3"), WATCHDOG_USEC="400000"
+    )
+    with serve(command("uvicorn", free_port()), recorder, tmp_path / "awd.log", env) as site:
+        site.ready()
+        first = recorder.wait_for("WATCHDOG=1", timeout=5)
+        recorder.wait_for("WATCHDOG=1", timeout=5, since=recorder.messages.index(first) + 1)
+        assert "watchdog ping skipped" not in site.output()
