@@ -118,7 +118,7 @@ def database_health() -> bool:
         connection.ensure_connection()
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-            return cursor.fetchone() == (1,)
+            return bool(cursor.fetchone() == (1,))
     finally:
         connection.close()
 
@@ -146,7 +146,9 @@ def get_asgi_application(**options: Unpack[ReadyKeywords]) -> ASGIApp:
 def _off_the_loop(health: HealthCheck | None) -> HealthCheck | None:
     if health is None or inspect.iscoroutinefunction(health):
         return health
-    from asgiref.sync import sync_to_async
+    import asyncio
 
-    checked: HealthCheck = sync_to_async(health, thread_sensitive=False)
-    return checked
+    async def in_a_thread() -> bool:
+        return bool(await asyncio.to_thread(health))
+
+    return in_a_thread
