@@ -78,6 +78,11 @@ def _hypercorn(app: str) -> Callable[[int], list[str]]:
     return lambda port: [str(BIN / "hypercorn"), "--bind", f"127.0.0.1:{port}", app]
 
 
+def _gunicorn_plugin(app: str) -> Callable[[int], list[str]]:
+    plugin = ["-c", "python:sdready.plugins.gunicorn"]
+    return lambda port: [str(BIN / "gunicorn"), *plugin, "--bind", f"127.0.0.1:{port}", app]
+
+
 APPS = [
     App("asgi-plain-uvicorn", "asgi", _uvicorn("app:app"), files=("app.py",)),
     App(
@@ -98,18 +103,7 @@ APPS = [
         lambda port: [PY, "service_b_flask.py", "--port", str(port)],
         files=("service_b_flask.py",),
     ),
-    App(
-        "b-flask-gunicorn",
-        "dependent-services",
-        lambda port: [
-            str(BIN / "gunicorn"),
-            "-c",
-            "python:sdready.plugins.gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "service_b_flask:app",
-        ],
-    ),
+    App("b-flask-gunicorn", "dependent-services", _gunicorn_plugin("service_b_flask:app")),
     App(
         "b-asgi-sdready-exec-hypercorn",
         "dependent-services",
@@ -199,18 +193,7 @@ APPS += [
             "mysite.wsgi:application",
         ],
     ),
-    App(
-        "django-gunicorn",
-        "django",
-        lambda port: [
-            str(BIN / "gunicorn"),
-            "-c",
-            "python:sdready.plugins.gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "mysite.wsgi:application",
-        ],
-    ),
+    App("django-gunicorn", "django", _gunicorn_plugin("mysite.wsgi:application")),
     App(
         "django-runserver",
         "django",

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,12 +32,8 @@ ROUNDS = 3
 
 
 @pytest.fixture
-def recorder() -> Iterator[NotifyRecorder]:
-    recorder = NotifyRecorder(set_environment=False).start()
-    try:
-        yield recorder
-    finally:
-        recorder.close()
+def recorder(notify_socket: NotifyRecorder) -> NotifyRecorder:
+    return notify_socket  # each server's NOTIFY_SOCKET is set explicitly (serve, _run)
 
 
 def _get(port: int) -> tuple[int, str]:
