@@ -189,8 +189,8 @@ def test_compat_internals_still_exist(database: Path) -> None:
 
     assert autoreload.DJANGO_AUTORELOAD_ENV == _compat.AUTORELOAD_ENV
     parser = runserver.Command().create_parser("manage.py", "runserver")
-    noreload = {a.dest: a for a in parser._actions}["use_reloader"]
-    assert _compat.NORELOAD_OPTION in noreload.option_strings
+    assert parser.parse_args([_compat.NORELOAD_OPTION]).use_reloader is False
+    assert parser.parse_args([]).use_reloader is True
     assert {"runserver", "check", "migrate", "shell", "testserver"} <= _compat.command_names()
 
 
