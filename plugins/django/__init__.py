@@ -66,6 +66,11 @@ def options_from_django_settings(**overrides: Unpack[ReadyKeywords]) -> ReadyOpt
     Raises :class:`~django.core.exceptions.ImproperlyConfigured` for an unknown key (naming
     the closest valid one) or a bad value (with the option's own message).
     """
+    return _read_options({}, dict(overrides))
+
+
+def _read_options(defaults: Mapping[str, object], overrides: Mapping[str, object]) -> ReadyOptions:
+    """*defaults*, then ``settings.SDREADY``, then *overrides*: the options, or the error."""
     from django.conf import settings
 
     configured = getattr(settings, "SDREADY", {})
@@ -73,7 +78,7 @@ def options_from_django_settings(**overrides: Unpack[ReadyKeywords]) -> ReadyOpt
         raise ImproperlyConfigured(
             f"settings.SDREADY must be a dict of readiness options, not {configured!r}"
         )
-    values: dict[str, object] = {}
+    values: dict[str, object] = dict(defaults)
     for key, value in configured.items():
         name = str(key).lower()
         if name not in _KEYS:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
-from sdready.integration import contained
+from sdready.integration import AUTO_PROBE, contained
 
-from . import _process, options_from_django_settings
+from . import _process, _read_options
+
+#: A socket that already listens when Django starts (socket activation, a parent's fd)
+#: accepts before the app serves: by default READY then waits for an HTTP answer.
+_DEFAULTS = {"probe": AUTO_PROBE}
 
 __all__ = ["SdreadyConfig"]
 
@@ -20,7 +24,7 @@ class SdreadyConfig(AppConfig):  # type: ignore[misc]  # Django ships no type in
     default = True
 
     def ready(self) -> None:
-        options = options_from_django_settings()  # ImproperlyConfigured propagates
+        options = _read_options(_DEFAULTS, {})  # ImproperlyConfigured propagates
         # Our failure must never stop Django from starting.
         with contained("setting up readiness"):
             _process.start(options)

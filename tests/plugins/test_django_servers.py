@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -269,3 +270,24 @@ def test_asgi_watchdog_runs_the_database_check_off_the_event_loop(
         first = recorder.wait_for("WATCHDOG=1", timeout=5)
         recorder.wait_for("WATCHDOG=1", timeout=5, since=recorder.messages.index(first) + 1)
         assert "watchdog ping skipped" not in site.output()
+
+
+@pytest.mark.parametrize(
+    ("sdready", "answered"), [(None, True), ({"probe": None}, False)], ids=["default", "no-probe"]
+)
+def test_a_socket_listening_before_django_waits_for_an_http_answer(
+    sdready: dict[str, object] | None, answered: bool, recorder: NotifyRecorder, tmp_path: Path
+) -> None:
+    """Socket activation, a parent's fd: the kernel accepts before the app serves, so by
+    default READY waits for an HTTP answer. Control: without the probe, READY comes on the
+    kernel's word, and a GET then waits for a server that is still starting."""
+    port = free_port()
+    argv = [sys.executable, "-m", "_django_site.serve_inherited", str(port)]
+    env = site_env(sdready=sdready, gap=1.5)  # longer than the GET's 1 s timeout
+    with serve(argv, recorder, tmp_path / "inherited.log", env) as site:
+        site.ready()
+        if answered:
+            assert _get(port) == (200, "ok")
+        else:
+            with pytest.raises(OSError):
+                _get(port)
