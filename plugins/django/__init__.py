@@ -5,12 +5,14 @@ In settings.py::
     INSTALLED_APPS = [..., "sdready.plugins.django"]
     SDREADY = {"ready_timeout": "60s", "health": "database"}   # optional
 
-WSGI (waitress, runserver; gunicorn with ``-c python:sdready.plugins.gunicorn``): the app
-config's ``ready()`` starts one waiter thread per serving process, which sends READY once
-the server's socket listens; management commands (``migrate``, ``check``, ``shell``…),
-runserver's autoreloader parent and gunicorn's workers stay inert. ASGI: Django refuses
-the lifespan scope, so serve ``sdready.plugins.django.get_asgi_application()`` instead of
-Django's (asgi.py): READY once uvicorn listens, STOPPING on shutdown.
+WSGI (waitress, runserver): the app config's ``ready()`` starts one waiter thread per
+serving process, which sends READY once the server's socket listens (a socket that
+listened before Django started must answer HTTP first: ``probe`` defaults to ``"auto"``).
+Management commands (``migrate``, ``check``, ``shell``…), runserver's autoreloader parent
+and gunicorn's workers stay inert: under gunicorn, ``-c python:sdready.plugins.gunicorn``
+speaks from the arbiter. ASGI: Django refuses the lifespan scope, so serve
+``sdready.plugins.django.get_asgi_application()`` instead of Django's (asgi.py): READY once
+uvicorn listens, STOPPING on shutdown.
 
 ``SDREADY`` keys are :class:`~sdready.ReadyOptions` names, lower case (upper case is
 accepted): ``ready_timeout``, ``on_timeout``, ``expect``, ``probe``, ``watchdog``,
