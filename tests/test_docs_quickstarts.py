@@ -56,6 +56,7 @@ class QuickStart:
     yours: dict[str, str]  # files the text names as the reader's own
     command: str | None = None  # for a section with no unit snippet: the server the text names
     prepend: str = ""  # the reader's own code the block follows (the ASGI section's `app`)
+    more: tuple[str, ...] = ()  # files the blocks before the last go to, appended to yours
 
 
 # The reader's own ASGI app, for the section that wraps "the ASGI application your module
@@ -80,6 +81,22 @@ def app(environ, start_response):
     return [b"hello"]
 """
 
+# The reader's own Django project (`django-admin startproject mysite`, trimmed): the section
+# adds two lines to its settings and replaces its asgi.py.
+_DJANGO_SETTINGS = """\
+SECRET_KEY = "quick-start"
+ALLOWED_HOSTS = ["127.0.0.1"]
+ROOT_URLCONF = "mysite.urls"
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth"]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}}
+"""
+_DJANGO_URLS = """\
+from django.http import HttpResponse
+from django.urls import path
+
+urlpatterns = [path("", lambda request: HttpResponse("hello"))]
+"""
+
 QUICK_STARTS = [
     QuickStart("FastAPI", "app.py", {}),
     QuickStart(
@@ -90,6 +107,16 @@ QUICK_STARTS = [
         prepend=_STARLETTE_APP,
     ),
     QuickStart("Flask", "app.py", {}),
+    QuickStart(
+        "Django",
+        "mysite/asgi.py",
+        {
+            "mysite/__init__.py": "",
+            "mysite/settings.py": _DJANGO_SETTINGS,
+            "mysite/urls.py": _DJANGO_URLS,
+        },
+        more=("mysite/settings.py",),
+    ),
     QuickStart("gunicorn", "gunicorn.conf.py", {"app.py": _WSGI_APP}),
 ]
 
@@ -107,14 +134,26 @@ def _on_port(text: str, port: int) -> str:
     return re.sub(r"\b8000\b", str(port), text)
 
 
+def _python_blocks(quick: QuickStart) -> tuple[dict[str, str], str]:
+    """The section's python blocks appended to the reader's files; the command's file last."""
+    *before, block = _blocks(SECTIONS[quick.heading], "python")
+    assert len(before) == len(quick.more), f"{quick.heading}: a block for each of {quick.more}"
+    files = dict(quick.yours)
+    for name, text in zip(quick.more, before, strict=True):
+        files[name] = files.get(name, "") + text
+    return files, block
+
+
 @contextlib.contextmanager
 def _serve(block: str, quick: QuickStart, tmp_path: Path, port: int) -> Iterator[ServerProcess]:
     folder = tmp_path / f"port-{port}"
     folder.mkdir()
+    files, _ = _python_blocks(quick)
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
     source = quick.prepend + "\n" + block if quick.prepend else block
     (folder / quick.file).write_text(_on_port(source, port))
-    for name, text in quick.yours.items():
-        (folder / name).write_text(text)
     # NOTIFY_SOCKET: the recorder fixture's, inherited; the group stops together (workers too).
     with ServerProcess(
         [_on_port(arg, port) for arg in _command(quick)],
@@ -145,7 +184,7 @@ def _get(port: int) -> int:
 def test_quick_start_runs_as_written(
     quick: QuickStart, notify_socket: NotifyRecorder, tmp_path: Path
 ) -> None:
-    (block,) = _blocks(SECTIONS[quick.heading], "python")
+    _, block = _python_blocks(quick)
     for attempt in range(PORT_ATTEMPTS):
         notify_socket.clear()
         port = free_port()

@@ -35,7 +35,13 @@ BIN = Path(sys.executable).parent
 PY = sys.executable
 # Examples default to 0.5-1 s of pretend startup work; shorter keeps the suite quick while
 # still putting the server's bind well after the app's own code started.
-FAST = {"EXAMPLE_STARTUP_DELAY": "0.2", "B_STARTUP_SECONDS": "0.2", "PYTHONUNBUFFERED": "1"}
+# EXAMPLE_DB: the Django example's database, none written into the checkout.
+FAST = {
+    "EXAMPLE_STARTUP_DELAY": "0.2",
+    "B_STARTUP_SECONDS": "0.2",
+    "PYTHONUNBUFFERED": "1",
+    "EXAMPLE_DB": ":memory:",
+}
 READY_TIMEOUT = 45.0  # generous: a loaded 2-core machine takes seconds to import FastAPI
 GET_TIMEOUT = 5.0
 PORT_ATTEMPTS = 3
@@ -72,6 +78,11 @@ def _hypercorn(app: str) -> Callable[[int], list[str]]:
     return lambda port: [str(BIN / "hypercorn"), "--bind", f"127.0.0.1:{port}", app]
 
 
+def _gunicorn_plugin(app: str) -> Callable[[int], list[str]]:
+    plugin = ["-c", "python:sdready.plugins.gunicorn"]
+    return lambda port: [str(BIN / "gunicorn"), *plugin, "--bind", f"127.0.0.1:{port}", app]
+
+
 APPS = [
     App("asgi-plain-uvicorn", "asgi", _uvicorn("app:app"), files=("app.py",)),
     App(
@@ -92,18 +103,7 @@ APPS = [
         lambda port: [PY, "service_b_flask.py", "--port", str(port)],
         files=("service_b_flask.py",),
     ),
-    App(
-        "b-flask-gunicorn",
-        "dependent-services",
-        lambda port: [
-            str(BIN / "gunicorn"),
-            "-c",
-            "python:sdready.plugins.gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "service_b_flask:app",
-        ],
-    ),
+    App("b-flask-gunicorn", "dependent-services", _gunicorn_plugin("service_b_flask:app")),
     App(
         "b-asgi-sdready-exec-hypercorn",
         "dependent-services",
@@ -180,6 +180,25 @@ APPS += [
             "asgi_app:app",
         ],
         files=("asgi_app.py",),
+    ),
+]
+APPS += [
+    App("django-uvicorn", "django", _uvicorn("mysite.asgi:application")),
+    App(
+        "django-waitress",
+        "django",
+        lambda port: [
+            str(BIN / "waitress-serve"),
+            f"--listen=127.0.0.1:{port}",
+            "mysite.wsgi:application",
+        ],
+    ),
+    App("django-gunicorn", "django", _gunicorn_plugin("mysite.wsgi:application")),
+    App(
+        "django-runserver",
+        "django",
+        lambda port: [PY, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        files=("manage.py",),
     ),
 ]
 # Files in example folders that are not apps to serve, and why.

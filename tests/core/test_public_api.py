@@ -33,8 +33,8 @@ def test_all_is_sorted_and_complete() -> None:
 def test_import_sdready_imports_no_framework_and_no_asyncio() -> None:
     code = (
         "import sys, sdready, sdready.plugins; "
-        "bad = [m for m in ('asyncio', 'starlette', 'fastapi', 'flask', 'werkzeug', 'gunicorn', "
-        "'uvicorn', 'hypercorn', 'waitress', 'pytest') if m in sys.modules]; "
+        "bad = [m for m in ('asyncio', 'starlette', 'fastapi', 'flask', 'werkzeug', 'django', "
+        "'gunicorn', 'uvicorn', 'hypercorn', 'waitress', 'pytest') if m in sys.modules]; "
         "print(','.join(bad))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
