@@ -369,12 +369,35 @@ class _ArbiterSide:
                 return
             if _compat.reexec_pid(server):  # USR2: the new master speaks for the unit from now on
                 self.readiness.handed_over()
+            served = self.readiness.ever_ready
             if not self.readiness.stopping():
                 logger.debug("signal %d: no STOPPING=1, this master is not the main one", signum)
+            elif not served:
+                self._cancel_boots(server, signum)
             else:  # gunicorn lets its workers finish for graceful_timeout: tell the engine
                 self.readiness.drain(
                     lambda: _compat.still_running(server), _compat.graceful_timeout(server)
                 )
+
+    def _cancel_boots(self, server: Arbiter, signum: int) -> None:
+        """A stop before any worker served: the booting ones have nothing to finish, so they
+        must not hold the stop for ``graceful_timeout`` while they import the app (a worker
+        ignores SIGTERM until it booted). SIGINT is gunicorn's quick exit for a worker
+        (``sys.exit`` in the middle of the import), and the default action while an ASGI
+        worker boots."""
+        booting = [w for w in _compat.workers(server) if _compat.worker_age(w) not in self._booted]
+        if not booting:
+            return
+        logger.warning(
+            "%s before any worker could serve: ending %s at once (SIGINT)",
+            signal.Signals(signum).name,
+            _plural(len(booting)),
+        )
+        for worker in booting:
+            pid = _compat.worker_pid(worker)
+            if isinstance(pid, int):  # else not forked yet
+                with contextlib.suppress(ProcessLookupError):  # reaped meanwhile
+                    os.kill(pid, signal.SIGINT)
 
     def _timeout(self) -> None:
         timeout = self.readiness.options.ready_timeout

@@ -8,14 +8,19 @@ docs/reference.md's "What happens when…" table says, and says why.
 - A stop during a slow startup (``systemctl stop``, or systemd's own SIGTERM after
   ``TimeoutStartSec=``): the app's startup is cancelled and the process ends by the
   SIGTERM, not by ``TimeoutStopSec=``'s SIGKILL (control: the same app without sdready).
+  gunicorn's booting workers end at once instead of holding the stop for its
+  ``graceful_timeout`` (control: stock gunicorn, killed at ``TimeoutStopSec=``).
 - A startup that fails with an ``OSError``: ``ERRNO=`` reaches systemd (``StatusErrno``)
   and STATUS is one short line (control: a ``RuntimeError`` has no errno to send).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from _fastapi_units import write_server_unit
+from _gunicorn_units import gunicorn_unit, unit_logs
 from _servers import reserved_port
 from _systemd import UnitTimeout, UserManager
 from sdready import texts
@@ -159,3 +164,39 @@ def test_a_start_systemd_times_out_ends_at_once_and_fails_its_dependent(
         finally:
             systemd.stop_units(client, server)
             systemd.reset(client, server)
+
+
+@pytest.mark.parametrize("plugin", [True, False], ids=["sdready", "control-stock-gunicorn"])
+def test_gunicorn_stop_before_a_worker_served_ends_its_boot(
+    systemd: UserManager, tmp_path: Path, plugin: bool
+) -> None:
+    # The worker imports the app for 30 s and ignores SIGTERM until it booted, so a stop
+    # waits for gunicorn's graceful_timeout (5 s here) unless its boot is ended.
+    with reserved_port() as port:
+        unit = gunicorn_unit(
+            systemd,
+            tmp_path,
+            port,
+            plugin=plugin,
+            env="APP_IMPORT_DELAY=30",
+            extra="TimeoutStopSec=3",
+            service_type="notify",
+        )
+        try:
+            systemd.start_unit(unit, wait_started=False, timeout=30)
+            # The worker is importing: with the plugin the unit is still activating; stock
+            # gunicorn sent its READY when the arbiter booted.
+            during = "activating" if plugin else "active"
+            systemd.wait_for(unit, ActiveState=during, timeout=10)
+            systemd.hold(unit, 2.0, ActiveState=during)
+            systemd.run("stop", unit, timeout=30)
+            state = systemd.show(unit, "Result")
+            logs = unit_logs(tmp_path)
+            if not plugin:  # control: TimeoutStopSec= runs out first, SIGKILL
+                assert state["Result"] == "timeout", (state, logs)
+                return
+            assert state["Result"] == "success", (state, logs)
+            assert "SIGTERM before any worker could serve: ending 1 worker at once" in logs
+        finally:
+            systemd.stop_units(unit)
+            systemd.reset(unit)
