@@ -80,12 +80,12 @@ from ._sockets import describe
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
+    "ASGIApp",
     "AUTO_PROBE",
     "INHERITED_PROBE",
-    "OPTIONS",
-    "ASGIApp",
     "Listener",
     "Message",
+    "OPTIONS",
     "Phase",
     "Readiness",
     "ReadyKeywords",
