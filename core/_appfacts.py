@@ -52,6 +52,7 @@ class AppFacts:
     graceful_timeout: float | None = None  # gunicorn
     extends_stop: bool = False  # sdready extends the stop timeout while the server drains
     keeps_sockets: bool = False  # asks systemd to keep its listening sockets (fd store)
+    sockets_kept: int | None = None  # how many, where the command line says (None: unknown)
     notes: tuple[str, ...] = ()
 
     @property
@@ -95,6 +96,11 @@ def _option(args: Sequence[str], *names: str) -> str | None:
             elif index + 1 < len(args):
                 value = args[index + 1]
     return value
+
+
+def _count(args: Sequence[str], *names: str) -> int:
+    """How many times ``--name V`` or ``--name=V`` is given."""
+    return sum(1 for arg in args if arg.partition("=")[0] in names)
 
 
 def _number(text: str | None) -> float | None:
@@ -182,6 +188,7 @@ def _sdready_exec(args: list[str], env: Mapping[str, str], cwd: str) -> AppFacts
         on_hup="restarts" if inner.on_hup in ("restarts", "reloads") else inner.on_hup,
         forwards_signals=True,
         keeps_sockets=_option(options, "--listen") is not None,  # into systemd's fd store
+        sockets_kept=_count(options, "--listen") or None,
     )
 
 
@@ -233,5 +240,7 @@ def _gunicorn(args: list[str], env: Mapping[str, str], cwd: str) -> AppFacts:
         graceful_timeout=graceful,
         extends_stop=plugin,  # after STOPPING=1, within graceful_timeout (Readiness.drain)
         keeps_sockets=plugin and keeps,
+        # Binds on the command line; one in the config file is not counted here (unknown).
+        sockets_kept=_count([*args, *extra], "-b", "--bind") or None,
         notes=notes,
     )

@@ -290,6 +290,19 @@ RULES: tuple[Rule, ...] = (
         lambda u, f: f.keeps_sockets,  # sdready exec --listen, gunicorn's keep_sockets
         lambda u, f: {} if u.fdstore_max == 0 else None,
     ),
+    Rule(
+        "fdstore-size",
+        "FileDescriptorStoreMax",
+        "warning",
+        texts.CHECK_FDSTORE_SIZE,
+        lambda u: str(u.fdstore_max),
+        lambda u, f: f.keeps_sockets and f.sockets_kept is not None and u.fdstore_max > 0,
+        lambda u, f: (
+            {"kept": f.sockets_kept, "held": u.fdstore_max}
+            if f.sockets_kept is not None and u.fdstore_max < f.sockets_kept
+            else None
+        ),
+    ),
 )
 
 

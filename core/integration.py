@@ -39,7 +39,8 @@ The pieces:
 - a plugin's import guard: :func:`missing_framework`, :func:`require_framework`;
 - facts about this process: :func:`notify_socket`, :func:`main_pid`, :func:`is_main_process`,
   :func:`watchdog_interval`, :func:`listen_fds_count`, :func:`listen_fdnames`,
-  :func:`listening_sockets`, :class:`Listener`;
+  :func:`listening_sockets`, :class:`Listener`, :func:`listen_fds`,
+  :func:`unset_listen_fds`;
 - a server whose app runs in workers: :func:`relay_progress`, :class:`TimeoutTexts`;
 - systemd's fd store: :func:`keep_sockets`, :func:`forget_sockets`, :func:`fdname_for`,
   :func:`keep_wanted`, :func:`socket_address`;
@@ -58,9 +59,11 @@ from ._contain import chain_signal, contained, die_of
 from ._env import (
     is_main_process,
     listen_fdnames,
+    listen_fds,
     listen_fds_count,
     main_pid,
     notify_socket,
+    unset_listen_fds,
     watchdog_interval,
 )
 from ._exceptions import missing_framework, require_framework
@@ -80,12 +83,12 @@ from ._sockets import describe
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
-    "ASGIApp",
     "AUTO_PROBE",
     "INHERITED_PROBE",
+    "OPTIONS",
+    "ASGIApp",
     "Listener",
     "Message",
-    "OPTIONS",
     "Phase",
     "Readiness",
     "ReadyKeywords",
@@ -103,6 +106,7 @@ __all__ = [
     "keep_sockets",
     "keep_wanted",
     "listen_fdnames",
+    "listen_fds",
     "listen_fds_count",
     "listening_sockets",
     "main_pid",
@@ -113,6 +117,7 @@ __all__ = [
     "relay_progress",
     "require_framework",
     "socket_address",
+    "unset_listen_fds",
     "watchdog_interval",
 ]
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECK_EXEC_RELOAD",
     "CHECK_FDSTORE",
+    "CHECK_FDSTORE_SIZE",
     "CHECK_KILL_MODE",
     "CHECK_LINE",
     "CHECK_NOTE_LINE",
@@ -35,6 +36,7 @@ __all__ = [
     "GUNICORN_TIMEOUT_WARN",
     "KEEP_STALE",
     "KEEP_STORE_FULL",
+    "KEEP_STORE_SHORT",
     "KEEP_STORE_UNKNOWN",
     "KEEP_UNCLAIMED",
     "READY",
@@ -156,6 +158,11 @@ CHECK_FDSTORE = (
     "the next start refuses connections until it listens again",
     "FileDescriptorStoreMax=16",
 )
+CHECK_FDSTORE_SIZE = (
+    "holds fewer sockets than the {kept} sdready keeps: a restart gets {held} back, binds "
+    "the rest anew and refuses connections to them until then",
+    "FileDescriptorStoreMax={kept}",
+)
 #: The watchdog's runtime check. ``.format(took=, period=)``
 CHECK_WATCHDOG_HEALTH = (
     "health check took {took:.2f} s, over half of WatchdogSec= ({period:g} s): pings come "
@@ -171,6 +178,11 @@ KEEP_STALE = (
 KEEP_STORE_FULL = (
     "%d sockets kept but the unit's fd store holds %d (FileDescriptorStoreMax=): systemd "
     "closed the rest, which will be bound anew (and refuse connections) on restart"
+)
+#: A start got fewer sockets back than it keeps. ``% (returned, kept, addresses, kept)``
+KEEP_STORE_SHORT = (
+    "the fd store gave back %d of the %d listening sockets kept: binding %s anew (it refused "
+    "connections meanwhile); FileDescriptorStoreMax=%d would hold them all"
 )
 #: ``% (name, where it listens)``: ``sdready exec --listen`` no longer asks for it.
 KEEP_UNCLAIMED = (

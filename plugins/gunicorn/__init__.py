@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from sdready.integration import contained, require_framework
 
-from . import _compat
+from . import _compat, _keep
 from ._arbiter import OptionError as _OptionError
 from ._arbiter import arbiter as _arbiter
 from ._worker import forked as _forked
@@ -59,6 +59,8 @@ def _starting(server: Arbiter) -> None:
     _arbiter.starting(server)
     if _arbiter.active:
         _ensure_hooks(server)
+        with contained("binding what the fd store did not give back"):
+            _keep.bind_what_the_store_lost(server)
 
 
 def _reloading(server: Arbiter) -> None:

@@ -53,6 +53,7 @@ INTERNALS: tuple[tuple[str, str, str], ...] = (
     ("Arbiter.cfg.env_orig", "gunicorn", "23.0"),
     ("Arbiter.WORKERS", "gunicorn", "23.0"),
     ("Arbiter.LISTENERS", "gunicorn", "23.0"),
+    ("gunicorn.sock.create_sockets", "gunicorn", "23.0"),
     ("Arbiter.reexec_pid", "gunicorn", "23.0"),
     ("Arbiter.master_pid", "gunicorn", "23.0"),
     ("Arbiter.worker_age", "gunicorn", "23.0"),
@@ -112,6 +113,30 @@ def still_running(server: Arbiter) -> int:
 def listening_sockets(server: Arbiter) -> list[socket.socket]:
     """gunicorn >= 23.0: ``LISTENERS``' sockets (``.sock``), kept in the fd store when READY."""
     return [listener.sock for listener in server.LISTENERS]
+
+
+def listen_on(server: Arbiter, fds: list[int], addresses: list[Any]) -> None:
+    """gunicorn >= 23.0: ``LISTENERS`` set before ``start()`` are used as they are (it binds
+    or adopts only when empty): the passed *fds*, as gunicorn adopts systemd's
+    (``sock.create_sockets`` with fds), plus *addresses* bound anew (``create_sockets`` over
+    a view of the config naming only them); ``systemd`` true, as for passed sockets."""
+    from gunicorn import sock
+
+    adopted = sock.create_sockets(server.cfg, server.log, fds)
+    bound = sock.create_sockets(_Binding(server.cfg, addresses), server.log)
+    server.LISTENERS = adopted + bound
+    server.systemd = True
+
+
+class _Binding:
+    """gunicorn's config with ``address`` narrowed to the addresses to bind."""
+
+    def __init__(self, cfg: Any, addresses: list[Any]) -> None:
+        self._cfg = cfg
+        self.address = addresses
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cfg, name)
 
 
 def reexec_pid(server: Arbiter) -> int:

@@ -10,15 +10,21 @@ and by default when systemd (>= 254) sets ``$FDSTORE``. A listener that is no lo
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 from typing import TYPE_CHECKING
 
+from sdready import texts
 from sdready.integration import (
     fdname_for,
     forget_sockets,
     keep_sockets,
     keep_wanted,
     listen_fdnames,
+    listen_fds,
     socket_address,
+    unset_listen_fds,
 )
 
 from . import _compat
@@ -27,7 +33,9 @@ if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
     from sdready import Notifier, ReadyOptions
 
-__all__ = ["keep_listeners", "stopping"]
+__all__ = ["bind_what_the_store_lost", "keep_listeners", "stopping"]
+
+logger = logging.getLogger("sdready")
 
 _kept: set[int] = set()  # the arbiters (by id) whose sockets are in the store
 
@@ -51,6 +59,33 @@ def keep_listeners(server: Arbiter, notifier: Notifier, options: ReadyOptions) -
     forget_sockets(stale, notifier)
     if keep_sockets(kept, notifier):
         _kept.add(id(server))
+
+
+def bind_what_the_store_lost(server: Arbiter) -> None:
+    """A start with fewer sockets passed than ``bind`` names (a ``FileDescriptorStoreMax=``
+    below the sockets kept): gunicorn serves only what it is passed once ``LISTEN_FDS`` is
+    set and would never bind the rest again. Bind it here, and say how many came back."""
+    passed = [fd for fd, _name in listen_fds()]
+    if not passed:
+        return
+    have = set()
+    for fd in passed:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            have.add(_key(sock.getsockname()))
+    configured = _compat.bind_addresses(server)
+    missing = [address for address in configured if _key(address) not in have]
+    if not missing:
+        return
+    shown = ", ".join(_shown(address) for address in missing)
+    logger.warning(texts.KEEP_STORE_SHORT, len(passed), len(configured), shown, len(configured))
+    _compat.listen_on(server, passed, missing)
+    unset_listen_fds()  # as gunicorn does once it took them
+
+
+def _shown(address: object) -> str:
+    if isinstance(address, tuple):
+        return f"{address[0]}:{address[1]}"
+    return str(address)
 
 
 def stopping(server: Arbiter) -> None:

@@ -60,4 +60,3 @@ def test_the_integration_api_is_what_the_bundled_plugins_import() -> None:
         if re.match(r"\s*(from|import) sdready\._", line)
     ]
     assert private == []
-    assert sdready.integration.__all__ == sorted(sdready.integration.__all__)

@@ -276,6 +276,12 @@ RULE_CASES = [
     ("kill-mode", EXEC, replace(GOOD, kill_mode="control-group"), GOOD),
     ("stop-timeout", GUNICORN, replace(GOOD, timeout_stop=20.0), GOOD),
     ("fdstore", replace(UVICORN, keeps_sockets=True), GOOD, replace(GOOD, fdstore_max=8)),
+    (
+        "fdstore-size",
+        replace(GUNICORN, keeps_sockets=True, sockets_kept=2),
+        replace(GOOD, fdstore_max=1),
+        replace(GOOD, fdstore_max=2),
+    ),
 ]
 
 

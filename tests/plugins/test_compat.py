@@ -342,3 +342,36 @@ def test_trio_task_is_detected_only_inside_trio() -> None:
         return _compat_asgi.in_trio_task()
 
     assert trio.run(main)
+
+
+# gunicorn's create_sockets leaves the socket object it reads a passed fd's name with to the
+# garbage collector: its ResourceWarning, not ours.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_listeners_set_before_start_are_used_with_the_rest_bound_anew(
+    gunicorn_objects: _Objects, tmp_path: Any
+) -> None:
+    # The fd store gave back one of two binds: gunicorn must serve the passed socket and a
+    # fresh one for the other address (it binds nothing itself once LISTENERS is set).
+    import socket
+
+    from gunicorn.arbiter import Arbiter
+    from sdready.plugins.gunicorn import _compat
+
+    assert "if not self.LISTENERS" in inspect.getsource(Arbiter.start)
+    arbiter: Any = gunicorn_objects.roots()["Arbiter"]()
+    passed = socket.socket()
+    passed.bind(("127.0.0.1", 0))
+    passed.listen()
+    missing = str(tmp_path / "b.sock")
+    try:
+        # gunicorn takes the passed fd over, as it does systemd's: give it a copy.
+        _compat.listen_on(arbiter, [os.dup(passed.fileno())], [missing])
+        names = [listener.sock.getsockname() for listener in arbiter.LISTENERS]
+        assert names[0] == passed.getsockname(), names  # adopted, as systemd's fds are
+        assert names[1] in (missing, missing.encode()), names  # bound anew
+        assert arbiter.systemd is True
+    finally:
+        for listener in arbiter.LISTENERS:
+            listener.close()
+        passed.close()

@@ -126,3 +126,25 @@ def test_a_kept_unix_socket_keeps_its_file_over_a_restart(
         unix = http_get(str(tmp_path / "app.sock"), timeout=5)
     assert outcome.refused == 0, outcome
     assert unix.status == 200
+
+
+def test_a_store_too_small_loses_no_bind_address(manager: UserManager, tmp_path: Path) -> None:
+    # Two binds kept, a store that holds one: after the restart the second address is bound
+    # anew (before: gunicorn served only the socket it was passed, and refused the other for
+    # good), and the log says how many came back and what would hold them all.
+    port = free_port()
+    with manager.scoped():
+        unit = _gunicorn_unit(manager, tmp_path, port, worker="sync", store=True, keep=True)
+        manager.write_unit(unit, (manager.unit_dir / unit).read_text().replace(
+            "FileDescriptorStoreMax=8", "FileDescriptorStoreMax=1"
+        ))  # fmt: skip
+        manager.start_unit(unit, wait_started=True, timeout=30)
+        manager.run("restart", unit, timeout=30)
+        manager.wait_for(unit, ActiveState="active", SubState="running", timeout=30)
+        tcp = http_get(f"127.0.0.1:{port}", timeout=5)
+        unix = http_get(str(tmp_path / "app.sock"), timeout=5)
+        log = (tmp_path / "server.log").read_text(errors="replace")
+    assert (tcp.status, unix.status) == (200, 200), log[-3000:]
+    # The store really was short (control: one of the two came back), and it was said.
+    assert "the fd store gave back 1 of the 2 listening sockets kept" in log, log[-3000:]
+    assert "FileDescriptorStoreMax=2 would hold them all" in log
