@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from _flask_support import _gunicorn_extra  # gunicorn >= 24: no shared control socket
+from _gunicorn_support import NO_CONTROL_SOCKET  # gunicorn >= 26: no shared control socket
 from _servers import ServerProcess, child_env
 from sdready.testing import NotifyMessage, NotifyRecorder, RecorderTimeout
 
@@ -73,7 +73,7 @@ def command(kind: str, port: int) -> list[str]:
     if kind in ("gunicorn", "gunicorn-plugin"):
         plugin = ["-c", "python:sdready.plugins.gunicorn"] if kind == "gunicorn-plugin" else []
         bind = ["-b", f"127.0.0.1:{port}", "-w", "1"]
-        return [python, "-m", "gunicorn", *plugin, *bind, *_gunicorn_extra(), wsgi]
+        return [python, "-m", "gunicorn", *plugin, *bind, *NO_CONTROL_SOCKET.split(), wsgi]
     if kind in ("runserver", "runserver-reload"):
         reload = ["--noreload"] if kind == "runserver" else []
         return manage("runserver", f"127.0.0.1:{port}", *reload)

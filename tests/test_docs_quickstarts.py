@@ -243,12 +243,14 @@ _PROGRAM = re.compile(r"/\.venv/bin/([\w-]+)")
 _WORKER = re.compile(r"-k\s+(\w+)\.")
 _INSTALL = re.compile(r"^\$ pip install (.+?)(?:\s+#.*)?$", re.M)
 _NOT_A_PACKAGE = {"python", "sdready", *sys.stdlib_module_names}
+#: Console scripts named otherwise than the distribution that brings them.
+_SCRIPTS = {"waitress-serve": "waitress"}
 
 
 def needed(section: str) -> set[str]:
     """The distributions a quick start's code imports and its commands run."""
     names = {name for block in _blocks(section, "python") for name in _IMPORTED.findall(block)}
-    names |= set(_PROGRAM.findall(section)) | set(_WORKER.findall(section))
+    names |= {_SCRIPTS.get(p, p) for p in _PROGRAM.findall(section)} | set(_WORKER.findall(section))
     return {name.replace("_", "-") for name in names - _NOT_A_PACKAGE}
 
 

@@ -123,6 +123,8 @@ def test_stop_during_a_slow_startup_cancels_it(systemd: UserManager, app: str) -
         try:
             systemd.start_unit(server, wait_started=False, timeout=30)
             systemd.wait_for(server, ActiveState="activating", timeout=10)
+            if app == "_asgi_fastapi:app":  # the app's startup has begun (not the import)
+                systemd.wait_for(server, StatusText="Starting…", timeout=30)
             systemd.hold(server, 1.5, ActiveState="activating")  # well into the startup
             systemd.run("stop", server, timeout=30)
             state = systemd.show(server, "Result", "ExecMainCode", "ExecMainStatus")
