@@ -133,9 +133,7 @@ class ListenerWaiter:
         if not self.engine.awaiting_timeout:
             return False
         try:
-            if self._wait is None:
-                self._wait = self._new_wait()
-            listeners = await self._wait.run_async()
+            listeners = await self._current().run_async()
         except WAIT_ERRORS as exc:
             return self.engine.timed_out(exc)
         return self._found(listeners)
@@ -146,9 +144,7 @@ class ListenerWaiter:
         if not self.engine.awaiting_timeout:
             return False
         try:
-            if self._wait is None:
-                self._wait = self._new_wait()
-            selected = self._wait.run_blocking(
+            selected = self._current().run_blocking(
                 stop, inspect=self._inspect, proceed=lambda: self.engine.awaiting_timeout
             )
         except WAIT_ERRORS as exc:
@@ -160,16 +156,15 @@ class ListenerWaiter:
         if not self.engine.awaiting_timeout:
             return None
         try:
-            if self._wait is None:
-                self._wait = self._new_wait()
-            selected = self._wait.step_blocking(self._inspect)
+            wait = self._current()
+            selected = wait.step_blocking(self._inspect)
         except WAIT_ERRORS as exc:
             self.engine.timed_out(exc)
             return None
         if selected is not None:
             self._found(selected)
             return None
-        return self._wait.next_delay()
+        return wait.next_delay()
 
     def _found(self, listeners: list[Listener]) -> bool:
         """The server's *listeners* exist (and answered the probe): READY, naming them."""
@@ -190,14 +185,17 @@ class ListenerWaiter:
             if self.probe is not None:
                 self._wait.probe = parse_probe(self.probe)
 
-    def _new_wait(self) -> _Wait:
-        options = self.options
-        return _Wait(
-            options.ready_timeout,
-            options.expect,
-            self.baseline,
-            self.probe,
-            DEFAULT_PROBE_TIMEOUT,
-            wait_started=self.wait_started,
-            source=own_listeners() if self.source is None else self.source,
-        )
+    def _current(self) -> _Wait:
+        """This generation's wait, made on first use (its clock starts then)."""
+        if self._wait is None:
+            options = self.options
+            self._wait = _Wait(
+                options.ready_timeout,
+                options.expect,
+                self.baseline,
+                self.probe,
+                DEFAULT_PROBE_TIMEOUT,
+                wait_started=self.wait_started,
+                source=own_listeners() if self.source is None else self.source,
+            )
+        return self._wait
