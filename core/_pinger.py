@@ -13,16 +13,37 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from . import texts
 from ._env import watchdog_elsewhere, watchdog_interval
 from ._log import logger
 
 if TYPE_CHECKING:
-    from ._options import HealthCheck
-    from ._readiness import Readiness
+    from ._notifier import Notifier
+    from ._options import HealthCheck, ReadyOptions
     from ._watchdog import Watchdog
+
+
+class Engine(Protocol):
+    """What the pinger asks of its engine (:class:`sdready.integration.Readiness`)."""
+
+    notifier: Notifier
+
+    @property
+    def options(self) -> ReadyOptions: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def is_main(self) -> bool: ...
+    @property
+    def took_over_from(self) -> int | None: ...
+    @property
+    def stopping_began(self) -> bool: ...
+    @property
+    def last_status(self) -> str: ...
+    def status(self, text: str, *, errno: int | None = None) -> bool: ...
+
 
 __all__ = ["Pinger"]
 
@@ -30,7 +51,7 @@ __all__ = ["Pinger"]
 class Pinger:
     """Feeds systemd's watchdog for one engine while it runs (see the module docstring)."""
 
-    def __init__(self, engine: Readiness) -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._thread: Watchdog | None = None
         self._lock = threading.Lock()

@@ -10,23 +10,29 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ._notifier import PROGRESS_EXTEND, _process_notifier
 from ._protocol import timeout_usec
 
-if TYPE_CHECKING:
-    from ._readiness import Readiness
+
+class Engine(Protocol):
+    """What routing the app's progress asks of a front end's engine."""
+
+    @property
+    def enabled(self) -> bool: ...
+    def progress(self, text: str, *, extend: float | None = None) -> bool: ...
+
 
 __all__ = ["progress", "register_engine", "relay_progress"]
 
 #: The engine of this process's front end, by pid (a forked child must not use its parent's).
-_engines: dict[int, weakref.ref[Readiness]] = {}
+_engines: dict[int, weakref.ref[Engine]] = {}
 #: Where this process's progress goes instead, by pid (a gunicorn worker: to its arbiter).
 _relays: dict[int, Callable[[str, float], bool]] = {}
 
 
-def register_engine(engine: Readiness) -> None:
+def register_engine(engine: Engine) -> None:
     """*engine* decides this process's :func:`progress` calls from now on."""
     _engines.clear()
     _engines[os.getpid()] = weakref.ref(engine)

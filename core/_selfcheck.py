@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ._env import invocation_id, main_pid
 
 if TYPE_CHECKING:
-    from ._readiness import Readiness
+    from ._unitcheck import Engine
 
 __all__ = ["start_self_check"]
 
@@ -22,7 +22,7 @@ __all__ = ["start_self_check"]
 _STARTED: set[int] = set()
 
 
-def start_self_check(engine: Readiness) -> None:
+def start_self_check(engine: Engine) -> None:
     """Start the check for *engine* unless this process did already, or it cannot apply.
 
     Only under systemd (``INVOCATION_ID``) and from a process that notifies or is the
@@ -38,7 +38,7 @@ def start_self_check(engine: Readiness) -> None:
     threading.Thread(target=_run, args=(engine,), name="sdready-unit-check", daemon=True).start()
 
 
-def _run(engine: Readiness) -> None:
+def _run(engine: Engine) -> None:
     from ._unitcheck import self_check
 
     self_check(engine)

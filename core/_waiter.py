@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from . import texts
 from ._env import listen_fds_count
@@ -33,8 +33,21 @@ from ._probe import parse_probe
 from ._values import DEFAULT_PROBE_TIMEOUT
 from ._wait import _Wait
 
-if TYPE_CHECKING:
-    from ._readiness import Readiness
+
+class Engine(Protocol):
+    """What the wait asks of its engine (:class:`sdready.integration.Readiness`): whether
+    READY is still pending, and the outcomes to apply."""
+
+    pid: int
+
+    @property
+    def awaiting_timeout(self) -> bool: ...
+    @property
+    def ready_sent(self) -> bool: ...
+    def ready(self, status: str, *, listeners: list[Listener] | None = None) -> bool: ...
+    def timed_out(self, reason: object) -> bool: ...
+    def abandon(self, reason: str) -> None: ...
+
 
 __all__ = ["ListenerWaiter"]
 
@@ -54,7 +67,7 @@ class ListenerWaiter:
 
     def __init__(
         self,
-        engine: Readiness,
+        engine: Engine,
         options: ReadyOptions,
         *,
         source: ListenerSource | None = None,
