@@ -38,9 +38,10 @@ if TYPE_CHECKING:
     from ._expect import Expect, ExpectEntry
     from ._notifier import Notifier
     from ._options import ReadyKeywords, ReadyOptions
-    from ._proctree import Method
+    from ._proctree import Method, TreeListeners
     from ._readiness import Readiness
     from ._relay import NotifyRelay
+    from ._sockets import Listener
 else:
     import _signal  # the signal module's enums load enum and more: names come from _signame
 
@@ -277,10 +278,9 @@ class Supervisor:
 
     def _supervise(self) -> int:
         from ._options import ReadyOptions
-        from ._proctree import TreeListeners
         from ._readiness import Readiness
 
-        watch = TreeListeners(self.pid, self.method)
+        watch = _Discovery(self.pid, self.method)
         # Checked in __init__ with the same rules: making the options cannot fail here.
         options = ReadyOptions(**self.ready, notifier=self.notifier)  # type: ignore[arg-type]
         self.options = options
@@ -333,8 +333,12 @@ class Supervisor:
         try:
             return readiness.step()
         except Exception as exc:  # a discovery bug must not orphan the command: stop waiting
-            logger.exception("listener discovery failed")
-            readiness.timed_out(exc)
+            # Not a timeout: on_timeout="warn" would send READY for a server never seen.
+            cause = exc.__cause__ or exc if isinstance(exc, _DiscoveryError) else exc
+            logger.error(texts.DISCOVERY_FAILED_LOG, cause)
+            logger.debug("the discovery failure:", exc_info=cause)
+            readiness.status(texts.DISCOVERY_FAILED.format(message=_first_line(cause)))
+            readiness.abandon("listener discovery failed")
             return None
 
     def _log_ready(self, readiness: Readiness, started: float, method: str) -> None:
@@ -386,6 +390,48 @@ class Supervisor:
         readiness = self.readiness
         if readiness is not None and not readiness.ever_ready and not self.stopping:
             readiness.startup_failed(f"{self.argv[0]} {how} before listening")
+
+
+class _DiscoveryError(Exception):
+    """The watch of the command's tree failed (not "nothing listens yet"): the engine must
+    not take it for a timeout, as it takes an OSError of its own listener source."""
+
+
+class _Discovery:
+    """The command's tree as the engine's listener source (made at the first poll), its
+    failures, from the first, as :class:`_DiscoveryError`."""
+
+    def __init__(self, pid: int, method: Method) -> None:
+        self.pid = pid
+        self.requested: Method = method
+        self.watch: TreeListeners | None = None
+
+    @property
+    def max_interval(self) -> float | None:
+        return None if self.watch is None else self.watch.max_interval
+
+    @property
+    def method(self) -> str:
+        return self.requested if self.watch is None else self.watch.method
+
+    def __call__(self) -> list[Listener]:
+        from ._proctree import TreeListeners
+
+        try:
+            if self.watch is None:
+                self.watch = TreeListeners(self.pid, self.requested)
+            return self.watch.poll()
+        except Exception as exc:
+            raise _DiscoveryError(str(exc)) from exc
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:200]
 
 
 def _listen_expect(listen: list[str], expect: Expect | None) -> list[ExpectEntry]:

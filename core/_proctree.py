@@ -39,7 +39,7 @@ import time
 from ._env import started_by_systemd
 from ._log import logger
 from ._sockdiag import SockDiag, same_network_namespace
-from ._sockets import Address, Listener, inspect_socket, listener
+from ._sockets import AF_UNIX, Address, Listener, inspect_socket, listener
 
 TYPE_CHECKING = False  # no typing at run time: sdready wait-listen's start-up
 if TYPE_CHECKING:
@@ -211,6 +211,18 @@ def _socket_fds(pid: int) -> dict[int, int] | None:
     return sockets
 
 
+def _unix_socket(pid: int, fd: int, inode: int) -> bool:
+    """True when *pid*'s *fd* is unix socket *inode*, as the socket itself says (sockfs's
+    ``system.sockprotoname``), not as a table line that anyone's socket name can forge."""
+    path = f"/proc/{pid}/fd/{fd}"
+    try:
+        name = os.getxattr(path, "system.sockprotoname")
+        same = os.stat(path).st_ino == inode
+    except OSError:
+        return False  # closed meanwhile: asked again at the next poll
+    return same and name.startswith(b"UNIX")
+
+
 # -- pidfd_getfd ---------------------------------------------------------------------------
 
 _syscall: Callable[..., int] | None = None
@@ -322,21 +334,28 @@ def _inspect_duplicate(dup: int, fd: int, inode: int) -> tuple[Listener | None, 
     return listener(fd, inode, state.family, state.address), False
 
 
-def namespace_listeners(pid: int | None = None) -> list[Listener]:
+def namespace_listeners(pid: int | None = None, *, tables: bool = False) -> list[Listener]:
     """Every listening TCP and unix socket in the network namespace of *pid* (default ours).
 
     For ``wait-listen`` without a pid: the owner is unknown, so ``fd`` is -1. One sock_diag
-    dump where netlink answers for that namespace, else the ``/proc/net`` tables.
+    dump where netlink answers for that namespace (unless *tables*), else the ``/proc/net``
+    tables, where a unix listener counts only once connecting to it succeeds: with no
+    descriptor to check its inode against, its line there may be forged.
     """
-    found = _namespace_dump() if pid is None or same_network_namespace(pid) else None
+    found = None
+    if not tables and (pid is None or same_network_namespace(pid)):
+        found = _namespace_dump()
     if found is not None:
         return [listener(-1, inode, *described) for inode, described in found.items()]
-    from ._proctables import listener_from_entry, read_tables  # the slow way, loaded if used
+    # The slow way, loaded if used.
+    from ._proctables import listener_from_entry, read_tables, unix_listens
 
     netdir = "/proc/net" if pid is None else f"/proc/{pid}/net"
     entries = read_tables(netdir, None)
     return [
-        listener_from_entry(-1, inode, entry) for inode, entry in entries.items() if entry.listening
+        listener_from_entry(-1, inode, entry)
+        for inode, entry in entries.items()
+        if entry.listening and (entry.family != AF_UNIX or unix_listens(entry.path))
     ]
 
 
@@ -591,10 +610,12 @@ class TreeListeners:
         self.methods_used.add("proc")
         owner = next(iter(wanted.values()))[0]
         entries = read_tables(f"/proc/{owner}/net", set(wanted))
-        for inode, (_pid, fd) in wanted.items():
+        for inode, (pid, fd) in wanted.items():
             entry = entries.get(inode)
             if entry is None:
                 continue  # not TCP/unix, or not bound yet: ask again next time
+            if entry.family == AF_UNIX and not _unix_socket(pid, fd, inode):
+                continue  # a forged unix line naming another kind of socket's inode
             if entry.listening:
                 listener = listener_from_entry(fd, inode, entry)
                 self._found[inode] = listener

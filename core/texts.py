@@ -24,6 +24,8 @@ __all__ = [
     "CHECK_WATCHDOG_CHILD",
     "CHECK_WATCHDOG_HEALTH",
     "CHECK_WATCHDOG_OFF",
+    "DISCOVERY_FAILED",
+    "DISCOVERY_FAILED_LOG",
     "DRAINING",
     "GUNICORN_BOOTING",
     "GUNICORN_DEGRADED",
@@ -61,6 +63,12 @@ TIMEOUT_FAIL = (
 )
 #: ``.format(message=...)``
 STARTUP_FAILED = "Startup failed: {message}"
+#: sdready exec could not watch its command's sockets: no READY, whatever on_timeout says.
+DISCOVERY_FAILED = "Not ready: listener discovery failed ({message}); READY withheld"
+DISCOVERY_FAILED_LOG = (
+    "listener discovery failed (%s): READY is withheld (no server was seen; the start ends "
+    "at TimeoutStartSec=). Try another --discovery method"
+)
 STOPPING = "Stopping…"
 #: While a server drains after STOPPING=1 (the stop timeout is being extended).
 #: ``.format(count=..., budget=...)``: still draining (gunicorn: workers), the server's budget.

@@ -1,0 +1,210 @@
+"""Hostile input: what another local user, a wrapper or an odd environment can feed sdready.
+
+Each test reproduces the attack with real parts (a bound abstract socket, a passed fd, a
+command line) and has a control: the naive reading, or the code path without the guard,
+falls for the same input, so the test can fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from _cli_support import SDREADY, sdready_run
+from sdready import Readiness, ReadyOptions, texts
+from sdready._proctree import sockdiag_support
+from sdready.testing import NotifyRecorder
+
+PY = sys.executable
+_ACCEPTCON = 0x10000
+
+# A process holding abstract unix sockets bound (never listening) to the names given as
+# arguments, each of which may hold a newline and a forged /proc/net/unix line after it.
+_FORGER = """
+import socket, sys
+keep = []
+for name in sys.argv[1:]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind("\\0" + name)
+    keep.append(s)
+print("bound", flush=True)
+sys.stdin.read()
+"""
+
+
+def forged_line(inode: int | str, path: str, *, flags: int = _ACCEPTCON) -> str:
+    """The name of an abstract socket that makes /proc/net/unix show one more line."""
+    line = f"0000000000000000: 00000002 00000000 {flags:08X} 0001 01 {inode} {path}"
+    return f"{uuid.uuid4().hex[:6]}\n{line}"
+
+
+@pytest.fixture
+def forge() -> Iterator[Callable[..., None]]:
+    """``forge(name, ...)``: bind abstract sockets named so, until the test ends."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*names: str) -> None:
+        proc = subprocess.Popen(
+            [PY, "-c", _FORGER, *names], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        procs.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline() == "bound\n"
+
+    yield start
+    for proc in procs:
+        with proc:  # closes its pipes, waits
+            proc.kill()
+
+
+def naive_unix_listeners(netdir: str = "/proc/net") -> dict[int, str]:
+    """``{inode: path}`` of the listeners in the unix table, read line by line as it looks
+    (as sdready did before): the control of every forged-line test."""
+    found = {}
+    with open(f"{netdir}/unix", errors="replace") as table:
+        next(table)
+        for line in table:
+            fields = line.split(None, 7)
+            if len(fields) > 7 and int(fields[3], 16) & _ACCEPTCON:
+                found[int(fields[6])] = fields[7].rstrip("\n")
+    return found
+
+
+def wait_listen(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SDREADY, "wait-listen", "--timeout", "0.5", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.fixture
+def unix_path() -> Iterator[str]:
+    path = f"/tmp/sdready-hostile-{uuid.uuid4().hex[:10]}.sock"
+    yield path
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+# -- forged /proc/net/unix lines ---------------------------------------------------------------
+
+
+def test_forged_line_is_no_listener_in_the_namespace(
+    forge: Callable[..., None], unix_path: str
+) -> None:
+    """Nothing listens at the path: only a forged line says so, with an inode of its own."""
+    forge(forged_line(987654321, unix_path))
+    assert unix_path in naive_unix_listeners().values()  # the control: the forgery shows
+
+    done = wait_listen("--discovery", "proc", "--expect", unix_path)
+    assert done.returncode == 1, done.stderr
+    assert f"expected but not found: {unix_path}" in done.stderr
+
+
+_APP = """
+import os, socket, sys
+app = socket.socket(socket.AF_UNIX); app.bind(sys.argv[1])       # bound, not listening yet
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+print(os.fstat(app.fileno()).st_ino, os.fstat(udp.fileno()).st_ino, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_forged_line_naming_the_trees_own_sockets(
+    forge: Callable[..., None], unix_path: str
+) -> None:
+    """The forgeries name the inodes of the app's own sockets (anyone can read them in the
+    tables): its unix socket, bound but not listening, and a UDP socket."""
+    app = subprocess.Popen(
+        [PY, "-c", _APP, unix_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    with app:
+        assert app.stdout is not None
+        unix_inode, udp_inode = map(int, app.stdout.readline().split())
+        forge(forged_line(unix_inode, unix_path), forged_line(udp_inode, unix_path))
+        naive = naive_unix_listeners()
+        assert naive.get(unix_inode) == naive.get(udp_inode) == unix_path  # the control
+
+        done = wait_listen("--pid", str(app.pid), "--discovery", "proc", "--expect", unix_path)
+        assert done.returncode == 1, done.stderr
+        assert "more than one line" in done.stderr  # the unix one: a second claim
+        app.kill()
+
+
+_LATE_LISTENER = """
+import socket, time
+time.sleep(0.5)
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+time.sleep(60)
+"""
+
+
+def test_garbled_line_neither_crashes_nor_readies_exec(
+    forge: Callable[..., None], notify_socket: NotifyRecorder, tmp_path: Path
+) -> None:
+    """A line whose inode is ``NaN``: sdready exec once turned the ValueError into its
+    timeout policy and sent READY before the command listened."""
+    forge(forged_line("NaN", "/run/app.sock"))
+    with pytest.raises(ValueError, match="NaN"):  # the control: a plain parse breaks on it
+        naive_unix_listeners()
+
+    args = ("exec", "--discovery", "proc", "--", PY, "-c", _LATE_LISTENER)
+    with sdready_run(notify_socket, *args, log=tmp_path / "log") as run:
+        ready = run.wait_for("READY=1", 20)
+        assert ready["STATUS"].startswith("Ready: listening on 127.0.0.1:"), run.output()
+        assert "discovery failed" not in run.output()
+
+
+_OTHER_NETNS = """
+import socket, time
+s = socket.socket(socket.AF_UNIX)  # a socket sock_diag cannot see from outside
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not sockdiag_support()[0], reason=sockdiag_support()[1])
+def test_a_discovery_failure_withholds_ready(notify_socket: NotifyRecorder, tmp_path: Path) -> None:
+    """``--discovery sockdiag`` cannot see a command in another network namespace: a
+    failure of discovery, said as such, and never READY (whatever ``--on-timeout`` says)."""
+    unshare = "/usr/bin/unshare"
+    usable = (
+        os.path.exists(unshare)
+        and not subprocess.run([unshare, "-rn", "true"], check=False).returncode
+    )
+    if not usable:
+        pytest.skip("no unprivileged network namespaces here")
+    args = ("exec", "--discovery", "sockdiag", "--on-timeout", "warn", "--ready-timeout", "60")
+    with sdready_run(
+        notify_socket, *args, "--", unshare, "-rn", PY, "-c", _OTHER_NETNS, log=tmp_path / "log"
+    ) as run:
+        failed = texts.DISCOVERY_FAILED.partition("(")[0]
+        run.recorder.wait_for(
+            lambda m: m.pid == run.pid and m.get("STATUS", "").startswith(failed), 20
+        )
+        run.wait_output("READY is withheld")
+        run.signal(signal.SIGTERM)
+        run.wait()
+        assert run.ready_messages() == []
+
+
+def test_control_the_engine_takes_a_source_error_for_a_timeout(
+    notify_socket: NotifyRecorder,
+) -> None:
+    """The control: without sdready exec's guard, the engine applies on_timeout='warn' to an
+    OSError of its listener source, and READY goes out for a server never seen."""
+
+    def broken() -> list[object]:
+        raise OSError(18, "pid 1 is in another network namespace")
+
+    readiness = Readiness(ReadyOptions(ready_timeout=30), source=broken)  # type: ignore[arg-type]
+    readiness.waiting()
+    assert readiness.step() is None
+    assert readiness.ready_sent
