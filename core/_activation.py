@@ -41,6 +41,7 @@ __all__ = [
     "open_socket",
     "parse_address",
     "release_stale",
+    "unclaimed_fds",
 ]
 
 _BACKLOG = socket.SOMAXCONN
@@ -151,22 +152,32 @@ class _Passed:
         return by_address
 
     def release_stale(self, notifier: Notifier) -> None:
-        """Remove and close the unclaimed sockets that sdready stored under their address's
-        name: nobody asked for that address any more. Others (a ``.socket`` unit's, or
-        stored under a chosen name) stay as they are."""
+        """Remove and close the unclaimed sockets that sdready stored: listening, under
+        their address's name, which nobody asked for any more. Every other descriptor (a
+        ``.socket`` unit's, the app's own state, one stored under a chosen name) stays as
+        it is, for :meth:`unclaimed`."""
         with self._lock:
             self._take()
             stale = []
             for fd, name in list(self._fds.items()):
                 item = _listener(fd)
-                if item is None or name == fdname_for(item.address):
-                    stale.append((fd, name, item.address if item is not None else "nothing"))
+                if item is not None and name == fdname_for(item.address):
+                    stale.append((fd, name, item.address))
                     del self._fds[fd]
         for fd, name, where in stale:
             logger.warning(texts.KEEP_UNCLAIMED, name, where)
             forget_sockets([name], notifier)
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+    def unclaimed(self) -> list[tuple[int, str]]:
+        """Hand over the passed descriptors nobody claimed, ``(fd, FDNAME)`` in fd order:
+        the caller owns them from now on."""
+        with self._lock:
+            self._take()
+            rest = sorted(self._fds.items())
+            self._fds.clear()
+        return rest
 
     def warn_once(self, key: str, message: str, *args: object) -> None:
         with self._lock:
@@ -254,6 +265,12 @@ def release_stale(notifier: Notifier) -> None:
     """Once every address was asked for: the stored sockets no address claimed leave the
     store and are closed (see :meth:`_Passed.release_stale`)."""
     _passed.release_stale(notifier)
+
+
+def unclaimed_fds() -> list[tuple[int, str]]:
+    """The descriptors systemd passed that no address claimed and :func:`release_stale`
+    left alone, ``(fd, FDNAME)``; the caller owns (and closes) them from then on."""
+    return _passed.unclaimed()
 
 
 def open_socket(

@@ -143,6 +143,7 @@ class Supervisor:
         self.method: Method = method
         self.listen = list(listen)
         self.sockets: list[tuple[socket.socket, str]] = []  # --listen's, with their FDNAME
+        self.passed: list[tuple[int, str]] = []  # passed by systemd, not sdready's: go on
         self.relay: NotifyRelay | None = None  # the command's own READY, with --listen
         values: dict[str, object] = dict(ready)
         if self.listen:
@@ -204,6 +205,9 @@ class Supervisor:
         for sock, _name in self.sockets:
             sock.close()  # the fd store (or the .socket unit) keeps them
         self.sockets.clear()
+        for fd, _name in self.passed:
+            os.close(fd)
+        self.passed.clear()
         if self.relay is not None:
             self.relay.close()
             self.relay = None
@@ -211,7 +215,7 @@ class Supervisor:
     def _open_sockets(self) -> None:
         if not self.listen:
             return
-        from ._activation import fdname_for, open_socket, release_stale
+        from ._activation import fdname_for, open_socket, release_stale, unclaimed_fds
 
         try:
             for address in self.listen:
@@ -222,6 +226,8 @@ class Supervisor:
             raise SpawnError(EXIT_INTERNAL, f"cannot listen: {exc}") from None
         if self.sockets:
             release_stale(self.notifier)  # stored for an address no --listen names now
+            # The rest is not sdready's (a .socket unit's, the app's own state): the command's.
+            self.passed = unclaimed_fds()
 
     def _spawn(self, child_mask: Iterable[int]) -> int:
         env = dict(os.environ)
@@ -266,14 +272,16 @@ class Supervisor:
         return pid
 
     def _socket_actions(self, env: dict[str, str]) -> tuple[list[tuple[int, int, int]], list[int]]:
-        """--listen's sockets as the child's fds 3, 4, … (and LISTEN_FDS, LISTEN_FDNAMES)."""
+        """--listen's sockets as the child's fds 3, 4, …, then the other passed descriptors
+        (and LISTEN_FDS, LISTEN_FDNAMES)."""
         if not self.sockets:
             return [], []
-        count = len(self.sockets)
+        fds = [(s.fileno(), name) for s, name in self.sockets] + self.passed
+        count = len(fds)
         # Copies above the target range first: dup2 onto itself would keep FD_CLOEXEC.
-        high = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD_CLOEXEC, 3 + count) for s, _ in self.sockets]
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3 + count) for fd, _ in fds]
         env["LISTEN_FDS"] = str(count)
-        env["LISTEN_FDNAMES"] = ":".join(name for _, name in self.sockets)
+        env["LISTEN_FDNAMES"] = ":".join(name for _, name in fds)
         return [(os.POSIX_SPAWN_DUP2, fd, 3 + i) for i, fd in enumerate(high)], high
 
     def _supervise(self) -> int:

@@ -179,12 +179,13 @@ def test_a_socket_no_listen_names_leaves_the_store(
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
     output = result.stdout + result.stderr
-    assert f"child 127.0.0.1_{new}" in output, output  # only the --listen socket goes on
     sdready_marker = "no --listen names any more"
     removed = notify_socket.values("FDSTOREREMOVE")
-    if socket_unit:
+    if socket_unit:  # not sdready's: passed on to the command after the --listen socket
+        assert f"child 127.0.0.1_{new}:{name}" in output, output
         assert not removed and sdready_marker not in output
     else:
+        assert f"child 127.0.0.1_{new}\n" in output, output  # only the --listen socket
         assert removed and sdready_marker in output, output
         remove = next(m for m in notify_socket.messages if "FDSTOREREMOVE" in m)
         assert remove["FDNAME"] == name

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from _cli_support import SDREADY, sdready_run
 from sdready import Readiness, ReadyOptions, texts
+from sdready._activation import fdname_for
 from sdready._proctree import sockdiag_support
 from sdready.testing import NotifyRecorder
 
@@ -208,3 +210,71 @@ def test_control_the_engine_takes_a_source_error_for_a_timeout(
     readiness.waiting()
     assert readiness.step() is None
     assert readiness.ready_sent
+
+
+# -- exec --listen and descriptors it did not store ----------------------------------------------
+
+# Stands in for systemd (or a wrapper): passes the descriptors given as fd:NAME pairs as
+# fds 3, 4, … with LISTEN_FDS, then runs sdready.
+_PASS_FDS = """
+import os, sys
+pairs = [arg.split(":", 1) for arg in sys.argv[1:sys.argv.index("--")]]
+for i, (fd, _) in enumerate(pairs):
+    os.dup2(int(fd), 100 + i)
+for i in range(len(pairs)):
+    os.dup2(100 + i, 3 + i)
+os.environ.update(LISTEN_FDS=str(len(pairs)), LISTEN_PID=str(os.getpid()),
+                  LISTEN_FDNAMES=":".join(name for _, name in pairs))
+os.execv(sys.executable, [sys.executable, "-m", "sdready", *sys.argv[sys.argv.index("--") + 1:]])
+"""
+
+# The command: its LISTEN_FDNAMES, and the kind of each descriptor it got.
+_SHOW_FDS = """
+import os, stat
+count = int(os.environ.get("LISTEN_FDS", "0"))
+kinds = ["sock" if stat.S_ISSOCK(os.fstat(3 + i).st_mode) else "file" for i in range(count)]
+print("child", os.environ.get("LISTEN_FDNAMES"), " ".join(kinds), flush=True)
+"""
+
+
+def run_with_passed(
+    notify_socket: NotifyRecorder, passed: list[tuple[int, str]], listen: str
+) -> str:
+    result = subprocess.run(
+        [PY, "-c", _PASS_FDS, *(f"{fd}:{name}" for fd, name in passed), "--",
+         "exec", "--listen", listen, "--", PY, "-c", _SHOW_FDS],
+        pass_fds=[fd for fd, _ in passed], env=notify_socket.env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    return result.stdout + result.stderr
+
+
+def test_exec_listen_passes_on_what_it_did_not_store(
+    notify_socket: NotifyRecorder, unix_path: str
+) -> None:
+    """An app's state in a memfd and a .socket unit's datagram socket, passed with the
+    socket sdready stored: sdready once sent FDSTOREREMOVE for both and closed them."""
+    state = os.memfd_create("appstate")
+    dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        passed = [(state, "appstate"), (dgram.fileno(), "app.socket")]
+        output = run_with_passed(notify_socket, passed, unix_path)
+    finally:
+        os.close(state)
+        dgram.close()
+    assert f"child {unix_path}:appstate:app.socket sock file sock" in output, output
+    assert notify_socket.values("FDSTOREREMOVE") == []
+
+
+def test_control_exec_listen_removes_its_own_stale_socket(
+    notify_socket: NotifyRecorder, unix_path: str
+) -> None:
+    """The control: a listening socket sdready stored for an address no --listen names any
+    more does leave the store (FDSTOREREMOVE is seen when it is sent)."""
+    with socket.socket() as old:
+        old.bind(("127.0.0.1", 0))
+        old.listen()
+        name = fdname_for(f"127.0.0.1:{old.getsockname()[1]}")
+        output = run_with_passed(notify_socket, [(old.fileno(), name)], unix_path)
+    assert f"child {unix_path} sock" in output, output
+    assert notify_socket.values("FDSTOREREMOVE") == ["1"]
