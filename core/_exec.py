@@ -246,7 +246,10 @@ class Supervisor:
         actions, high = self._socket_actions(env)
         if self.sockets or listen_fds_count() > 0:
             # Socket activation: the fds are inherited as they are, but sd_listen_fds() in
-            # the command checks LISTEN_PID against its own pid, unknown until it exists.
+            # the command checks LISTEN_PID against its own pid, unknown until it exists,
+            # and LISTEN_PIDFDID (systemd 259) against its pidfd's id: ours would not match,
+            # and without it LISTEN_PID is checked alone.
+            env.pop("LISTEN_PIDFDID", None)
             argv = ["/bin/sh", "-c", 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"', "sh", *argv]
         try:
             pid = os.posix_spawnp(

@@ -21,6 +21,7 @@ import pytest
 from _cli_support import SDREADY, sdready_run
 from sdready import Readiness, ReadyOptions, texts
 from sdready._activation import fdname_for
+from sdready._env import pidfd_inode_id
 from sdready._proctree import sockdiag_support
 from sdready.testing import NotifyRecorder
 
@@ -278,3 +279,37 @@ def test_control_exec_listen_removes_its_own_stale_socket(
         output = run_with_passed(notify_socket, [(old.fileno(), name)], unix_path)
     assert f"child {unix_path} sock" in output, output
     assert notify_socket.values("FDSTOREREMOVE") == ["1"]
+
+
+# -- LISTEN_PIDFDID (systemd 259) ----------------------------------------------------------------
+
+# Stands in for systemd 259: one socket as fd 3, LISTEN_PID and LISTEN_PIDFDID naming this
+# process (which becomes sdready exec), then sdready exec runs _PIDFDID_CHILD.
+_WITH_PIDFDID = """
+import os, socket, sys
+from sdready._env import pidfd_inode_id
+sock = socket.socket(); sock.bind(("127.0.0.1", 0)); sock.listen()
+os.dup2(sock.fileno(), 3)
+own = str(pidfd_inode_id())
+os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), LISTEN_PIDFDID=own,
+                  SDREADY_ID=own)
+os.execv(sys.executable, [sys.executable, "-m", "sdready", "exec", "--", *sys.argv[1:]])
+"""
+_PIDFDID_CHILD = """
+import os
+from sdready._env import listen_fds_count
+stale = {**os.environ, "LISTEN_PIDFDID": os.environ["SDREADY_ID"]}
+print("child", listen_fds_count(), os.environ.get("LISTEN_PIDFDID"), listen_fds_count(stale))
+"""
+
+
+@pytest.mark.skipif(pidfd_inode_id() is None, reason="no pidfs (Linux < 6.9): no pidfd ids")
+def test_exec_rewrites_listen_pidfdid_with_listen_pid(notify_socket: NotifyRecorder) -> None:
+    """The command once saw its own LISTEN_PID but sdready's LISTEN_PIDFDID, and
+    sd_listen_fds() in it returned 0. The control: that environment, read in the command."""
+    result = subprocess.run(
+        [PY, "-c", _WITH_PIDFDID, PY, "-c", _PIDFDID_CHILD],
+        env=notify_socket.env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert "child 1 None 0" in output, output  # the last 0: the control
