@@ -8,24 +8,27 @@ falls for the same input, so the test can fail.
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from _cli_support import SDREADY, sdready_run
-from sdready import Readiness, ReadyOptions, texts
+from sdready import ListenTimeoutError, Readiness, ReadyOptions, _wait, texts, wait_until_listening
 from sdready._activation import fdname_for
 from sdready._env import pidfd_inode_id
 from sdready._proctree import sockdiag_support
 from sdready.testing import NotifyRecorder
 
 PY = sys.executable
+_SLEEPER = (PY, "-c", "import time; time.sleep(60)")
 _ACCEPTCON = 0x10000
 
 # A process holding abstract unix sockets bound (never listening) to the names given as
@@ -313,3 +316,86 @@ def test_exec_rewrites_listen_pidfdid_with_listen_pid(notify_socket: NotifyRecor
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert "child 1 None 0" in output, output  # the last 0: the control
+
+
+# -- the HTTP probe ------------------------------------------------------------------------------
+
+
+class _Counting(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.server.requests.append(self.headers)  # type: ignore[attr-defined]
+        self.send_response(self.status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Failing(_Counting):
+    status = 503
+
+
+@contextlib.contextmanager
+def http_server(handler: type[_Counting]) -> Iterator[http.server.ThreadingHTTPServer]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.requests = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_probe_goes_to_the_first_listener_only(notify_socket: NotifyRecorder) -> None:
+    """Without --expect, a tree with an HTTP port and another that never speaks HTTP (both
+    inherited, so seen at once): only the first is probed, and READY comes. Before, both
+    were probed until the timeout (the control: READY then says nothing was seen)."""
+    with http_server(_Counting) as web, socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        other.setblocking(False)
+        passed = [(web.socket.fileno(), "web"), (other.fileno(), "other")]
+        result = subprocess.Popen(
+            [PY, "-c", _PASS_FDS, *(f"{fd}:{name}" for fd, name in passed), "--",
+             "exec", "--probe", "http:/", "--ready-timeout", "5", "--", *_SLEEPER],
+            pass_fds=[fd for fd, _ in passed], env=notify_socket.env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        with result:
+            try:
+                ready = notify_socket.wait_for(
+                    lambda m: m.get("READY") == "1" and m.pid == result.pid, 20
+                )
+            finally:
+                result.terminate()
+        assert ready["STATUS"].startswith("Ready: listening on 127.0.0.1:"), ready
+        assert len(web.requests) == 1  # type: ignore[attr-defined]
+        with pytest.raises(BlockingIOError):
+            other.accept()  # nobody knocked
+
+
+def _probes_in(seconds: float) -> int:
+    with http_server(_Failing) as web:
+        port = web.server_address[1]
+        with pytest.raises(ListenTimeoutError):
+            wait_until_listening(seconds, expect=port, probe="http:/")
+        headers = web.requests  # type: ignore[attr-defined]
+    assert headers[0]["User-Agent"] == "sdready-probe"
+    assert headers[0]["Host"] == f"127.0.0.1:{port}"
+    return len(headers)
+
+
+def test_a_failing_probe_backs_off_to_one_a_second() -> None:
+    """An app answering 503 for 3 s gets about 9 GETs (was about 30)."""
+    assert _probes_in(3.0) <= 12
+
+
+def test_control_the_old_backoff_hammers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_wait, "_PROBE_RETRY_MAX", 0.1)  # the cap before
+    assert _probes_in(3.0) >= 20
