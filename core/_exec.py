@@ -193,7 +193,10 @@ class Supervisor:
     def supervise(self) -> int:
         """After :meth:`start`: drive the engine until the command exits; its exit code."""
         try:
-            logger.info("started %s as pid %d", " ".join(self.argv), self.pid)
+            # Arguments may carry secrets (a database URL with its password): the journal
+            # keeps INFO, so they go to DEBUG only.
+            logger.info("started %s as pid %d", self.argv[0], self.pid)
+            logger.debug("pid %d runs %r", self.pid, self.argv)
             return self._supervise()
         finally:
             self._finish()

@@ -399,3 +399,22 @@ def test_a_failing_probe_backs_off_to_one_a_second() -> None:
 def test_control_the_old_backoff_hammers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_wait, "_PROBE_RETRY_MAX", 0.1)  # the cap before
     assert _probes_in(3.0) >= 20
+
+
+# -- secrets on the command line -----------------------------------------------------------------
+
+_SECRET = "postgres://app:S3cr3t@db/x"
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_exec_logs_the_arguments_only_at_debug(
+    notify_socket: NotifyRecorder, tmp_path: Path, verbose: bool
+) -> None:
+    """INFO (the default level, which the journal keeps) names the program only; -v (DEBUG)
+    shows the whole command line, the control that the test sees it when it is there."""
+    args = ("exec", *(["-v"] if verbose else []), "--", PY, "-c", "pass", _SECRET)
+    with sdready_run(notify_socket, *args, log=tmp_path / "log") as run:
+        assert run.wait() == 0
+        output = run.output(None)
+    assert f"started {PY} as pid" in output
+    assert (_SECRET in output) is verbose, output
