@@ -246,7 +246,7 @@ class Supervisor:
             env["NOTIFY_SOCKET"] = self.relay.address
         else:
             env.pop("NOTIFY_SOCKET", None)  # no premature READY from the command itself
-        actions, high = self._socket_actions(env)
+        dups = self._socket_dups(env)
         if self.sockets or listen_fds_count() > 0:
             # Socket activation: the fds are inherited as they are, but sd_listen_fds() in
             # the command checks LISTEN_PID against its own pid, unknown until it exists,
@@ -254,17 +254,10 @@ class Supervisor:
             # and without it LISTEN_PID is checked alone.
             env.pop("LISTEN_PIDFDID", None)
             argv = ["/bin/sh", "-c", 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"', "sh", *argv]
+        from ._spawn import spawn
+
         try:
-            pid = os.posix_spawnp(
-                argv[0],
-                argv,
-                env,
-                file_actions=actions,
-                # Its own process group: a terminal's Ctrl-C reaches only us, forwarded once.
-                setpgroup=0,
-                setsigmask=child_mask,
-                setsigdef=_RESET_FOR_CHILD,
-            )
+            pid = spawn(argv, env, dups=dups, mask=child_mask, reset=_RESET_FOR_CHILD)
         except FileNotFoundError:
             raise SpawnError(EXIT_NOT_FOUND, "command not found") from None
         except PermissionError as exc:
@@ -273,22 +266,22 @@ class Supervisor:
             code = EXIT_NOT_EXECUTABLE if exc.errno == _errno.ENOEXEC else EXIT_INTERNAL
             raise SpawnError(code, exc.strerror or str(exc)) from None
         finally:
-            for fd in high:
+            for fd, _target in dups:
                 os.close(fd)
         return pid
 
-    def _socket_actions(self, env: dict[str, str]) -> tuple[list[tuple[int, int, int]], list[int]]:
+    def _socket_dups(self, env: dict[str, str]) -> list[tuple[int, int]]:
         """--listen's sockets as the child's fds 3, 4, …, then the other passed descriptors
-        (and LISTEN_FDS, LISTEN_FDNAMES)."""
+        (and LISTEN_FDS, LISTEN_FDNAMES): ``(our copy, its number in the child)``."""
         if not self.sockets:
-            return [], []
+            return []
         fds = [(s.fileno(), name) for s, name in self.sockets] + self.passed
         count = len(fds)
         # Copies above the target range first: dup2 onto itself would keep FD_CLOEXEC.
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3 + count) for fd, _ in fds]
         env["LISTEN_FDS"] = str(count)
         env["LISTEN_FDNAMES"] = ":".join(name for _, name in fds)
-        return [(os.POSIX_SPAWN_DUP2, fd, 3 + i) for i, fd in enumerate(high)], high
+        return [(fd, 3 + i) for i, fd in enumerate(high)]
 
     def _supervise(self) -> int:
         from ._options import ReadyOptions

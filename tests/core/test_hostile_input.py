@@ -15,16 +15,25 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from _cli_support import SDREADY, sdready_run
-from sdready import ListenTimeoutError, Readiness, ReadyOptions, _wait, texts, wait_until_listening
+from sdready import (
+    ListenTimeoutError,
+    Readiness,
+    ReadyOptions,
+    _spawn,
+    _wait,
+    texts,
+    wait_until_listening,
+)
 from sdready._activation import fdname_for
 from sdready._env import pidfd_inode_id
-from sdready._proctree import sockdiag_support
+from sdready._proctree import alive, sockdiag_support
 from sdready.testing import NotifyRecorder
 
 PY = sys.executable
@@ -77,8 +86,9 @@ def naive_unix_listeners(netdir: str = "/proc/net") -> dict[int, str]:
         next(table)
         for line in table:
             fields = line.split(None, 7)
-            if len(fields) > 7 and int(fields[3], 16) & _ACCEPTCON:
-                found[int(fields[6])] = fields[7].rstrip("\n")
+            with contextlib.suppress(ValueError):  # a parallel test's garbled line
+                if len(fields) > 7 and int(fields[3], 16) & _ACCEPTCON:
+                    found[int(fields[6])] = fields[7].rstrip("\n")
     return found
 
 
@@ -158,9 +168,13 @@ def test_garbled_line_neither_crashes_nor_readies_exec(
 ) -> None:
     """A line whose inode is ``NaN``: sdready exec once turned the ValueError into its
     timeout policy and sent READY before the command listened."""
-    forge(forged_line("NaN", "/run/app.sock"))
+    path = f"/run/app-{uuid.uuid4().hex[:8]}.sock"
+    forge(forged_line("NaN", path))
+    with open("/proc/net/unix", errors="replace") as table:
+        garbled = [line for line in table if line.rstrip("\n").endswith(path)]
+    assert len(garbled) == 1
     with pytest.raises(ValueError, match="NaN"):  # the control: a plain parse breaks on it
-        naive_unix_listeners()
+        int(garbled[0].split(None, 7)[6])
 
     args = ("exec", "--discovery", "proc", "--", PY, "-c", _LATE_LISTENER)
     with sdready_run(notify_socket, *args, log=tmp_path / "log") as run:
@@ -418,3 +432,57 @@ def test_exec_logs_the_arguments_only_at_debug(
         output = run.output(None)
     assert f"started {PY} as pid" in output
     assert (_SECRET in output) is verbose, output
+
+
+# -- fault 4: sdready exec killed with SIGKILL ----------------------------------------------------
+
+# The command: prints its pid, then echoes each line it reads, while it lives. With an
+# argument it first clears its own parent-death signal (the control: as before).
+_ECHO = """
+import os, sys
+if len(sys.argv) > 1:
+    import ctypes
+    ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG: none
+print(os.getpid(), flush=True)
+for line in sys.stdin:
+    print(line.strip(), flush=True)
+"""
+
+
+@pytest.mark.parametrize("clear", [False, True], ids=["command", "control-cleared"])
+def test_exec_killed_by_sigkill_takes_its_command_along(clear: bool) -> None:
+    """Outside systemd nobody else stops the command: it must die with sdready."""
+    command = [PY, "-c", _ECHO, *(["clear"] if clear else [])]
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    with subprocess.Popen(
+        [*SDREADY, "exec", "-q", "--", *command],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    ) as sdready:  # fmt: skip
+        assert sdready.stdin is not None and sdready.stdout is not None
+        child = int(sdready.stdout.readline())
+        try:
+            sdready.kill()
+            sdready.wait()  # reaped: the parent-death signal, if any, was sent at its exit
+            try:
+                os.write(sdready.stdin.fileno(), b"still there?\n")  # unbuffered
+                answer = sdready.stdout.readline()  # EOF once the command is gone
+            except BrokenPipeError:
+                answer = ""  # gone already
+            assert (answer == "still there?\n") is clear, answer
+            if not clear:
+                deadline = time.monotonic() + 10
+                while alive(child):
+                    assert time.monotonic() < deadline, f"pid {child} outlived sdready"
+                    time.sleep(0.01)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+
+
+def test_the_quick_way_to_prctl_still_exists() -> None:
+    """core/_spawn.py reaches prctl through CPython's ``_ctypes`` internals (``ctypes``
+    would delay the command by 10-20 ms); a Python that moved them falls back to ctypes."""
+    import _ctypes
+
+    assert all(hasattr(_ctypes, name) for name in ("dlopen", "dlsym", "call_function"))
+    assert _spawn._prctl() is not None
