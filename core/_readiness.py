@@ -334,16 +334,18 @@ class Readiness:
             if not self.enabled or self._closed or self.ready_sent:
                 return False
             takes_over = self._took_over is not None and not self.ever_ready
-            self.listeners = list(listeners or [])
-            self.ready_sent = self.ever_ready = True
-            self._status = status
             if takes_over:
                 # This process replaces the unit's main one (gunicorn's USR2 master): systemd
                 # must track it from now on (accepted only with NotifyAccess=all).
-                self._main = True
                 self.notifier.send({"MAINPID": os.getpid(), "READY": 1, "STATUS": status})
+                self._main = True
             else:
                 self.notifier.ready(status)
+            # Only now: a text the protocol refuses (a newline) raised above, and nothing
+            # may then say that READY went out.
+            self.listeners = list(listeners or [])
+            self.ready_sent = self.ever_ready = True
+            self._status = status
         logger.debug("READY sent: %s", status)
         return True
 

@@ -180,13 +180,16 @@ _MAX_SHOWN = 4
 
 
 def format_addresses(listeners: Iterable[object]) -> str:
-    """``"127.0.0.1:8000, [::]:8000"`` for up to four listeners, then ``"and N more"``.
+    """``"127.0.0.1:8000, [::]:8000"`` for up to four listeners, then ``"and N more"``;
+    control characters in a name are escaped (``\\n``).
 
     Accepts :class:`~sdready.Listener` objects (their ``address``) or plain strings.
     """
     seen: list[str] = []
     for item in listeners:
         text = str(getattr(item, "address", item))
+        if not text.isprintable():  # a socket's name may hold a newline: STATUS is one line
+            text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
         if text not in seen:
             seen.append(text)
     if not seen:

@@ -486,3 +486,36 @@ def test_the_quick_way_to_prctl_still_exists() -> None:
 
     assert all(hasattr(_ctypes, name) for name in ("dlopen", "dlsym", "call_function"))
     assert _spawn._prctl() is not None
+
+
+# -- a newline in a socket's name ------------------------------------------------------------------
+
+_NEWLINE_LISTENER = """
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind("\\0" + sys.argv[1]); s.listen()
+time.sleep(60)
+"""
+
+
+def test_a_newline_in_a_sockets_name_is_escaped_in_ready(
+    notify_socket: NotifyRecorder, tmp_path: Path
+) -> None:
+    """The command listens on an abstract name holding a newline: READY goes out, its STATUS
+    one line. Before, READY failed to encode while the log said it was sent."""
+    name = f"sdready-{uuid.uuid4().hex[:6]}\nSTATUS=forged"
+    args = ("exec", "--expect", f"@{name}", "--", PY, "-c", _NEWLINE_LISTENER, name)
+    with sdready_run(notify_socket, *args, log=tmp_path / "log") as run:
+        ready = run.wait_for("READY=1", 20)
+        first = name.split("\n")[0]
+        assert ready["STATUS"].startswith(f"Ready: listening on @{first}\\nSTATUS=forged")
+        assert "discovery failed" not in run.output()
+
+
+def test_control_the_raw_name_cannot_be_sent(notify_socket: NotifyRecorder) -> None:
+    """The control: the name as it is makes the message unsendable, and READY is then not
+    marked as sent (it once was, before the send failed)."""
+    readiness = Readiness(ReadyOptions(ready_timeout=30))
+    with pytest.raises(ValueError, match="newline"):
+        readiness.ready("Ready: listening on @app\nSTATUS=forged")
+    assert not readiness.ready_sent
+    assert readiness.ready("Ready: listening on @app")
