@@ -181,6 +181,10 @@ class Supervisor:
 
     def start(self) -> None:
         """Open ``--listen``'s sockets and spawn the command; :class:`SpawnError` if it fails."""
+        # An inherited SIG_IGN would have the kernel reap the command and drop its SIGCHLD:
+        # its exit would never be heard of (exec hung), and the command would inherit it.
+        if _signal.getsignal(_signal.SIGCHLD) == _signal.SIG_IGN:
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
         # Blocked before the child exists, so neither a stop request nor its exit is missed.
         self._old_mask = old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _SIGNALS)
         try:

@@ -506,7 +506,7 @@ def test_a_newline_in_a_sockets_name_is_escaped_in_ready(
     args = ("exec", "--expect", f"@{name}", "--", PY, "-c", _NEWLINE_LISTENER, name)
     with sdready_run(notify_socket, *args, log=tmp_path / "log") as run:
         ready = run.wait_for("READY=1", 20)
-        first = name.split("\n")[0]
+        first = name.split("\n", maxsplit=1)[0]
         assert ready["STATUS"].startswith(f"Ready: listening on @{first}\\nSTATUS=forged")
         assert "discovery failed" not in run.output()
 
@@ -519,3 +519,42 @@ def test_control_the_raw_name_cannot_be_sent(notify_socket: NotifyRecorder) -> N
         readiness.ready("Ready: listening on @app\nSTATUS=forged")
     assert not readiness.ready_sent
     assert readiness.ready("Ready: listening on @app")
+
+
+# -- an inherited SIGCHLD=SIG_IGN ----------------------------------------------------------------
+
+_IGNORING_SIGCHLD = """
+import os, signal, sys
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kept across execve
+os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+"""
+
+_NAIVE_SUPERVISOR = """
+import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+pid = os.posix_spawn(sys.executable, [sys.executable, "-c", "pass"], os.environ)
+heard = signal.sigtimedwait({signal.SIGCHLD}, 10)
+try:
+    os.waitpid(pid, 0)
+    status = "reaped"
+except ChildProcessError:
+    status = "gone"
+print("heard" if heard else "nothing", status)
+"""
+
+
+def test_an_inherited_sigchld_ignore_does_not_hang_exec(notify_socket: NotifyRecorder) -> None:
+    """Once, sdready exec waited for its command's exit forever."""
+    done = subprocess.run(
+        [PY, "-c", _IGNORING_SIGCHLD, *SDREADY[1:], "exec", "-q", "--", PY, "-c", "exit(3)"],
+        env=notify_socket.env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+
+
+def test_control_a_supervisor_ignoring_sigchld_hears_nothing() -> None:
+    done = subprocess.run(
+        [PY, "-c", _IGNORING_SIGCHLD, "-c", _NAIVE_SUPERVISOR],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert done.stdout.split() == ["nothing", "gone"]
