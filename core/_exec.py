@@ -238,7 +238,6 @@ class Supervisor:
 
     def _spawn(self, child_mask: Iterable[int]) -> int:
         env = dict(os.environ)
-        argv = self.argv
         if self.pass_notify:
             # WATCHDOG_PID names us: without it the command's own library may feed the watchdog.
             env.pop("WATCHDOG_PID", None)
@@ -251,17 +250,24 @@ class Supervisor:
         else:
             env.pop("NOTIFY_SOCKET", None)  # no premature READY from the command itself
         dups = self._socket_dups(env)
-        if self.sockets or listen_fds_count() > 0:
-            # Socket activation: the fds are inherited as they are, but sd_listen_fds() in
-            # the command checks LISTEN_PID against its own pid, unknown until it exists,
-            # and LISTEN_PIDFDID (systemd 259) against its pidfd's id: ours would not match,
-            # and without it LISTEN_PID is checked alone.
+        # Socket activation: the fds are inherited as they are, but sd_listen_fds() in the
+        # command checks LISTEN_PID against its own pid (set in the child: no shell needed),
+        # and LISTEN_PIDFDID (systemd 259) against its pidfd's id: ours would not match, and
+        # without it LISTEN_PID is checked alone.
+        activation = bool(self.sockets) or listen_fds_count() > 0
+        if activation:
             env.pop("LISTEN_PIDFDID", None)
-            argv = ["/bin/sh", "-c", 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"', "sh", *argv]
         from ._spawn import spawn
 
         try:
-            pid = spawn(argv, env, dups=dups, mask=child_mask, reset=_RESET_FOR_CHILD)
+            pid = spawn(
+                self.argv,
+                env,
+                dups=dups,
+                mask=child_mask,
+                reset=_RESET_FOR_CHILD,
+                listen_pid=activation,
+            )
         except FileNotFoundError:
             raise SpawnError(EXIT_NOT_FOUND, "command not found") from None
         except PermissionError as exc:
@@ -388,12 +394,22 @@ class Supervisor:
             os.kill(self.pid, signum)
 
     def _reap(self) -> None:
-        try:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            pid, status = self.pid, 0
-        if pid == 0:
-            return  # stopped/continued, or a grandchild's noise
+        """Reap every child that exited: the command, and orphans the kernel gave us (as
+        PID 1 of a container, or a subreaper), which would stay zombies otherwise."""
+        status = None
+        while True:
+            try:
+                pid, code = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                if self.exit_code is None and status is None:
+                    status = 0  # reaped by someone else: nothing more to learn
+                break
+            if pid == 0:
+                break  # the others still run
+            if pid == self.pid:
+                status = code
+        if status is None:
+            return  # an orphan, or stopped/continued
         code = os.waitstatus_to_exitcode(status)
         self.exit_code = code
         how = f"exited with status {code}" if code >= 0 else f"was killed by {_signame(-code)}"

@@ -74,12 +74,15 @@ def spawn(
     dups: Sequence[tuple[int, int]],
     mask: Iterable[int],
     reset: Iterable[int],
+    listen_pid: bool = False,
 ) -> int:
     """Run *argv* (``PATH`` searched) as a child that dies with us; return its pid.
 
     The child gets its own process group, the signal *mask*, the default disposition of
-    each of *reset*, and each ``(fd, target)`` of *dups* as *target*. Raises the
-    :class:`OSError` of its ``execve`` (``FileNotFoundError`` and so on).
+    each of *reset*, and each ``(fd, target)`` of *dups* as *target*; with *listen_pid*,
+    ``LISTEN_PID`` set to its own pid (sd_listen_fds() checks it, and no one knows the pid
+    before the fork). Raises the :class:`OSError` of its ``execve`` (``FileNotFoundError``
+    and so on).
     """
     prctl = _prctl()
     parent = os.getpid()
@@ -89,6 +92,8 @@ def spawn(
     try:
         pid = os.fork()
         if pid == 0:  # pragma: no cover  (the child: it execs or exits)
+            if listen_pid:
+                env["LISTEN_PID"] = str(os.getpid())
             _child(argv, env, dups, mask, reset, prctl, parent, report_write)
     finally:
         os.close(report_write)

@@ -558,3 +558,87 @@ def test_control_a_supervisor_ignoring_sigchld_hears_nothing() -> None:
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert done.stdout.split() == ["nothing", "gone"]
+
+
+# -- no /bin/sh; PID 1 in a container -------------------------------------------------------------
+
+_UNSHARE = "/usr/bin/unshare"
+
+
+def _namespaces_work(*flags: str) -> bool:
+    if not os.path.exists(_UNSHARE):
+        return False
+    return subprocess.run([_UNSHARE, *flags, "true"], check=False).returncode == 0
+
+
+_WITHOUT_SH = """
+import os, subprocess, sys
+subprocess.run(["mount", "--bind", "/dev/null", "/bin/sh"], check=True)
+try:
+    subprocess.run(["/bin/sh", "-c", "true"], check=False)
+    print("sh runs", flush=True)
+except PermissionError:
+    print("no sh", flush=True)  # the control: /bin/sh cannot run here
+if sys.argv[1:]:
+    os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+"""
+
+_SHOW_LISTEN_PID = "import os; print('child', os.environ['LISTEN_PID'] == str(os.getpid()))"
+
+
+@pytest.mark.skipif(not _namespaces_work("-rm"), reason="no unprivileged mount namespaces")
+def test_exec_listen_needs_no_shell(notify_socket: NotifyRecorder, unix_path: str) -> None:
+    """exec --listen once ran its command through /bin/sh to set LISTEN_PID."""
+    done = subprocess.run(
+        [_UNSHARE, "-rm", PY, "-c", _WITHOUT_SH, *SDREADY[1:], "exec", "--listen", unix_path,
+         "--", PY, "-c", _SHOW_LISTEN_PID],
+        env=notify_socket.env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.stdout.split("\n")[:2] == ["no sh", "child True"], done.stdout + done.stderr
+    assert done.returncode == 0
+
+
+# The command: orphans a grandchild (its middle process exits), lets it exit, and reports
+# whether someone reaped it within the bound given.
+_ORPHAN = """
+import os, sys, time
+go_r, go_w = os.pipe()
+info_r, info_w = os.pipe()
+middle = os.fork()
+if middle == 0:
+    orphan = os.fork()
+    if orphan == 0:
+        os.read(go_r, 1)
+        os._exit(0)
+    os.write(info_w, str(orphan).encode())
+    os._exit(0)
+os.waitpid(middle, 0)
+orphan = int(os.read(info_r, 20))
+os.write(go_w, b"x")
+deadline = time.monotonic() + float(sys.argv[1])
+while os.path.exists(f"/proc/{orphan}") and time.monotonic() < deadline:
+    time.sleep(0.01)
+print("reaped" if not os.path.exists(f"/proc/{orphan}") else "zombie", flush=True)
+"""
+# The control's PID 1: waits for its own child only, as sdready exec did.
+_NAIVE_INIT = """
+import os, sys
+pid = os.posix_spawn(sys.executable, [sys.executable, *sys.argv[1:]], os.environ)
+os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.skipif(
+    not _namespaces_work("-rpf", "--mount-proc"), reason="no unprivileged pid namespaces"
+)
+@pytest.mark.parametrize("init", ["sdready", "control-naive"])
+def test_exec_as_pid_1_reaps_orphans(notify_socket: NotifyRecorder, init: str) -> None:
+    if init == "sdready":
+        pid1 = [*SDREADY, "exec", "-q", "--", PY, "-c", _ORPHAN, "10"]
+    else:
+        pid1 = [PY, "-c", _NAIVE_INIT, "-c", _ORPHAN, "1"]
+    done = subprocess.run(
+        [_UNSHARE, "-rpf", "--mount-proc", *pid1],
+        env=notify_socket.env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.stdout.strip() == ("reaped" if init == "sdready" else "zombie"), done.stderr
