@@ -67,7 +67,7 @@ def _prctl_ctypes() -> Callable[[int, int], object] | None:
     return lambda option, arg: function(option, arg, 0, 0, 0)
 
 
-def spawn(
+def spawn(  # noqa: PLR0913  (posix_spawn's set of options, by keyword)
     argv: Sequence[str],
     env: dict[str, str],
     *,
