@@ -642,3 +642,42 @@ def test_exec_as_pid_1_reaps_orphans(notify_socket: NotifyRecorder, init: str) -
         env=notify_socket.env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.stdout.strip() == ("reaped" if init == "sdready" else "zombie"), done.stderr
+
+
+# -- doctor and the files a unit names ---------------------------------------------------------
+
+_DESCRIBE = """
+import sys
+from sdready._appfacts import describe_command
+facts = describe_command(["gunicorn", "-c", sys.argv[1], "app:app"], {}, "")
+print("described", facts.front_end, flush=True)
+"""
+_PLAIN_READ = "import sys; open(sys.argv[1]).read(); print('read', flush=True)"
+
+
+@pytest.mark.parametrize("reader", [_DESCRIBE, _PLAIN_READ], ids=["doctor", "control-open"])
+def test_a_fifo_for_a_gunicorn_config_does_not_block_doctor(tmp_path: Path, reader: str) -> None:
+    """doctor runs as root on a directory a user may write to: a FIFO planted as the
+    config once blocked it in open(). The control: a plain open() still blocks."""
+    fifo = tmp_path / "gunicorn.conf.py"
+    os.mkfifo(fifo)
+    with subprocess.Popen([PY, "-c", reader, str(fifo)], stdout=subprocess.PIPE, text=True) as run:
+        try:
+            out, _ = run.communicate(timeout=10 if reader is _DESCRIBE else 2)
+        except subprocess.TimeoutExpired:
+            out = "blocked"
+        finally:
+            run.kill()
+    assert out.strip() == ("described None" if reader is _DESCRIBE else "blocked")
+
+
+def test_doctor_reads_a_bounded_start_of_a_config(tmp_path: Path) -> None:
+    """A config that names the plugin only after 200 kB of padding is not read that far."""
+    from sdready._appfacts import describe_command
+
+    config = tmp_path / "gunicorn.conf.py"
+    config.write_text("#" * 300_000 + "\nimport sdready.plugins.gunicorn\n")
+    assert describe_command(["gunicorn", "-c", str(config), "app:app"]).front_end is None
+    early = tmp_path / "early.conf.py"
+    early.write_text("from sdready.plugins.gunicorn import *\n" + "#" * 300_000)
+    assert describe_command(["gunicorn", "-c", str(early), "app:app"]).front_end == "gunicorn"
