@@ -278,6 +278,8 @@ class Supervisor:
         finally:
             for fd, _target in dups:
                 os.close(fd)
+        if self.relay is not None:
+            self.relay.root = pid
         return pid
 
     def _socket_dups(self, env: dict[str, str]) -> list[tuple[int, int]]:

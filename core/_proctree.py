@@ -52,6 +52,7 @@ __all__ = [
     "ProcessTree",
     "TreeListeners",
     "alive",
+    "descends_from",
     "namespace_listeners",
     "pidfd_getfd_support",
     "process_tree",
@@ -136,6 +137,18 @@ def _service_cgroup_pids() -> list[int] | None:
         if os.getpid() in pids:
             return pids
     return None
+
+
+def descends_from(pid: int, root: int) -> bool:
+    """True when *pid* is *root* or one of its living descendants (its parents, walked up)."""
+    for _ in range(4096):  # a chain of parents is finite; a bound against a pid-reuse loop
+        if pid == root:
+            return True
+        parent = _parent_pid(pid)
+        if parent is None or parent <= 0:
+            return False
+        pid = parent
+    return False
 
 
 def alive(pid: int) -> bool:

@@ -24,6 +24,7 @@ import pytest
 from _cli_support import SDREADY, sdready_run
 from sdready import (
     ListenTimeoutError,
+    Notifier,
     Readiness,
     ReadyOptions,
     _spawn,
@@ -681,3 +682,46 @@ def test_doctor_reads_a_bounded_start_of_a_config(tmp_path: Path) -> None:
     early = tmp_path / "early.conf.py"
     early.write_text("from sdready.plugins.gunicorn import *\n" + "#" * 300_000)
     assert describe_command(["gunicorn", "-c", str(early), "app:app"]).front_end == "gunicorn"
+
+
+# -- the READY relay of exec --listen -------------------------------------------------------------
+
+# The command: never answers HTTP; with an argument, says READY=1 itself (to the relay).
+_RELAY_CHILD = """
+import sys, time
+from sdready import Notifier
+if sys.argv[1:]:
+    Notifier().ready()
+time.sleep(60)
+"""
+
+
+def _relay_address(pid: int) -> str | None:
+    """The command's NOTIFY_SOCKET once it runs (before its execve it has sdready's)."""
+    with open(f"/proc/{pid}/environ", "rb") as environ:
+        variables = dict(v.split(b"=", 1) for v in environ.read().split(b"\0") if b"=" in v)
+    address = variables.get(b"NOTIFY_SOCKET", b"").decode()
+    return address if address.startswith("@sdready-exec-") else None
+
+
+@pytest.mark.parametrize("sender", ["stranger", "control-command"])
+def test_the_relay_hears_only_the_commands_tree(
+    notify_socket: NotifyRecorder, tmp_path: Path, unix_path: str, sender: str
+) -> None:
+    """Another process of the same uid finds the relay's abstract name and says READY=1:
+    once relayed as the command's own READY, now ignored. The control: the command's own
+    READY=1 is relayed."""
+    args = ("exec", "-v", "--listen", unix_path, "--ready-timeout", "60", "--", PY, "-c",
+            _RELAY_CHILD, *(["ready"] if sender == "control-command" else []))  # fmt: skip
+    with sdready_run(notify_socket, *args, log=tmp_path / "log") as run:
+        if sender == "control-command":
+            run.wait_for("READY=1", 20)
+            return
+        child = run.child_pid()
+        deadline = time.monotonic() + 20
+        while (address := _relay_address(child)) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert Notifier(address).ready()
+        run.wait_output(f"ignored a notify message from pid {os.getpid()}")  # the barrier
+        assert run.ready_messages() == []
