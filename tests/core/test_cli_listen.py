@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from _restarts import write_apps
 from _servers import free_port, http_get
+from sdready._activation import fdname_for
 from sdready.testing import NotifyRecorder
 
 pytestmark = pytest.mark.timeout(120)
@@ -100,7 +101,7 @@ def test_gunicorn_reads_listen_fds(
     assert http_get(("127.0.0.1", port), timeout=5).status == 200
     assert http_get(unix, timeout=5).status == 200
     names = notify_socket.values("FDNAME")
-    assert names == [f"127.0.0.1_{port}", unix]
+    assert names == [f"127.0.0.1_{port}", fdname_for(unix)]  # "_" in the path: %5F
 
 
 def test_a_bad_address_is_an_internal_error(run_exec: object, tmp_path: Path) -> None:

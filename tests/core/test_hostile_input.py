@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from _cli_support import SDREADY, sdready_run
@@ -27,6 +28,7 @@ from sdready import (
     Notifier,
     Readiness,
     ReadyOptions,
+    _activation,
     _spawn,
     _wait,
     texts,
@@ -725,3 +727,44 @@ def test_the_relay_hears_only_the_commands_tree(
         assert Notifier(address).ready()
         run.wait_output(f"ignored a notify message from pid {os.getpid()}")  # the barrier
         assert run.ready_messages() == []
+
+
+# -- FDNAMEs ----------------------------------------------------------------------------------
+
+_DISTINCT = [("/run/é.sock", "/run/ü.sock"), ("/run/a:b", "/run/a_b"), ("@a\nb%", "@a\tb%")]
+
+
+@pytest.mark.parametrize(("one", "other"), _DISTINCT)
+def test_distinct_addresses_get_distinct_fdnames(one: str, other: str) -> None:
+    """Each was stored under one FDNAME, so one socket's entry replaced the other's. The
+    control: the old mapping, kept to recognise names already stored, does collide."""
+    assert _activation._legacy_fdname(one) == _activation._legacy_fdname(other)
+    assert fdname_for(one) != fdname_for(other)
+    for address in (one, other):
+        name = fdname_for(address)
+        assert name.isascii() and name.isprintable() and ":" not in name
+        assert unquote(name.replace("_", ":")) == address  # reversible
+
+
+def test_common_names_are_unchanged() -> None:
+    for address in ("127.0.0.1:8000", "[::1]:8000", "/run/app.sock", "@app"):
+        assert fdname_for(address) == _activation._legacy_fdname(address)
+
+
+def test_a_stale_socket_under_its_old_name_still_leaves_the_store(
+    notify_socket: NotifyRecorder, unix_path: str
+) -> None:
+    """A socket stored by an earlier version under the old name of an address no --listen
+    names now is recognised as sdready's (and removed), not passed on as a stranger's."""
+    with socket.socket(socket.AF_UNIX) as old:
+        path = unix_path.replace("hostile-", "hostile_")
+        old.bind(path)
+        old.listen()
+        try:
+            name = _activation._legacy_fdname(path)
+            assert name != fdname_for(path)
+            output = run_with_passed(notify_socket, [(old.fileno(), name)], unix_path)
+        finally:
+            os.unlink(path)
+    assert f"child {unix_path} sock" in output, output
+    assert notify_socket.values("FDSTOREREMOVE") == ["1"]
