@@ -28,6 +28,7 @@ __all__ = [
     "ConnectAddress",
     "Listener",
     "SocketState",
+    "claim_abstract",
     "describe",
     "inspect_socket",
     "same_inode",
@@ -213,3 +214,42 @@ def describe(family: int, sockname: object) -> Address:
         return f"@{name}", sockname, None
     assert isinstance(sockname, str)
     return sockname or "(unnamed)", sockname, None
+
+
+def claim_abstract(name: str, held: list[socket.socket]) -> bool:
+    """True when this process is the first of its service (same cgroup, same uid) to claim
+    the abstract unix name *name*; the claiming socket goes into *held*, kept while it lives.
+
+    Any local user can bind any abstract name first. So a name found taken counts only if
+    its holder, as the kernel reports it (``SO_PEERCRED`` of a connection to it), is one of
+    our own: a stranger squatting the name does not stop the claim's work from being done.
+    """
+    import socket
+    import struct
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind("\0" + name)
+        sock.listen(1)  # connectable, so that another claimant can ask who holds it
+    except OSError:
+        sock.close()
+    else:
+        held.append(sock)
+        return True
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.settimeout(1.0)
+            probe.connect("\0" + name)
+            creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        except OSError:
+            return True  # a datagram squatter, or gone: no one of ours holds it
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return not (uid == os.getuid() and _same_cgroup(pid))
+
+
+def _same_cgroup(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cgroup", "rb") as theirs, open("/proc/self/cgroup", "rb") as ours:
+            return theirs.read() == ours.read()
+    except OSError:
+        return False

@@ -37,6 +37,7 @@ from sdready import (
 from sdready._activation import fdname_for
 from sdready._env import pidfd_inode_id
 from sdready._proctree import alive, sockdiag_support
+from sdready._sockets import claim_abstract
 from sdready.testing import NotifyRecorder
 
 PY = sys.executable
@@ -768,3 +769,45 @@ def test_a_stale_socket_under_its_old_name_still_leaves_the_store(
             os.unlink(path)
     assert f"child {unix_path} sock" in output, output
     assert notify_socket.values("FDSTOREREMOVE") == ["1"]
+
+
+# -- the unit check's claim -------------------------------------------------------------------
+
+_SQUATTER = """
+import socket, sys
+kind = socket.SOCK_STREAM if sys.argv[2] == "stream" else socket.SOCK_DGRAM
+s = socket.socket(socket.AF_UNIX, kind)
+s.bind("\\0" + sys.argv[1])
+if sys.argv[2] == "stream":
+    s.listen()
+print("bound", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="a stranger's uid needs root to switch to")
+@pytest.mark.parametrize(
+    ("who", "kind"),
+    [("stranger", "stream"), ("stranger", "dgram"), ("control-ours", "stream")],
+)
+def test_a_squatted_unit_check_claim_does_not_silence_the_check(who: str, kind: str) -> None:
+    """The claim's name is predictable: another user binding it first once turned the
+    startup self-check off. The control: one of our own processes holding it wins."""
+    name = f"sdready-unitcheck-{uuid.uuid4().hex}"
+    user = 65534 if who == "stranger" else None
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else PY  # nobody's
+    with subprocess.Popen(
+        [python, "-c", _SQUATTER, name, kind], user=user,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    ) as squatter:  # fmt: skip
+        assert squatter.stdout is not None and squatter.stdout.readline() == "bound\n"
+        try:
+            naive_kind = socket.SOCK_STREAM if kind == "stream" else socket.SOCK_DGRAM
+            with socket.socket(socket.AF_UNIX, naive_kind) as naive, pytest.raises(OSError):
+                naive.bind("\0" + name)  # a bare claim: taken, so "someone else checks"
+            held: list[socket.socket] = []
+            assert claim_abstract(name, held) is (who == "stranger")
+            for sock in held:
+                sock.close()
+        finally:
+            squatter.kill()
