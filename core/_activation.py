@@ -349,7 +349,7 @@ def listen_socket(
 
     :param address: ``"127.0.0.1:8000"``, ``"[::]:8000"``, ``"/run/app.sock"`` or
         ``"@abstract"``.
-    :param name: the ``FDNAME`` (default: :func:`fdname_for` the address: ``:`` as ``_``).
+    :param name: the ``FDNAME`` (default: the address as :func:`fdname_for` writes it).
     :param backlog: for a newly bound socket (default ``socket.SOMAXCONN``).
 
     Example::
