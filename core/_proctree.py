@@ -52,11 +52,13 @@ __all__ = [
     "ProcessTree",
     "TreeListeners",
     "alive",
+    "cgroup_pids",
     "descends_from",
     "namespace_listeners",
     "pidfd_getfd_support",
     "process_tree",
     "sockdiag_support",
+    "socket_inodes",
 ]
 
 METHODS: tuple[Method, ...] = ("auto", "sockdiag", "pidfd", "proc")
@@ -113,20 +115,19 @@ def _parent_pid(pid: int) -> int | None:
         return None
 
 
-def _service_cgroup_pids() -> list[int] | None:
-    """Every pid in our cgroup when it is a systemd service's own cgroup, else None.
-
-    Reading one ``cgroup.procs`` is much cheaper than scanning all of ``/proc`` on a busy
-    host, and a service's descendants all live in its cgroup (without ``Delegate=``).
-    """
-    if not started_by_systemd():
-        return None
+def _own_cgroup() -> str:
+    """Our cgroup v2 path (``/system.slice/app.service``), or "" where there is none."""
     try:
         with open("/proc/self/cgroup") as lines:
-            path = next((line[3:].strip() for line in lines if line.startswith("0::")), None)
+            return next((line[3:].strip() for line in lines if line.startswith("0::")), "")
     except OSError:
-        return None
-    if not path or not path.endswith(".service"):
+        return ""
+
+
+def cgroup_pids() -> list[int] | None:
+    """Every pid in our own cgroup (v2), or None where that cannot be read."""
+    path = _own_cgroup()
+    if not path:
         return None
     for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
         try:
@@ -137,6 +138,22 @@ def _service_cgroup_pids() -> list[int] | None:
         if os.getpid() in pids:
             return pids
     return None
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """The inodes of the sockets *pid* holds (empty when its fds cannot be read)."""
+    return set((_socket_fds(pid) or {}).values())
+
+
+def _service_cgroup_pids() -> list[int] | None:
+    """Every pid in our cgroup when it is a systemd service's own cgroup, else None.
+
+    Reading one ``cgroup.procs`` is much cheaper than scanning all of ``/proc`` on a busy
+    host, and a service's descendants all live in its cgroup (without ``Delegate=``).
+    """
+    if not started_by_systemd() or not _own_cgroup().endswith(".service"):
+        return None
+    return cgroup_pids()
 
 
 def descends_from(pid: int, root: int) -> bool:

@@ -217,39 +217,36 @@ def describe(family: int, sockname: object) -> Address:
 
 
 def claim_abstract(name: str, held: list[socket.socket]) -> bool:
-    """True when this process is the first of its service (same cgroup, same uid) to claim
-    the abstract unix name *name*; the claiming socket goes into *held*, kept while it lives.
+    """True when this process is the first of its service (its cgroup) to claim the
+    abstract unix name *name*; the claiming socket goes into *held*, kept while it lives.
 
-    Any local user can bind any abstract name first. So a name found taken counts only if
-    its holder, as the kernel reports it (``SO_PEERCRED`` of a connection to it), is one of
-    our own: a stranger squatting the name does not stop the claim's work from being done.
+    A datagram socket, which no listener discovery mistakes for the server's. Any local user
+    can bind any abstract name first, so a name found taken counts only if a process of our
+    own cgroup and user holds a socket bound to it (its inode, in ``/proc/net/unix``, among
+    that process's descriptors): a stranger squatting the name does not stop the claim's work.
     """
     import socket
-    import struct
 
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         sock.bind("\0" + name)
-        sock.listen(1)  # connectable, so that another claimant can ask who holds it
     except OSError:
         sock.close()
     else:
         held.append(sock)
         return True
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.settimeout(1.0)
-            probe.connect("\0" + name)
-            creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        except OSError:
-            return True  # a datagram squatter, or gone: no one of ours holds it
-    pid, uid, _gid = struct.unpack("3i", creds)
-    return not (uid == os.getuid() and _same_cgroup(pid))
+    from ._proctables import unix_inodes_named
+    from ._proctree import cgroup_pids, socket_inodes
+
+    holders = unix_inodes_named("/proc/self/net", "@" + name)
+    members = cgroup_pids()
+    if members is None:
+        return False  # no cgroup v2 to tell ours from strangers: as before, "taken"
+    return not any(holders & socket_inodes(pid) for pid in members if _same_user(pid))
 
 
-def _same_cgroup(pid: int) -> bool:
+def _same_user(pid: int) -> bool:
     try:
-        with open(f"/proc/{pid}/cgroup", "rb") as theirs, open("/proc/self/cgroup", "rb") as ours:
-            return theirs.read() == ours.read()
+        return os.stat(f"/proc/{pid}").st_uid == os.geteuid()
     except OSError:
         return False
