@@ -41,6 +41,7 @@ __all__ = [
     "open_socket",
     "parse_address",
     "release_stale",
+    "unclaimed_fds",
 ]
 
 _BACKLOG = socket.SOMAXCONN
@@ -84,9 +85,41 @@ def parse_address(text: str) -> BindAddress:
 
 def fdname_for(address: str) -> str:
     """The default ``FDNAME`` of *address*: the address, ``:`` (LISTEN_FDNAMES' separator)
-    made ``_``; ``"127.0.0.1:8000"`` is stored as ``127.0.0.1_8000``."""
+    made ``_``; ``"127.0.0.1:8000"`` is stored as ``127.0.0.1_8000``.
+
+    Reversible, so that two addresses never share a name: a literal ``_`` or ``%``, and
+    anything but printable ASCII, is written ``%XX`` (each UTF-8 byte), as in a URL
+    (``/run/my_app.sock`` is ``/run/my%5Fapp.sock``). Past FDNAME's 255 characters, the
+    name ends in a hash of the address.
+    """
+    name = "".join(
+        "_" if c == ":" else c if c.isascii() and c.isprintable() and c not in "_%" else _escaped(c)
+        for c in address
+    )
+    if len(name) > _FDNAME_MAX:
+        import hashlib  # only for such names
+
+        name = name[: _FDNAME_MAX - 17] + "~" + hashlib.sha256(address.encode()).hexdigest()[:16]
+    return name or "_"
+
+
+_FDNAME_MAX = 255
+
+
+def _escaped(char: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+
+
+def _legacy_fdname(address: str) -> str:
+    """The name earlier versions stored *address* under (not reversible: ``a:b`` and ``a_b``
+    shared one), still recognised as sdready's own in the store."""
     name = "".join(c if c.isascii() and c.isprintable() and c != ":" else "_" for c in address)
     return name[:255] or "_"
+
+
+def _own_names(address: str) -> tuple[str, str]:
+    """The names sdready stores *address* under by default, now and in earlier versions."""
+    return fdname_for(address), _legacy_fdname(address)
 
 
 def keep_wanted(keep: bool | None) -> bool:
@@ -151,22 +184,32 @@ class _Passed:
         return by_address
 
     def release_stale(self, notifier: Notifier) -> None:
-        """Remove and close the unclaimed sockets that sdready stored under their address's
-        name: nobody asked for that address any more. Others (a ``.socket`` unit's, or
-        stored under a chosen name) stay as they are."""
+        """Remove and close the unclaimed sockets that sdready stored: listening, under
+        their address's name, which nobody asked for any more. Every other descriptor (a
+        ``.socket`` unit's, the app's own state, one stored under a chosen name) stays as
+        it is, for :meth:`unclaimed`."""
         with self._lock:
             self._take()
             stale = []
             for fd, name in list(self._fds.items()):
                 item = _listener(fd)
-                if item is None or name == fdname_for(item.address):
-                    stale.append((fd, name, item.address if item is not None else "nothing"))
+                if item is not None and name in _own_names(item.address):
+                    stale.append((fd, name, item.address))
                     del self._fds[fd]
         for fd, name, where in stale:
             logger.warning(texts.KEEP_UNCLAIMED, name, where)
             forget_sockets([name], notifier)
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+    def unclaimed(self) -> list[tuple[int, str]]:
+        """Hand over the passed descriptors nobody claimed, ``(fd, FDNAME)`` in fd order:
+        the caller owns them from now on."""
+        with self._lock:
+            self._take()
+            rest = sorted(self._fds.items())
+            self._fds.clear()
+        return rest
 
     def warn_once(self, key: str, message: str, *args: object) -> None:
         with self._lock:
@@ -256,6 +299,12 @@ def release_stale(notifier: Notifier) -> None:
     _passed.release_stale(notifier)
 
 
+def unclaimed_fds() -> list[tuple[int, str]]:
+    """The descriptors systemd passed that no address claimed and :func:`release_stale`
+    left alone, ``(fd, FDNAME)``; the caller owns (and closes) them from then on."""
+    return _passed.unclaimed()
+
+
 def open_socket(
     address: str,
     *,
@@ -300,7 +349,7 @@ def listen_socket(
 
     :param address: ``"127.0.0.1:8000"``, ``"[::]:8000"``, ``"/run/app.sock"`` or
         ``"@abstract"``.
-    :param name: the ``FDNAME`` (default: the address with ``:`` as ``_``).
+    :param name: the ``FDNAME`` (default: the address as :func:`fdname_for` writes it).
     :param backlog: for a newly bound socket (default ``socket.SOMAXCONN``).
 
     Example::

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
@@ -163,11 +164,35 @@ def _unrecognised(argv: Sequence[str], program: str, args: list[str], cwd: str) 
 
 
 def _mentions_sdready(path: str) -> bool:
+    return "sdready" in _read_text(path)
+
+
+#: How much of a script or config file is read: more than any real one holds.
+_READ_LIMIT = 200_000
+
+
+def _read_text(path: str) -> str:
+    """The start of *path* (at most :data:`_READ_LIMIT` bytes) if it is a regular file,
+    else "". ``doctor`` may run as root on a directory a user can write to: a FIFO planted
+    there must not block it (opened non-blocking, then checked with ``fstat``), nor a
+    device or a huge file keep it reading."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as file:
-            return "sdready" in file.read(200_000)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
-        return False
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        chunks: list[bytes] = []
+        left = _READ_LIMIT
+        while left > 0 and (chunk := os.read(fd, min(left, 65536))):
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def _sdready_exec(args: list[str], env: Mapping[str, str], cwd: str) -> AppFacts:
@@ -202,12 +227,7 @@ def _gunicorn(args: list[str], env: Mapping[str, str], cwd: str) -> AppFacts:
     config = _option([*args, *extra], "-c", "--config") or "gunicorn.conf.py"
     text = ""
     if not config.startswith("python:"):
-        path = os.path.join(cwd, config) if cwd else config
-        try:
-            with open(path, encoding="utf-8", errors="replace") as file:
-                text = file.read()
-        except OSError:
-            text = ""
+        text = _read_text(os.path.join(cwd, config) if cwd else config)
     plugin = _PLUGIN in config or _PLUGIN in text
     graceful = _number(_option([*args, *extra], "--graceful-timeout"))
     if graceful is None:

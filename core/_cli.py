@@ -408,7 +408,7 @@ def _cmd_wait_listen(args: argparse.Namespace) -> int:
         raise _UsageError("give --expect ADDR (or --pid PID to take its first listener)")
     from ._cli_wait import wait_listen
 
-    method = _discovery_method(args.discovery) if args.pid is not None else "auto"
+    method = _discovery_method(args.discovery)
     return wait_listen(expect, pid=args.pid, timeout=args.timeout, probe=args.probe, method=method)
 
 

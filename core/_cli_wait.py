@@ -43,12 +43,17 @@ def wait_listen(
     method: Method = "auto",
 ) -> int:
     """Wait for *expect* (in *pid*'s tree, else anywhere in this network namespace); log
-    the outcome and return the exit status. Without *pid*, *expect* must be given."""
+    the outcome and return the exit status. Without *pid*, *expect* must be given, and
+    *method* counts only as ``"proc"`` (the tables) or not."""
     watch: TreeListeners | None = None
     source: Callable[[], list[Listener]]
     if pid is None:
         assert expect is not None, "the drivers refuse a wait for anything, anywhere"
         source = namespace_listeners
+        if method == "proc":  # the /proc/net tables even where netlink answers
+
+            def source() -> list[Listener]:
+                return namespace_listeners(tables=True)
     else:
         if not alive(pid):
             logger.error("pid %d does not exist", pid)

@@ -22,6 +22,7 @@ __all__ = [
     "listen_fds_count",
     "main_pid",
     "notify_socket",
+    "pidfd_inode_id",
     "unset_listen_fds",
     "user_manager",
     "watchdog_interval",
@@ -30,7 +31,7 @@ __all__ = [
 
 #: The first descriptor systemd passes (SD_LISTEN_FDS_START).
 LISTEN_FDS_START = 3
-_LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
+_LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_PIDFDID", "LISTEN_FDS", "LISTEN_FDNAMES")
 
 _USEC_INFINITY = 2**64 - 1
 
@@ -101,14 +102,56 @@ def listen_fds_count(environ: Mapping[str, str] | None = None) -> int:
     """Return how many sockets systemd passed (``LISTEN_FDS``) to this process.
 
     Like sd_listen_fds(3): 0 unless ``LISTEN_PID`` names this process (systemd always sets
-    both; an heir that inherited them must not take the sockets).
+    both; an heir that inherited them must not take the sockets), and, when systemd (259+)
+    also set ``LISTEN_PIDFDID``, unless that is this process's pidfd inode id too (a pid
+    reused by another process); where the kernel has no such ids (before pidfs, Linux
+    6.9), ``LISTEN_PIDFDID`` is not checked, as sd_listen_fds(3) does.
     """
     env = os.environ if environ is None else environ
     count = env.get("LISTEN_FDS", "")
     pid = env.get("LISTEN_PID", "")
     if not count.isdigit() or not pid.isdigit() or int(pid) != os.getpid():
         return 0
+    pidfd_id = env.get("LISTEN_PIDFDID")
+    if pidfd_id is not None:
+        if not pidfd_id.isdigit():
+            return 0
+        own = pidfd_inode_id()
+        if own is not None and own != int(pidfd_id):
+            return 0
     return int(count)
+
+
+_own_pidfd_id: tuple[int, int | None] | None = None  # (pid, its id): reset by a fork
+
+
+def pidfd_inode_id() -> int | None:
+    """This process's pidfd inode id (systemd's ``LISTEN_PIDFDID``), or None where pidfds
+    are not on pidfs (Linux < 6.9: they all share the anonymous inode) or cannot be made."""
+    global _own_pidfd_id  # noqa: PLW0603  (asked once per process, then cached)
+    pid = os.getpid()
+    if _own_pidfd_id is not None and _own_pidfd_id[0] == pid:
+        return _own_pidfd_id[1]
+    found: int | None = None
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfd_open: Python built without it, Linux < 5.3
+        pidfd = -1
+    if pidfd >= 0:
+        try:
+            # An eventfd lives on the anonymous inode filesystem: a pidfd on pidfs does not.
+            anon = os.eventfd(0)
+            try:
+                on_pidfs = os.fstat(pidfd).st_dev != os.fstat(anon).st_dev
+            finally:
+                os.close(anon)
+            found = os.fstat(pidfd).st_ino if on_pidfs else None
+        except (AttributeError, OSError):
+            found = None
+        finally:
+            os.close(pidfd)
+    _own_pidfd_id = (pid, found)
+    return found
 
 
 def listen_fds(environ: Mapping[str, str] | None = None) -> list[tuple[int, str]]:
@@ -127,8 +170,8 @@ def listen_fds(environ: Mapping[str, str] | None = None) -> list[tuple[int, str]
 
 
 def unset_listen_fds(environ: MutableMapping[str, str] | None = None) -> None:
-    """Remove ``LISTEN_PID``, ``LISTEN_FDS`` and ``LISTEN_FDNAMES`` (children must not
-    take sockets meant for this process)."""
+    """Remove ``LISTEN_PID``, ``LISTEN_PIDFDID``, ``LISTEN_FDS`` and ``LISTEN_FDNAMES``
+    (children must not take sockets meant for this process)."""
     env = os.environ if environ is None else environ
     for name in _LISTEN_VARIABLES:
         env.pop(name, None)

@@ -38,9 +38,10 @@ if TYPE_CHECKING:
     from ._expect import Expect, ExpectEntry
     from ._notifier import Notifier
     from ._options import ReadyKeywords, ReadyOptions
-    from ._proctree import Method
+    from ._proctree import Method, TreeListeners
     from ._readiness import Readiness
     from ._relay import NotifyRelay
+    from ._sockets import Listener
 else:
     import _signal  # the signal module's enums load enum and more: names come from _signame
 
@@ -142,6 +143,7 @@ class Supervisor:
         self.method: Method = method
         self.listen = list(listen)
         self.sockets: list[tuple[socket.socket, str]] = []  # --listen's, with their FDNAME
+        self.passed: list[tuple[int, str]] = []  # passed by systemd, not sdready's: go on
         self.relay: NotifyRelay | None = None  # the command's own READY, with --listen
         values: dict[str, object] = dict(ready)
         if self.listen:
@@ -179,6 +181,10 @@ class Supervisor:
 
     def start(self) -> None:
         """Open ``--listen``'s sockets and spawn the command; :class:`SpawnError` if it fails."""
+        # An inherited SIG_IGN would have the kernel reap the command and drop its SIGCHLD:
+        # its exit would never be heard of (exec hung), and the command would inherit it.
+        if _signal.getsignal(_signal.SIGCHLD) == _signal.SIG_IGN:
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
         # Blocked before the child exists, so neither a stop request nor its exit is missed.
         self._old_mask = old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _SIGNALS)
         try:
@@ -191,7 +197,10 @@ class Supervisor:
     def supervise(self) -> int:
         """After :meth:`start`: drive the engine until the command exits; its exit code."""
         try:
-            logger.info("started %s as pid %d", " ".join(self.argv), self.pid)
+            # Arguments may carry secrets (a database URL with its password): the journal
+            # keeps INFO, so they go to DEBUG only.
+            logger.info("started %s as pid %d", self.argv[0], self.pid)
+            logger.debug("pid %d runs %r", self.pid, self.argv)
             return self._supervise()
         finally:
             self._finish()
@@ -203,6 +212,9 @@ class Supervisor:
         for sock, _name in self.sockets:
             sock.close()  # the fd store (or the .socket unit) keeps them
         self.sockets.clear()
+        for fd, _name in self.passed:
+            os.close(fd)
+        self.passed.clear()
         if self.relay is not None:
             self.relay.close()
             self.relay = None
@@ -210,7 +222,7 @@ class Supervisor:
     def _open_sockets(self) -> None:
         if not self.listen:
             return
-        from ._activation import fdname_for, open_socket, release_stale
+        from ._activation import fdname_for, open_socket, release_stale, unclaimed_fds
 
         try:
             for address in self.listen:
@@ -221,10 +233,11 @@ class Supervisor:
             raise SpawnError(EXIT_INTERNAL, f"cannot listen: {exc}") from None
         if self.sockets:
             release_stale(self.notifier)  # stored for an address no --listen names now
+            # The rest is not sdready's (a .socket unit's, the app's own state): the command's.
+            self.passed = unclaimed_fds()
 
     def _spawn(self, child_mask: Iterable[int]) -> int:
         env = dict(os.environ)
-        argv = self.argv
         if self.pass_notify:
             # WATCHDOG_PID names us: without it the command's own library may feed the watchdog.
             env.pop("WATCHDOG_PID", None)
@@ -236,21 +249,24 @@ class Supervisor:
             env["NOTIFY_SOCKET"] = self.relay.address
         else:
             env.pop("NOTIFY_SOCKET", None)  # no premature READY from the command itself
-        actions, high = self._socket_actions(env)
-        if self.sockets or listen_fds_count() > 0:
-            # Socket activation: the fds are inherited as they are, but sd_listen_fds() in
-            # the command checks LISTEN_PID against its own pid, unknown until it exists.
-            argv = ["/bin/sh", "-c", 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"', "sh", *argv]
+        dups = self._socket_dups(env)
+        # Socket activation: the fds are inherited as they are, but sd_listen_fds() in the
+        # command checks LISTEN_PID against its own pid (set in the child: no shell needed),
+        # and LISTEN_PIDFDID (systemd 259) against its pidfd's id: ours would not match, and
+        # without it LISTEN_PID is checked alone.
+        activation = bool(self.sockets) or listen_fds_count() > 0
+        if activation:
+            env.pop("LISTEN_PIDFDID", None)
+        from ._spawn import spawn
+
         try:
-            pid = os.posix_spawnp(
-                argv[0],
-                argv,
+            pid = spawn(
+                self.argv,
                 env,
-                file_actions=actions,
-                # Its own process group: a terminal's Ctrl-C reaches only us, forwarded once.
-                setpgroup=0,
-                setsigmask=child_mask,
-                setsigdef=_RESET_FOR_CHILD,
+                dups=dups,
+                mask=child_mask,
+                reset=_RESET_FOR_CHILD,
+                listen_pid=activation,
             )
         except FileNotFoundError:
             raise SpawnError(EXIT_NOT_FOUND, "command not found") from None
@@ -260,27 +276,30 @@ class Supervisor:
             code = EXIT_NOT_EXECUTABLE if exc.errno == _errno.ENOEXEC else EXIT_INTERNAL
             raise SpawnError(code, exc.strerror or str(exc)) from None
         finally:
-            for fd in high:
+            for fd, _target in dups:
                 os.close(fd)
+        if self.relay is not None:
+            self.relay.root = pid
         return pid
 
-    def _socket_actions(self, env: dict[str, str]) -> tuple[list[tuple[int, int, int]], list[int]]:
-        """--listen's sockets as the child's fds 3, 4, … (and LISTEN_FDS, LISTEN_FDNAMES)."""
+    def _socket_dups(self, env: dict[str, str]) -> list[tuple[int, int]]:
+        """--listen's sockets as the child's fds 3, 4, …, then the other passed descriptors
+        (and LISTEN_FDS, LISTEN_FDNAMES): ``(our copy, its number in the child)``."""
         if not self.sockets:
-            return [], []
-        count = len(self.sockets)
+            return []
+        fds = [(s.fileno(), name) for s, name in self.sockets] + self.passed
+        count = len(fds)
         # Copies above the target range first: dup2 onto itself would keep FD_CLOEXEC.
-        high = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD_CLOEXEC, 3 + count) for s, _ in self.sockets]
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3 + count) for fd, _ in fds]
         env["LISTEN_FDS"] = str(count)
-        env["LISTEN_FDNAMES"] = ":".join(name for _, name in self.sockets)
-        return [(os.POSIX_SPAWN_DUP2, fd, 3 + i) for i, fd in enumerate(high)], high
+        env["LISTEN_FDNAMES"] = ":".join(name for _, name in fds)
+        return [(fd, 3 + i) for i, fd in enumerate(high)]
 
     def _supervise(self) -> int:
         from ._options import ReadyOptions
-        from ._proctree import TreeListeners
         from ._readiness import Readiness
 
-        watch = TreeListeners(self.pid, self.method)
+        watch = _Discovery(self.pid, self.method)
         # Checked in __init__ with the same rules: making the options cannot fail here.
         options = ReadyOptions(**self.ready, notifier=self.notifier)  # type: ignore[arg-type]
         self.options = options
@@ -333,8 +352,12 @@ class Supervisor:
         try:
             return readiness.waiter.step()
         except Exception as exc:  # a discovery bug must not orphan the command: stop waiting
-            logger.exception("listener discovery failed")
-            readiness.timed_out(exc)
+            # Not a timeout: on_timeout="warn" would send READY for a server never seen.
+            cause = exc.__cause__ or exc if isinstance(exc, _DiscoveryError) else exc
+            logger.error(texts.DISCOVERY_FAILED_LOG, cause)
+            logger.debug("the discovery failure:", exc_info=cause)
+            readiness.status(texts.DISCOVERY_FAILED.format(message=_first_line(cause)))
+            readiness.abandon("listener discovery failed")
             return None
 
     def _log_ready(self, readiness: Readiness, started: float, method: str) -> None:
@@ -373,12 +396,22 @@ class Supervisor:
             os.kill(self.pid, signum)
 
     def _reap(self) -> None:
-        try:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            pid, status = self.pid, 0
-        if pid == 0:
-            return  # stopped/continued, or a grandchild's noise
+        """Reap every child that exited: the command, and orphans the kernel gave us (as
+        PID 1 of a container, or a subreaper), which would stay zombies otherwise."""
+        status = None
+        while True:
+            try:
+                pid, code = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                if self.exit_code is None and status is None:
+                    status = 0  # reaped by someone else: nothing more to learn
+                break
+            if pid == 0:
+                break  # the others still run
+            if pid == self.pid:
+                status = code
+        if status is None:
+            return  # an orphan, or stopped/continued
         code = os.waitstatus_to_exitcode(status)
         self.exit_code = code
         how = f"exited with status {code}" if code >= 0 else f"was killed by {_signame(-code)}"
@@ -386,6 +419,48 @@ class Supervisor:
         readiness = self.readiness
         if readiness is not None and not readiness.ever_ready and not self.stopping:
             readiness.startup_failed(f"{self.argv[0]} {how} before listening")
+
+
+class _DiscoveryError(Exception):
+    """The watch of the command's tree failed (not "nothing listens yet"): the engine must
+    not take it for a timeout, as it takes an OSError of its own listener source."""
+
+
+class _Discovery:
+    """The command's tree as the engine's listener source (made at the first poll), its
+    failures, from the first, as :class:`_DiscoveryError`."""
+
+    def __init__(self, pid: int, method: Method) -> None:
+        self.pid = pid
+        self.requested: Method = method
+        self.watch: TreeListeners | None = None
+
+    @property
+    def max_interval(self) -> float | None:
+        return None if self.watch is None else self.watch.max_interval
+
+    @property
+    def method(self) -> str:
+        return self.requested if self.watch is None else self.watch.method
+
+    def __call__(self) -> list[Listener]:
+        from ._proctree import TreeListeners
+
+        try:
+            if self.watch is None:
+                self.watch = TreeListeners(self.pid, self.requested)
+            return self.watch.poll()
+        except Exception as exc:
+            raise _DiscoveryError(str(exc)) from exc
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:200]
 
 
 def _listen_expect(listen: list[str], expect: Expect | None) -> list[ExpectEntry]:

@@ -39,7 +39,7 @@ import time
 from ._env import started_by_systemd
 from ._log import logger
 from ._sockdiag import SockDiag, same_network_namespace
-from ._sockets import Address, Listener, inspect_socket, listener
+from ._sockets import AF_UNIX, Address, Listener, inspect_socket, listener
 
 TYPE_CHECKING = False  # no typing at run time: sdready wait-listen's start-up
 if TYPE_CHECKING:
@@ -52,10 +52,13 @@ __all__ = [
     "ProcessTree",
     "TreeListeners",
     "alive",
+    "cgroup_pids",
+    "descends_from",
     "namespace_listeners",
     "pidfd_getfd_support",
     "process_tree",
     "sockdiag_support",
+    "socket_inodes",
 ]
 
 METHODS: tuple[Method, ...] = ("auto", "sockdiag", "pidfd", "proc")
@@ -112,20 +115,19 @@ def _parent_pid(pid: int) -> int | None:
         return None
 
 
-def _service_cgroup_pids() -> list[int] | None:
-    """Every pid in our cgroup when it is a systemd service's own cgroup, else None.
-
-    Reading one ``cgroup.procs`` is much cheaper than scanning all of ``/proc`` on a busy
-    host, and a service's descendants all live in its cgroup (without ``Delegate=``).
-    """
-    if not started_by_systemd():
-        return None
+def _own_cgroup() -> str:
+    """Our cgroup v2 path (``/system.slice/app.service``), or "" where there is none."""
     try:
         with open("/proc/self/cgroup") as lines:
-            path = next((line[3:].strip() for line in lines if line.startswith("0::")), None)
+            return next((line[3:].strip() for line in lines if line.startswith("0::")), "")
     except OSError:
-        return None
-    if not path or not path.endswith(".service"):
+        return ""
+
+
+def cgroup_pids() -> list[int] | None:
+    """Every pid in our own cgroup (v2), or None where that cannot be read."""
+    path = _own_cgroup()
+    if not path:
         return None
     for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
         try:
@@ -136,6 +138,34 @@ def _service_cgroup_pids() -> list[int] | None:
         if os.getpid() in pids:
             return pids
     return None
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """The inodes of the sockets *pid* holds (empty when its fds cannot be read)."""
+    return set((_socket_fds(pid) or {}).values())
+
+
+def _service_cgroup_pids() -> list[int] | None:
+    """Every pid in our cgroup when it is a systemd service's own cgroup, else None.
+
+    Reading one ``cgroup.procs`` is much cheaper than scanning all of ``/proc`` on a busy
+    host, and a service's descendants all live in its cgroup (without ``Delegate=``).
+    """
+    if not started_by_systemd() or not _own_cgroup().endswith(".service"):
+        return None
+    return cgroup_pids()
+
+
+def descends_from(pid: int, root: int) -> bool:
+    """True when *pid* is *root* or one of its living descendants (its parents, walked up)."""
+    for _ in range(4096):  # a chain of parents is finite; a bound against a pid-reuse loop
+        if pid == root:
+            return True
+        parent = _parent_pid(pid)
+        if parent is None or parent <= 0:
+            return False
+        pid = parent
+    return False
 
 
 def alive(pid: int) -> bool:
@@ -209,6 +239,18 @@ def _socket_fds(pid: int) -> dict[int, int] | None:
         if target.startswith("socket:["):
             sockets[int(name)] = int(target[8:-1])
     return sockets
+
+
+def _unix_socket(pid: int, fd: int, inode: int) -> bool:
+    """True when *pid*'s *fd* is unix socket *inode*, as the socket itself says (sockfs's
+    ``system.sockprotoname``), not as a table line that anyone's socket name can forge."""
+    path = f"/proc/{pid}/fd/{fd}"
+    try:
+        name = os.getxattr(path, "system.sockprotoname")
+        same = os.stat(path).st_ino == inode
+    except OSError:
+        return False  # closed meanwhile: asked again at the next poll
+    return same and name.startswith(b"UNIX")
 
 
 # -- pidfd_getfd ---------------------------------------------------------------------------
@@ -322,21 +364,28 @@ def _inspect_duplicate(dup: int, fd: int, inode: int) -> tuple[Listener | None, 
     return listener(fd, inode, state.family, state.address), False
 
 
-def namespace_listeners(pid: int | None = None) -> list[Listener]:
+def namespace_listeners(pid: int | None = None, *, tables: bool = False) -> list[Listener]:
     """Every listening TCP and unix socket in the network namespace of *pid* (default ours).
 
     For ``wait-listen`` without a pid: the owner is unknown, so ``fd`` is -1. One sock_diag
-    dump where netlink answers for that namespace, else the ``/proc/net`` tables.
+    dump where netlink answers for that namespace (unless *tables*), else the ``/proc/net``
+    tables, where a unix listener counts only once connecting to it succeeds: with no
+    descriptor to check its inode against, its line there may be forged.
     """
-    found = _namespace_dump() if pid is None or same_network_namespace(pid) else None
+    found = None
+    if not tables and (pid is None or same_network_namespace(pid)):
+        found = _namespace_dump()
     if found is not None:
         return [listener(-1, inode, *described) for inode, described in found.items()]
-    from ._proctables import listener_from_entry, read_tables  # the slow way, loaded if used
+    # The slow way, loaded if used.
+    from ._proctables import listener_from_entry, read_tables, unix_listens
 
     netdir = "/proc/net" if pid is None else f"/proc/{pid}/net"
     entries = read_tables(netdir, None)
     return [
-        listener_from_entry(-1, inode, entry) for inode, entry in entries.items() if entry.listening
+        listener_from_entry(-1, inode, entry)
+        for inode, entry in entries.items()
+        if entry.listening and (entry.family != AF_UNIX or unix_listens(entry.path))
     ]
 
 
@@ -591,10 +640,12 @@ class TreeListeners:
         self.methods_used.add("proc")
         owner = next(iter(wanted.values()))[0]
         entries = read_tables(f"/proc/{owner}/net", set(wanted))
-        for inode, (_pid, fd) in wanted.items():
+        for inode, (pid, fd) in wanted.items():
             entry = entries.get(inode)
             if entry is None:
                 continue  # not TCP/unix, or not bound yet: ask again next time
+            if entry.family == AF_UNIX and not _unix_socket(pid, fd, inode):
+                continue  # a forged unix line naming another kind of socket's inode
             if entry.listening:
                 listener = listener_from_entry(fd, inode, entry)
                 self._found[inode] = listener

@@ -123,7 +123,8 @@ class NotifyAddress(Record):
         """Parse *value* the way libsystemd does; raise :class:`ValueError` if it is invalid.
 
         Accepted: an absolute path, ``@abstract``, ``vsock:CID:PORT`` and the typed
-        ``vsock-stream:``, ``vsock-dgram:``, ``vsock-seqpacket:`` forms.
+        ``vsock-stream:``, ``vsock-dgram:``, ``vsock-seqpacket:`` forms; a vsock address
+        must name its CID (not empty, nor ``VMADDR_CID_ANY``), as libsystemd requires.
         """
         if value.startswith("/"):
             return cls(socket.AF_UNIX, socket.SOCK_DGRAM, value, value)
@@ -135,7 +136,10 @@ class NotifyAddress(Record):
             if sep and port_text.isdigit() and (cid_text == "" or cid_text.isdigit()):
                 cid = int(cid_text) if cid_text else _VMADDR_CID_ANY
                 port = int(port_text)
-                if cid <= 0xFFFFFFFF and port <= 0xFFFFFFFF:
+                if cid == _VMADDR_CID_ANY:
+                    # libsystemd's sd_notify refuses it (EINVAL): there is no one to send to.
+                    raise ValueError(f"{value!r} is a vsock notify address without a CID")
+                if port <= 0xFFFFFFFF:
                     family = getattr(socket, "AF_VSOCK", -1)
                     return cls(family, _VSOCK_KINDS[kind], (cid, port), value)
         if not value:

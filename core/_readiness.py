@@ -235,18 +235,21 @@ class Readiness:
         with self._lock:
             if not self.enabled:
                 return False
-            takes_over = self._took_over is not None and not self.ever_ready
-            if not self._move(Event.READY):
+            if not self._machine.allows(Event.READY):
                 return False
-            self.listeners = list(listeners or [])
-            self._status = status
+            takes_over = self._took_over is not None and not self.ever_ready
             if takes_over:
                 # This process replaces the unit's main one (gunicorn's USR2 master): systemd
                 # must track it from now on (accepted only with NotifyAccess=all).
-                self._main = True
                 self.notifier.send({"MAINPID": os.getpid(), "READY": 1, "STATUS": status})
+                self._main = True
             else:
                 self.notifier.ready(status)
+            # Only now: a text the protocol refuses (a newline) raised above, and nothing
+            # may then say that READY went out.
+            self._move(Event.READY)
+            self.listeners = list(listeners or [])
+            self._status = status
         logger.debug("READY sent: %s", status)
         self.watchdog.restate()
         return True

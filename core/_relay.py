@@ -8,8 +8,10 @@ between its steps: whatever else the command sends (STATUS, WATCHDOG, fds) is dr
 only the supervisor speaks to systemd.
 
 The socket is abstract (nothing on disk to leave behind when sdready is killed) under a
-random name, and only datagrams whose kernel-checked credentials (``SO_PASSCRED``) show
-our own uid count.
+random name, which any local user can still find (``/proc/net/unix``), so only datagrams
+whose kernel-checked credentials (``SO_PASSCRED``) show our own uid *and* a process of
+the command's tree count. A sender that exited before its message was read cannot be
+placed in the tree, and is not believed either (``sdready notify`` waits for its answer).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import contextlib
 import os
 import socket
 import struct
+
+from ._log import logger
 
 __all__ = ["NotifyRelay"]
 
@@ -36,6 +40,8 @@ class NotifyRelay:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self._sock.bind("\0" + name)
         self._uid = os.getuid()
+        #: The command's pid, once it runs: only its process tree is heard.
+        self.root = 0
 
     def ready(self) -> bool:
         """True once a datagram with ``READY=1`` arrived from our uid; reads all queued."""
@@ -56,8 +62,13 @@ class NotifyRelay:
     def _ours(self, ancillary: list[tuple[int, int, bytes]]) -> bool:
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                uid: int = _UCRED.unpack(payload[: _UCRED.size])[1]
-                return uid == self._uid
+                pid, uid, _gid = _UCRED.unpack(payload[: _UCRED.size])
+                from ._proctree import descends_from  # only once a message came
+
+                if uid == self._uid and self.root > 0 and descends_from(pid, self.root):
+                    return True
+                logger.debug("ignored a notify message from pid %d: not the command's", pid)
+                return False
         return False
 
     def close(self) -> None:

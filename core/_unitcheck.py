@@ -33,6 +33,7 @@ from ._appfacts import AppFacts, describe_command
 from ._contain import contained
 from ._env import invocation_id, is_main_process, user_manager
 from ._log import logger
+from ._sockets import claim_abstract
 from ._unitinfo import UnitConfig, UnitError, own_unit, read_unit
 
 if TYPE_CHECKING:
@@ -345,15 +346,9 @@ _held: list[socket.socket] = []  # the per-invocation claim, kept for the proces
 
 def _claim(invocation: str) -> bool:
     """True for the first process of this unit invocation to check (uvicorn --workers and
-    hypercorn start several that would each warn): an abstract socket named after it."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        sock.bind(f"\0sdready-unitcheck-{invocation}")
-    except OSError:  # taken: another process of this start checks
-        sock.close()
-        return False
-    _held.append(sock)
-    return True
+    hypercorn start several that would each warn): an abstract socket named after it, whose
+    holder must be one of ours (the name is predictable: another user may take it first)."""
+    return claim_abstract(f"sdready-unitcheck-{invocation}", _held)
 
 
 def self_check(readiness: Engine, environ: Mapping[str, str] | None = None) -> list[Result]:

@@ -54,7 +54,9 @@ _MAX_INTERVAL = 0.005
 # With thousands of descriptors a walk costs ~1 ms: never spend more than ~5% of a core.
 _MAX_DUTY = 0.05
 _PROBE_RETRY_MIN = 0.01
-_PROBE_RETRY_MAX = 0.1
+#: Probes reach into the app (a GET each, see docs/reference.md): after a few quick
+#: retries, no listener gets more than about one a second.
+_PROBE_RETRY_MAX = 1.0
 
 
 class ListenerSnapshot(Record):
@@ -175,6 +177,7 @@ class _Wait:
         self.probe_failure: str | None = None
         self.probe_delay = 0.0  # for the next sleep only
         self.probe_backoff = 0.0
+        self.probe_passed: set[int] = set()  # inodes that answered: not asked again
         # Default rule: decided on the first walk (see the module docstring).
         self.baseline = baseline
         self.wait_started = wait_started
@@ -386,29 +389,39 @@ class _Wait:
 
 
 class _ProbeRound:
-    """Probing every selected listener in turn, within the wait's deadline; shared by the
-    blocking and the asyncio drivers, which only run the probe itself."""
+    """Probing the selected listeners in turn, within the wait's deadline; shared by the
+    blocking and the asyncio drivers, which only run the probe itself.
+
+    Only what was asked for is probed: every listener an ``expect`` entry matched, else
+    the first one selected (the lowest fd: the server's first socket), never another port
+    of the tree that may not speak HTTP at all; and a listener that answered once is not
+    asked again.
+    """
 
     def __init__(self, wait: _Wait, selected: list[Listener]) -> None:
         self.wait = wait
         self.selected = selected
+        targets = selected if wait.expectations is not None else selected[:1]
+        self.targets = [item for item in targets if item.inode not in wait.probe_passed]
         self.budget = wait.probe_budget()
         self.failure: str | None = None
         self._next = 0
 
     def next(self) -> Listener | None:
         """The next listener to probe (``budget`` is set for it), or None: the round is over."""
-        if self.failure is not None or self._next >= len(self.selected):
+        if self.failure is not None or self._next >= len(self.targets):
             return None
         self.budget = self.wait.probe_budget()
         if self.budget <= 0:
             self.failure = "no time left to probe"
             return None
         self._next += 1
-        return self.selected[self._next - 1]
+        return self.targets[self._next - 1]
 
     def record(self, failure: str | None) -> None:
         self.failure = failure
+        if failure is None:
+            self.wait.probe_passed.add(self.targets[self._next - 1].inode)
 
     def result(self) -> list[Listener] | None:
         """The selection if every listener passed, else None (the wait retries later)."""

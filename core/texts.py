@@ -26,6 +26,8 @@ __all__ = [
     "CHECK_WATCHDOG_CHILD",
     "CHECK_WATCHDOG_HEALTH",
     "CHECK_WATCHDOG_OFF",
+    "DISCOVERY_FAILED",
+    "DISCOVERY_FAILED_LOG",
     "DRAINING",
     "GUNICORN_BOOTING",
     "GUNICORN_DEGRADED",
@@ -72,6 +74,12 @@ TIMEOUT_FAIL = (
 )
 #: ``.format(message=...)``
 STARTUP_FAILED = "Startup failed: {message}"
+#: sdready exec could not watch its command's sockets: no READY, whatever on_timeout says.
+DISCOVERY_FAILED = "Not ready: listener discovery failed ({message}); READY withheld"
+DISCOVERY_FAILED_LOG = (
+    "listener discovery failed (%s): READY is withheld (no server was seen; the start ends "
+    "at TimeoutStartSec=). Try another --discovery method"
+)
 STOPPING = "Stopping…"
 #: While a server drains after STOPPING=1 (the stop timeout is being extended).
 #: ``.format(count=..., budget=...)``: still draining (gunicorn: workers), the server's budget.
@@ -199,13 +207,16 @@ _MAX_SHOWN = 4
 
 
 def format_addresses(listeners: Iterable[object]) -> str:
-    """``"127.0.0.1:8000, [::]:8000"`` for up to four listeners, then ``"and N more"``.
+    """``"127.0.0.1:8000, [::]:8000"`` for up to four listeners, then ``"and N more"``;
+    control characters in a name are escaped (``\\n``).
 
     Accepts :class:`~sdready.Listener` objects (their ``address``) or plain strings.
     """
     seen: list[str] = []
     for item in listeners:
         text = str(getattr(item, "address", item))
+        if not text.isprintable():  # a socket's name may hold a newline: STATUS is one line
+            text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
         if text not in seen:
             seen.append(text)
     if not seen:

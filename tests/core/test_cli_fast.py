@@ -108,14 +108,14 @@ SPAWN_PROBE = """
 import os, sys
 heavy = {heavy!r}
 before = set(sys.modules)  # the interpreter's own start-up is not ours
-real = os.posix_spawnp
+real = os.fork  # sdready exec forks its command (core/_spawn.py)
 
 def spawn(*args, **kwargs):
     loaded = [m for m in heavy if m in sys.modules and m not in before]
     print("loaded at spawn:", ",".join(loaded) or "-", flush=True)
     return real(*args, **kwargs)
 
-os.posix_spawnp = spawn
+os.fork = spawn
 sys.argv = ["sdready", {args}]
 from {module} import main
 sys.exit(main())

@@ -16,6 +16,7 @@ import pytest
 from _gunicorn_support import NO_CONTROL_SOCKET
 from _restarts import write_apps
 from _servers import free_port, http_get
+from sdready._activation import fdname_for
 from sdready.testing import NotifyRecorder
 
 pytestmark = pytest.mark.timeout(120)
@@ -101,7 +102,7 @@ def test_gunicorn_reads_listen_fds(
     assert http_get(("127.0.0.1", port), timeout=5).status == 200
     assert http_get(unix, timeout=5).status == 200
     names = notify_socket.values("FDNAME")
-    assert names == [f"127.0.0.1_{port}", unix]
+    assert names == [f"127.0.0.1_{port}", fdname_for(unix)]  # "_" in the path: %5F
 
 
 def test_a_bad_address_is_an_internal_error(run_exec: object, tmp_path: Path) -> None:
@@ -180,12 +181,13 @@ def test_a_socket_no_listen_names_leaves_the_store(
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
     output = result.stdout + result.stderr
-    assert f"child 127.0.0.1_{new}" in output, output  # only the --listen socket goes on
     sdready_marker = "no --listen names any more"
     removed = notify_socket.values("FDSTOREREMOVE")
-    if socket_unit:
+    if socket_unit:  # not sdready's: passed on to the command after the --listen socket
+        assert f"child 127.0.0.1_{new}:{name}" in output, output
         assert not removed and sdready_marker not in output
     else:
+        assert f"child 127.0.0.1_{new}\n" in output, output  # only the --listen socket
         assert removed and sdready_marker in output, output
         remove = next(m for m in notify_socket.messages if "FDSTOREREMOVE" in m)
         assert remove["FDNAME"] == name

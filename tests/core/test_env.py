@@ -18,6 +18,7 @@ from sdready._env import (
     is_main_process,
     listen_fdnames,
     listen_fds_count,
+    pidfd_inode_id,
     started_by_systemd,
     watchdog_elsewhere,
     watchdog_interval,
@@ -230,3 +231,26 @@ def test_started_by_systemd() -> None:
     assert started_by_systemd(environ(INVOCATION_ID="0123456789abcdef"))
     assert not started_by_systemd(environ())
     assert not started_by_systemd(environ(INVOCATION_ID=""))
+
+
+def test_listen_pidfdid_is_checked_when_present() -> None:
+    own = pidfd_inode_id()
+    env = {"LISTEN_FDS": "2", "LISTEN_PID": str(os.getpid())}
+    assert listen_fds_count(env) == 2
+    assert listen_fds_count({**env, "LISTEN_PIDFDID": "x"}) == 0  # unparsable: sd_listen_fds fails
+    if own is None:
+        pytest.skip("no pidfs (Linux < 6.9): LISTEN_PIDFDID cannot be checked")
+    assert listen_fds_count({**env, "LISTEN_PIDFDID": str(own)}) == 2
+    assert listen_fds_count({**env, "LISTEN_PIDFDID": str(own + 1)}) == 0  # another process's
+
+
+def test_pidfd_inode_id_tells_processes_apart() -> None:
+    own = pidfd_inode_id()
+    if own is None:
+        pytest.skip("no pidfs (Linux < 6.9)")
+    assert pidfd_inode_id() == own
+    child = subprocess.run(
+        [sys.executable, "-c", "from sdready._env import pidfd_inode_id; print(pidfd_inode_id())"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert int(child.stdout) != own

@@ -10,6 +10,7 @@ import pytest
 from _gunicorn_support import Gunicorn, write_apps
 from _servers import free_port
 from _systemd import wait_until
+from sdready._activation import fdname_for
 from sdready.testing import NotifyRecorder
 
 pytest.importorskip("gunicorn")
@@ -33,7 +34,7 @@ def test_every_bind_is_kept_once_ready(
         wait_until(lambda: len(notify_socket.values("FDSTORE")) >= 2, timeout=30)
         stored = [m for m in notify_socket.messages if "FDSTORE" in m]
         names = sorted(m["FDNAME"] for m in stored)
-        assert names == sorted([f"127.0.0.1_{port}", unix])
+        assert names == sorted([f"127.0.0.1_{port}", fdname_for(unix)])
         assert all(len(m.fds) == 1 for m in stored)
         assert notify_socket.messages.index(ready) < notify_socket.messages.index(stored[0])
         assert {_family(m.fds[0]) for m in stored} == {socket.AF_INET, socket.AF_UNIX}
