@@ -60,7 +60,7 @@ def _starting(server: Arbiter) -> None:
     if _arbiter.active:
         _ensure_hooks(server)
         with contained("binding what the fd store did not give back"):
-            _keep.bind_what_the_store_lost(server)
+            _keep.bind_what_the_store_lost(server, _arbiter.readiness.options)
 
 
 def _reloading(server: Arbiter) -> None:

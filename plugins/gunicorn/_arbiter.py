@@ -10,9 +10,9 @@ timeout policy, READY once per generation, the STOPPING rule, the watchdog.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
-import math
 import os
 import select
 import signal
@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import MutableMapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sdready import Notifier, texts
@@ -37,6 +37,7 @@ from sdready.integration import (
 )
 
 from . import _compat, _keep
+from ._table import Booted, WorkerTable
 
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
@@ -95,12 +96,6 @@ def _plural(count: int) -> str:
     return f"{count} worker" if count == 1 else f"{count} workers"
 
 
-@dataclass
-class _Booted:
-    pid: int
-    addresses: tuple[str, ...]
-
-
 class _ArbiterSide:
     """The arbiter's view: which workers can serve, and what systemd was told."""
 
@@ -119,13 +114,10 @@ class _ArbiterSide:
         self._closing = False
         self._stop_signal = 0
         # The engine counts generations (1 at start, +1 per SIGHUP) and holds the phase;
-        # workers not younger than gen_age belong to an older generation.
-        self._gen_age = 0
+        # the table, which workers belong to this one and what each did.
+        self._workers = WorkerTable()
         self._all_booted = False  # this generation had all its workers at some point
         self._over = False  # on_exit ran: nothing more is decided here
-        self._booted: dict[int, _Booted] = {}  # by worker age, which never repeats
-        self._spawned: dict[int, float] = {}  # age: when forked (the watchdog's boot clock)
-        self._exited: set[int] = set()
         self._failure = ""
         self._failed_unbooted = False  # a worker failed and none booted since
 
@@ -199,7 +191,7 @@ class _ArbiterSide:
             logger.exception("keeping the previous sdready options")
         with self._lock:
             # Workers spawned from now on are the new ones.
-            self._gen_age = _compat.spawned_age(server)
+            self._workers.new_generation(_compat.spawned_age(server))
             self._all_booted = False
             following = self.readiness.ready_sent or self._reloading()
             generation = self.readiness.generation + 1  # the one this reload opens
@@ -209,18 +201,14 @@ class _ArbiterSide:
     def forking(self, worker: Worker) -> None:
         if self.active:
             with self._lock:
-                self._spawned[_compat.worker_age(worker)] = time.monotonic()
+                self._workers.forked(_compat.worker_age(worker))
 
     def worker_exited(self, worker: Worker) -> None:
         if not self.active:
             return
         age = _compat.worker_age(worker)
         with self._lock:
-            self._exited.add(age)
-            self._booted.pop(age, None)
-            self._spawned.pop(age, None)
-            if len(self._exited) > 4096:  # ages only grow: forget the oldest
-                self._exited = set(sorted(self._exited)[-1024:])
+            self._workers.gone(age)
             self._update()
 
     def workers_changed(self) -> None:
@@ -332,7 +320,7 @@ class _ArbiterSide:
 
     def _on_event(self, event: dict[str, Any]) -> None:
         age = int(event["age"])
-        if age in self._exited:
+        if age in self._workers.exited:
             return  # reaped before its report was read
         if event["event"] == "progress":
             self._on_progress(age, event)
@@ -340,7 +328,7 @@ class _ArbiterSide:
         if event["event"] == "booted":
             if not event["complete"]:
                 logger.warning("worker %s booted but not all its sockets listen", event["pid"])
-            self._booted[age] = _Booted(int(event["pid"]), tuple(event["addresses"]))
+            self._workers.boot(age, int(event["pid"]), event["addresses"])
             logger.debug(
                 "worker %s (age %d) can serve on %s", event["pid"], age, event["addresses"]
             )
@@ -357,7 +345,7 @@ class _ArbiterSide:
     def _on_progress(self, age: int, event: dict[str, Any]) -> None:
         # The app's progress in a worker booting for the generation that awaits READY;
         # a worker replaced while serving is no start, and its text would hide the READY one.
-        if age > self._gen_age and self.readiness.phase.pending:
+        if self._workers.of_this_generation(age) and self.readiness.phase.pending:
             self.readiness.progress(str(event["text"]), extend=float(event["extend"]))
 
     def _stopping(self, signum: int) -> None:
@@ -385,7 +373,10 @@ class _ArbiterSide:
         ignores SIGTERM until it booted). SIGINT is gunicorn's quick exit for a worker
         (``sys.exit`` in the middle of the import), and the default action while an ASGI
         worker boots."""
-        booting = [w for w in _compat.workers(server) if _compat.worker_age(w) not in self._booted]
+        table = self._workers
+        booting = [
+            w for w in _compat.workers(server) if not table.has_booted(_compat.worker_age(w))
+        ]
         if not booting:
             return
         logger.warning(
@@ -406,9 +397,6 @@ class _ArbiterSide:
 
     # -- deciding (called with the lock held) -------------------------------------------
 
-    def _current(self) -> list[_Booted]:
-        return [b for age, b in self._booted.items() if age > self._gen_age and b.addresses]
-
     def _total(self) -> int:
         return _compat.num_workers(self.server) if self.server is not None else 1
 
@@ -422,7 +410,7 @@ class _ArbiterSide:
         return self.readiness.phase is Phase.RELOADING and self.readiness.ever_ready
 
     def _progress_text(self, reloading: bool | None = None, generation: int = 0) -> str:
-        booted, total = len(self._current()), self._total()
+        booted, total = len(self._workers.current()), self._total()
         if self._reloading() if reloading is None else reloading:
             return texts.GUNICORN_RELOADING.format(
                 booted=booted, total=total, generation=generation or self.readiness.generation
@@ -434,7 +422,7 @@ class _ArbiterSide:
             return
         if self.server is not None and _compat.reexec_pid(self.server):
             return  # USR2: the new master speaks for the unit now
-        current = self._current()
+        current = self._workers.current()
         readiness = self.readiness
         if not readiness.ready_sent:
             if len(current) >= self._required():
@@ -449,7 +437,7 @@ class _ArbiterSide:
             return
         readiness.status(self._serving_text(current))
 
-    def _serving_text(self, serving: list[_Booted]) -> str:
+    def _serving_text(self, serving: list[Booted]) -> str:
         addresses = texts.format_addresses(a for b in serving for a in b.addresses)
         number = self.readiness.generation
         generation = f", generation {number}" if number > 1 else ""
@@ -491,22 +479,12 @@ class _ArbiterSide:
         if server is None:
             return False
         limit = _compat.worker_timeout(server) or (watchdog_interval() or 30.0)
-        now = time.monotonic()
+        workers = [
+            (_compat.worker_age(w), functools.partial(_compat.last_heartbeat, w))
+            for w in _compat.workers(server)
+        ]
         with self._lock:
-            booted = set(self._booted)
-            spawned = dict(self._spawned)
-        for worker in _compat.workers(server):
-            age = _compat.worker_age(worker)
-            if age not in booted:
-                if now - spawned.get(age, -math.inf) <= limit:
-                    return True
-                continue
-            try:
-                if now - _compat.last_heartbeat(worker) <= limit:
-                    return True
-            except (OSError, ValueError):  # reaped meanwhile: its tmp file is closed
-                continue
-        return False
+            return self._workers.alive(workers, limit)
 
 
 def _drain(fd: int) -> None:

@@ -61,17 +61,23 @@ def keep_listeners(server: Arbiter, notifier: Notifier, options: ReadyOptions) -
         _kept.add(id(server))
 
 
-def bind_what_the_store_lost(server: Arbiter) -> None:
-    """A start with fewer sockets passed than ``bind`` names (a ``FileDescriptorStoreMax=``
-    below the sockets kept): gunicorn serves only what it is passed once ``LISTEN_FDS`` is
-    set and would never bind the rest again. Bind it here, and say how many came back."""
-    passed = [fd for fd, _name in listen_fds()]
-    if not passed:
+def bind_what_the_store_lost(server: Arbiter, options: ReadyOptions) -> None:
+    """A start given back fewer of the sockets sdready kept than ``bind`` names (a
+    ``FileDescriptorStoreMax=`` below the sockets kept): gunicorn serves only what it is
+    passed once ``LISTEN_FDS`` is set and would never bind the rest again. Bind it here,
+    and say how many came back. Sockets passed otherwise (socket activation) are gunicorn's
+    business as before."""
+    if not keep_wanted(options.keep_sockets):
         return
-    have = set()
-    for fd in passed:
+    passed, have, ours = [], set(), 0
+    for fd, name in listen_fds():
         with socket.socket(fileno=os.dup(fd)) as sock:
-            have.add(_key(sock.getsockname()))
+            address = sock.getsockname()
+            ours += name == fdname_for(socket_address(sock.family, address))
+        passed.append(fd)
+        have.add(_key(address))
+    if not ours:
+        return  # none came from sdready's store
     configured = _compat.bind_addresses(server)
     missing = [address for address in configured if _key(address) not in have]
     if not missing:
