@@ -17,6 +17,10 @@ import sys
 from ._log import logger
 from ._sockets import Listener, describe, listener
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
 __all__ = ["TableEntry", "listener_from_entry", "read_tables", "unix_inodes_named", "unix_listens"]
 
 _TCP_LISTEN = "0A"
@@ -77,21 +81,9 @@ def read_tables(netdir: str, inodes: set[int] | None) -> dict[int, TableEntry]:
         ("tcp6", socket.AF_INET6, _tcp_line),
         ("unix", socket.AF_UNIX, _unix_line),
     ):
-        try:
-            with open(f"{netdir}/{name}", errors="replace") as table:
-                next(table, None)
-                for line in table:
-                    parsed = parse(line, family)
-                    if parsed is None:
-                        continue
-                    inode, entry = parsed
-                    if inode in claimed:
-                        doubtful.add(inode)
-                    claimed.add(inode)
-                    if entry.listening if inodes is None else inode in inodes:
-                        entries[inode] = entry
-        except OSError:
-            continue  # no IPv6 in this kernel, or no /proc/net
+        for inode, entry in _lines(f"{netdir}/{name}", family, parse, claimed, doubtful):
+            if entry.listening if inodes is None else inode in inodes:
+                entries[inode] = entry
     for inode in doubtful:
         if entries.pop(inode, None) is not None:
             _warn_doubtful(netdir, inode)
@@ -146,25 +138,39 @@ def _warn_doubtful(netdir: str, inode: int) -> None:
 def unix_inodes_named(netdir: str, path: str) -> set[int]:
     """The inodes of the unix sockets bound to *path* (``@name``: abstract), by the same
     defensive reading as :func:`read_tables`: an inode two lines claim is left out."""
-    found: set[int] = set()
     claimed: set[int] = set()
     doubtful: set[int] = set()
+    found = {
+        inode
+        for inode, entry in _lines(f"{netdir}/unix", socket.AF_UNIX, _unix_line, claimed, doubtful)
+        if entry.path == path
+    }
+    return found - doubtful
+
+
+def _lines(
+    path: str,
+    family: int,
+    parse: Callable[[str, int], tuple[int, TableEntry] | None],
+    claimed: set[int],
+    doubtful: set[int],
+) -> Iterator[tuple[int, TableEntry]]:
+    """``(inode, entry)`` for each line of the table at *path* that parses; an inode seen
+    before (in *claimed*) goes into *doubtful*. Nothing where the table cannot be read (no
+    IPv6 in this kernel, no /proc/net)."""
     try:
-        with open(f"{netdir}/unix", errors="replace") as table:
+        with open(path, errors="replace") as table:
             next(table, None)
             for line in table:
-                parsed = _unix_line(line, socket.AF_UNIX)
+                parsed = parse(line, family)
                 if parsed is None:
                     continue
-                inode, entry = parsed
-                if inode in claimed:
-                    doubtful.add(inode)
-                claimed.add(inode)
-                if entry.path == path:
-                    found.add(inode)
+                if parsed[0] in claimed:
+                    doubtful.add(parsed[0])
+                claimed.add(parsed[0])
+                yield parsed
     except OSError:
-        return set()
-    return found - doubtful
+        return
 
 
 def unix_listens(path: str) -> bool:
