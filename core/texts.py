@@ -25,6 +25,7 @@ __all__ = [
     "CHECK_WATCHDOG_CHILD",
     "CHECK_WATCHDOG_HEALTH",
     "CHECK_WATCHDOG_OFF",
+    "CONTAINER_PROXY",
     "DRAINING",
     "GUNICORN_BOOTING",
     "GUNICORN_DEGRADED",
@@ -94,6 +95,14 @@ GUNICORN_FAILED = "Failed: {message}"
 # Unit checks (sdready doctor and the engine's startup self-check, sdready._unitcheck): each
 # is (why it breaks readiness, the line to write), ``.format(**fields)``; CHECK_LINE joins
 # them into the one WARNING a check logs.
+#: The one WARNING in an OCI container (%s: the engine): what its notify proxy drops.
+CONTAINER_PROXY = (
+    "in a container (%s): NOTIFY_SOCKET is a proxy (podman's conmon, or the OCI "
+    "runtime's) that passes on only READY=1 and WATCHDOG=1; STATUS, STOPPING, RELOADING, "
+    "ERRNO, EXTEND_TIMEOUT_USEC and FDSTORE never reach systemd, so progress cannot extend "
+    "the start or stop timeout, the fd store is off and 'systemctl status' shows no status "
+    "line (READY=1 goes in a datagram of its own)"
+)
 #: ``.format(unit=, setting=, value=, why=, fix=)``
 CHECK_LINE = "{unit}: {setting}={value} {why}. Write: {fix}"
 #: A note's line (INFO, doctor's exit status 0): nothing to fix, an option to know.
