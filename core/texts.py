@@ -17,6 +17,8 @@ __all__ = [
     "CHECK_NOTE_LINE",
     "CHECK_NOTIFY_ACCESS",
     "CHECK_NOTIFY_RELOAD",
+    "CHECK_PODMAN_NOTIFY_ACCESS",
+    "CHECK_PODMAN_SDNOTIFY",
     "CHECK_RELOAD_SIGNAL",
     "CHECK_STOP_TIMEOUT",
     "CHECK_TIMEOUT_INFINITE",
@@ -38,6 +40,7 @@ __all__ = [
     "KEEP_STORE_FULL",
     "KEEP_STORE_UNKNOWN",
     "KEEP_UNCLAIMED",
+    "PODMAN_SDNOTIFY_SAYS",
     "READY",
     "READY_UNCHECKED",
     "STARTING",
@@ -164,6 +167,22 @@ CHECK_FDSTORE = (
     "while sdready keeps the listening sockets in the fd store: systemd refuses them, and "
     "the next start refuses connections until it listens again",
     "FileDescriptorStoreMax=16",
+)
+#: ``podman run`` in ExecStart= (Quadlet's units too). ``.format(said=, fix=)``
+CHECK_PODMAN_SDNOTIFY = (
+    "{said}: units ordered after this one start before the app in the container listens",
+    "{fix}",
+)
+#: What podman does with each --sdnotify= mode that is not the app's own READY.
+PODMAN_SDNOTIFY_SAYS = {
+    "conmon": "(podman's default) makes conmon send READY=1 as soon as the container started",
+    "ignore": "makes podman pass no NOTIFY_SOCKET into the container, and nobody sends READY=1",
+}
+CHECK_PODMAN_NOTIFY_ACCESS = (
+    "lets systemd take READY=1 only from the main process, but podman's run is a relay: "
+    "podman names conmon MAINPID=, and READY=1 from conmon before systemd took that in, or "
+    "from podman itself (--sdnotify=healthy), is dropped",
+    "NotifyAccess=all (as Quadlet writes)",
 )
 #: The watchdog's runtime check. ``.format(took=, period=)``
 CHECK_WATCHDOG_HEALTH = (
