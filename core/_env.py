@@ -190,7 +190,7 @@ def is_main_process(environ: Mapping[str, str] | None = None, pid: int | None = 
 
 
 def container(
-    environ: Mapping[str, str] | None = None, containerenv: str = CONTAINERENV
+    environ: Mapping[str, str] | None = None, containerenv: str | None = None
 ) -> str | None:
     """The container this process runs in: ``$container`` (systemd's convention, set by
     podman, systemd-nspawn, LXC…), else ``"podman"`` when *containerenv* exists; None on a host."""

@@ -2,8 +2,9 @@
 
 conmon forwards a datagram containing ``READY=1`` as ``READY=1`` and drops the rest; runc
 passes on only a datagram that *begins* with ``READY=``. The READY of a process that took
-over the unit (gunicorn's USR2 master) begins with ``MAINPID=``: on a host that is right (one
-atomic message), in a container runc drops it. The real podman run is in tests/plugins/test_podman_systemd.py.
+over the unit (gunicorn's USR2 master) begins with ``MAINPID=``: on a host that is right
+(one atomic message), in a container runc drops it. The real podman run is in
+tests/plugins/test_podman_systemd.py.
 """
 
 from __future__ import annotations
