@@ -28,7 +28,7 @@ from ._values import (
 
 _T = TypeVar("_T")
 
-__all__ = ["AppFacts", "OnHup", "describe_command"]
+__all__ = ["AppFacts", "OnHup", "describe_command", "podman_sdnotify"]
 
 #: What SIGHUP does: sdready's front end reloads (RELOADING=1, READY=1 again), the server
 #: restarts its workers silently, or the process dies (the default action).
@@ -54,12 +54,14 @@ class AppFacts:
     extends_stop: bool = False  # sdready extends the stop timeout while the server drains
     keeps_sockets: bool = False  # asks systemd to keep its listening sockets (fd store)
     sockets_kept: int | None = None  # how many, where the command line says (None: unknown)
+    sdnotify: str | None = None  # podman run's --sdnotify= (default conmon); None: no podman
     notes: tuple[str, ...] = ()
 
     @property
     def known(self) -> bool:
-        """True when a web server or an sdready front end runs (not a client, not a script)."""
-        return self.server is not None or self.front_end is not None
+        """True when a web server, an sdready front end or a podman container runs (not a
+        client, not a script)."""
+        return self.server is not None or self.front_end is not None or self.sdnotify is not None
 
 
 _PYTHON = re.compile(r"python[\d.]*$")
@@ -153,7 +155,62 @@ def describe_command(
     return _unrecognised(argv, program, args, cwd)
 
 
+#: podman's global options that take a value (before ``run``).
+_PODMAN_VALUED = frozenset(
+    {"--root", "--runroot", "--storage-driver", "--storage-opt", "--cgroup-manager",
+     "--events-backend", "--log-level", "--runtime", "--conmon", "--network-cmd-path",
+     "--tmpdir", "--url", "--connection", "--identity", "--module", "--hooks-dir"}
+)  # fmt: skip
+
+
+def podman_sdnotify(argv: Sequence[str]) -> str | None:
+    """The ``--sdnotify=`` mode of a ``podman run`` (or ``podman container run``) command
+    line, ``conmon`` (podman's default) when it says none; None when *argv* runs no podman.
+
+    Quadlet's ``.container`` units run exactly such a line (``--sdnotify=conmon``, or
+    ``container`` with ``Notify=yes``).
+    """
+    program, args = _program(argv)
+    if program != "podman":
+        return None
+    index = 0
+    while index < len(args) and args[index].startswith("-"):  # podman's global options
+        index += 2 if args[index] in _PODMAN_VALUED else 1
+    rest = args[index:]
+    if rest[:2] == ["container", "run"]:
+        rest = rest[1:]
+    if rest[:1] != ["run"]:
+        return None
+    # The image (or --rootfs path) ends podman's options: what follows is the container's.
+    options: list[str] = []
+    for arg in rest[1:]:
+        if not arg.startswith("-") and (
+            not options or "=" in options[-1] or not _takes_value(options[-1])
+        ):
+            break
+        options.append(arg)
+    return _option(options, "--sdnotify") or "conmon"
+
+
+#: podman run's boolean options: every other ``--flag`` without ``=`` takes the next word.
+_PODMAN_RUN_FLAGS = frozenset(
+    {"--rm", "-d", "--detach", "-i", "--interactive", "-t", "--tty", "--replace",
+     "--rootfs", "--privileged", "--read-only", "--init", "--no-hosts", "--no-healthcheck",
+     "-P", "--publish-all", "--sig-proxy", "--http-proxy", "--read-only-tmpfs", "-q", "--quiet"}
+)  # fmt: skip
+
+
+def _takes_value(flag: str) -> bool:
+    return flag not in _PODMAN_RUN_FLAGS and not (flag.startswith("-") and "=" in flag)
+
+
 def _unrecognised(argv: Sequence[str], program: str, args: list[str], cwd: str) -> AppFacts:
+    sdnotify = podman_sdnotify(argv)
+    if sdnotify is not None:
+        # What runs inside is not on this line (an image): the generic checks, and podman's.
+        return AppFacts(
+            sdnotify=sdnotify, notes=("podman run: the app's server is in a container",)
+        )
     shown = " ".join([os.path.basename(argv[0]), *argv[1:2]]) if argv else "no command"
     if program == "python" and args and _mentions_sdready(os.path.join(cwd, args[0])):
         # python app.py with a plugin inside (Flask under waitress, app.run()): sdready runs.

@@ -1,5 +1,5 @@
 """What systemd put in the environment: the notify socket, the watchdog period, passed
-sockets, the main pid, the invocation.
+sockets, the main pid, the invocation; and whether this process runs in a container.
 
 The one reader of systemd's variables: every other module asks here.
 """
@@ -13,7 +13,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, MutableMapping
 
 __all__ = [
+    "CONTAINERENV",
     "LISTEN_FDS_START",
+    "container",
     "fdstore_max",
     "invocation_id",
     "is_main_process",
@@ -22,6 +24,7 @@ __all__ = [
     "listen_fds_count",
     "main_pid",
     "notify_socket",
+    "oci_container",
     "pidfd_inode_id",
     "unset_listen_fds",
     "user_manager",
@@ -34,6 +37,12 @@ LISTEN_FDS_START = 3
 _LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_PIDFDID", "LISTEN_FDS", "LISTEN_FDNAMES")
 
 _USEC_INFINITY = 2**64 - 1
+
+#: The file podman (and CRI-O) put in every container; its engines may not set $container.
+CONTAINERENV = "/run/.containerenv"
+# $container values of engines whose NOTIFY_SOCKET is a proxy (conmon's, or the OCI runtime's:
+# crun, runc) that passes on only READY=1 and WATCHDOG=1. systemd-nspawn and LXC are not.
+_PROXIED_ENGINES = frozenset({"podman", "oci", "docker", "crio", "crun", "runc"})
 
 
 def watchdog_interval(
@@ -221,3 +230,30 @@ def is_main_process(environ: Mapping[str, str] | None = None, pid: int | None = 
     unit's main one; True when it names none (see :func:`main_pid`)."""
     main = main_pid(environ)
     return main is None or main == (os.getpid() if pid is None else pid)
+
+
+def container(
+    environ: Mapping[str, str] | None = None, containerenv: str | None = None
+) -> str | None:
+    """The container this process runs in: ``$container`` (systemd's convention, set by
+    podman, systemd-nspawn, LXC…), else ``"podman"`` when *containerenv* exists; None on a host."""
+    env = os.environ if environ is None else environ
+    engine = env.get("container")
+    if engine:
+        return engine
+    return "podman" if os.path.exists(containerenv or CONTAINERENV) else None
+
+
+def oci_container(
+    environ: Mapping[str, str] | None = None, containerenv: str | None = None
+) -> str | None:
+    """The engine when this process runs in an OCI container (podman, CRI-O, crun, runc),
+    else None. There a ``NOTIFY_SOCKET`` is conmon's or the runtime's proxy, which passes on
+    only ``READY=1`` and ``WATCHDOG=1`` (runc: only a datagram that begins with ``READY=``)."""
+    env = os.environ if environ is None else environ
+    engine = container(env, containerenv)
+    if engine in _PROXIED_ENGINES or (
+        engine is not None and os.path.exists(containerenv or CONTAINERENV)
+    ):
+        return engine
+    return None

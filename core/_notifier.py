@@ -28,11 +28,12 @@ import sys
 import time
 from _thread import allocate_lock
 
-from ._env import main_pid, notify_socket
+from ._env import main_pid, notify_socket, oci_container
 from ._exceptions import NotifyError
 from ._log import DEBUG, WARNING, logger
 from ._protocol import (
     NOTIFY_BUFFER_MAX,
+    READY_ALONE,
     SCM_MAX_FD,
     WATCHDOG_PING,
     Fields,
@@ -42,6 +43,8 @@ from ._protocol import (
     encode,
     fd_list,
     is_full,
+    is_state,
+    ready_apart,
     timeout_usec,
 )
 
@@ -153,6 +156,8 @@ class Notifier:
         self._congested = False
         self._warned: set[object] = set()
         self._exec_pid_checked = False
+        #: In an OCI container (podman, runc): READY=1 goes in a datagram of its own.
+        self.container = oci_container() if address is not None else None
         _live.add(_weakref.ref(self, _live.discard))
 
     def __repr__(self) -> str:
@@ -193,7 +198,13 @@ class Notifier:
         if self._address is None:
             return self._disabled()
         data, state = encode(fields)
-        return self._submit(Message(data, state, fd_list(fds) if fds else [], pid))
+        fd_numbers = fd_list(fds) if fds else []
+        rest = ready_apart(data) if self.container is not None else None
+        if rest is None:
+            return self._submit(Message(data, state, fd_numbers, pid))
+        # READY first and alone, then the rest: both in order through the same queue.
+        sent = self._submit(Message(READY_ALONE, True, [], pid))
+        return self._submit(Message(rest, is_state(rest), fd_numbers, pid)) and sent
 
     def ready(self, status: str | None = None) -> bool:
         """Tell the manager start-up (or a reload) finished: ``READY=1``."""

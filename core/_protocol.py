@@ -20,6 +20,7 @@ from ._record import Record
 __all__ = [
     "KNOWN_FIELDS",
     "NOTIFY_BUFFER_MAX",
+    "READY_ALONE",
     "SCM_MAX_FD",
     "STATE_FIELDS",
     "WATCHDOG_PING",
@@ -30,6 +31,8 @@ __all__ = [
     "encode",
     "fd_list",
     "is_full",
+    "is_state",
+    "ready_apart",
     "timeout_usec",
 ]
 
@@ -284,6 +287,27 @@ class Message:
         """The first line, for log lines: ``READY=1, ...``."""
         first = self.data.split(b"\n", 1)[0].decode("utf-8", "replace")
         return first if b"\n" not in self.data else first + ", ..."
+
+
+READY_ALONE = b"READY=1"
+
+
+def ready_apart(data: bytes) -> bytes | None:
+    """What *data* says besides ``READY=1`` when it says both, else None.
+
+    A container's notify proxy passes on ``READY=1`` only from a datagram that begins with
+    it (runc) or forwards it as ``READY=1`` alone (conmon, crun): sent as ``READY=1`` first,
+    then the rest, READY always arrives, and the rest as far as the proxy lets it.
+    """
+    lines = data.split(b"\n")
+    if READY_ALONE not in lines or len(lines) == 1:
+        return None
+    return b"\n".join(line for line in lines if line != READY_ALONE) or None
+
+
+def is_state(data: bytes) -> bool:
+    """Whether encoded *data* carries a :data:`STATE_FIELDS` name (must not be lost)."""
+    return any(line.partition(b"=")[0].decode() in STATE_FIELDS for line in data.split(b"\n"))
 
 
 def fd_list(fds: Iterable[object]) -> list[int]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from . import texts
-from ._appfacts import AppFacts, describe_command
+from ._appfacts import AppFacts, describe_command, podman_sdnotify
 from ._contain import contained
 from ._env import invocation_id, is_main_process, user_manager
 from ._log import logger
@@ -139,6 +139,21 @@ def _enable_watchdog(facts: AppFacts) -> str:
 
 def _suggested_start(facts: AppFacts) -> float:
     return float(math.ceil(max(2 * facts.ready_timeout, facts.ready_timeout + 30)))
+
+
+def _podman_mode(unit: UnitConfig) -> str | None:
+    return podman_sdnotify(unit.exec_start[0]) if unit.exec_start else None
+
+
+def _podman_sdnotify(unit: UnitConfig) -> Fields | None:
+    said = texts.PODMAN_SDNOTIFY_SAYS.get(_podman_mode(unit) or "")
+    if said is None:  # container: the app's READY; healthy: podman's health check
+        return None
+    if unit.source_path.endswith(".container"):  # Quadlet wrote this unit
+        fix = f"Notify=yes in [Container] of {unit.source_path}"
+    else:
+        fix = "podman run --sdnotify=container"
+    return {"said": said, "fix": fix}
 
 
 def _kills_with_hup(command: Sequence[str]) -> bool:
@@ -281,6 +296,24 @@ RULES: tuple[Rule, ...] = (
             if f.graceful_timeout is not None and f.graceful_timeout > u.timeout_stop
             else None
         ),
+    ),
+    Rule(
+        "podman-sdnotify",
+        "ExecStart",
+        "error",
+        texts.CHECK_PODMAN_SDNOTIFY,
+        lambda u: f"podman run --sdnotify={_podman_mode(u)}",
+        lambda u, f: u.notify_types and f.sdnotify is not None,
+        lambda u, f: _podman_sdnotify(u),
+    ),
+    Rule(
+        "podman-notify-access",
+        "NotifyAccess",
+        "warning",
+        texts.CHECK_PODMAN_NOTIFY_ACCESS,
+        lambda u: u.notify_access,
+        lambda u, f: u.notify_types and f.sdnotify is not None,
+        lambda u, f: None if u.notify_access == "all" else {},
     ),
     Rule(
         "fdstore",

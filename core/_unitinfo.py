@@ -48,6 +48,7 @@ PROPERTIES = (
     "FileDescriptorStoreMax",
     "Environment",
     "WorkingDirectory",
+    "SourcePath",
 )
 
 _TIMESPAN_UNITS = {
@@ -131,6 +132,7 @@ class UnitConfig:
     fdstore_max: int = 0
     environment: Mapping[str, str] = field(default_factory=dict)
     working_directory: str = ""
+    source_path: str = ""  # a generator's source: Quadlet's .container file
 
     @classmethod
     def from_properties(cls, props: Mapping[str, str]) -> UnitConfig:
@@ -152,6 +154,7 @@ class UnitConfig:
             fdstore_max=int(fdstore) if fdstore.isdigit() else 0,
             environment=_environment(props.get("Environment", "")),
             working_directory=props.get("WorkingDirectory", "").lstrip("!"),
+            source_path=props.get("SourcePath", ""),
         )
 
     @property

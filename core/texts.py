@@ -18,6 +18,8 @@ __all__ = [
     "CHECK_NOTE_LINE",
     "CHECK_NOTIFY_ACCESS",
     "CHECK_NOTIFY_RELOAD",
+    "CHECK_PODMAN_NOTIFY_ACCESS",
+    "CHECK_PODMAN_SDNOTIFY",
     "CHECK_RELOAD_SIGNAL",
     "CHECK_STOP_TIMEOUT",
     "CHECK_TIMEOUT_INFINITE",
@@ -26,6 +28,7 @@ __all__ = [
     "CHECK_WATCHDOG_CHILD",
     "CHECK_WATCHDOG_HEALTH",
     "CHECK_WATCHDOG_OFF",
+    "CONTAINER_PROXY",
     "DISCOVERY_FAILED",
     "DISCOVERY_FAILED_LOG",
     "DRAINING",
@@ -41,6 +44,7 @@ __all__ = [
     "KEEP_STORE_SHORT",
     "KEEP_STORE_UNKNOWN",
     "KEEP_UNCLAIMED",
+    "PODMAN_SDNOTIFY_SAYS",
     "READY",
     "READY_UNCHECKED",
     "STARTING",
@@ -104,6 +108,14 @@ GUNICORN_FAILED = "Failed: {message}"
 # Unit checks (sdready doctor and the engine's startup self-check, sdready._unitcheck): each
 # is (why it breaks readiness, the line to write), ``.format(**fields)``; CHECK_LINE joins
 # them into the one WARNING a check logs.
+#: The one WARNING in an OCI container (%s: the engine): what its notify proxy drops.
+CONTAINER_PROXY = (
+    "in a container (%s): NOTIFY_SOCKET is a proxy (podman's conmon, or the OCI "
+    "runtime's) that passes on only READY=1 and WATCHDOG=1; STATUS, STOPPING, RELOADING, "
+    "ERRNO, EXTEND_TIMEOUT_USEC and FDSTORE never reach systemd, so progress cannot extend "
+    "the start or stop timeout, the fd store is off and 'systemctl status' shows no status "
+    "line (READY=1 goes in a datagram of its own)"
+)
 #: ``.format(unit=, setting=, value=, why=, fix=)``
 CHECK_LINE = "{unit}: {setting}={value} {why}. Write: {fix}"
 #: A note's line (INFO, doctor's exit status 0): nothing to fix, an option to know.
@@ -170,6 +182,22 @@ CHECK_FDSTORE_SIZE = (
     "holds fewer sockets than the {kept} sdready keeps: a restart gets {held} back, binds "
     "the rest anew and refuses connections to them until then",
     "FileDescriptorStoreMax={kept}",
+)
+#: ``podman run`` in ExecStart= (Quadlet's units too). ``.format(said=, fix=)``
+CHECK_PODMAN_SDNOTIFY = (
+    "{said}: units ordered after this one start before the app in the container listens",
+    "{fix}",
+)
+#: What podman does with each --sdnotify= mode that is not the app's own READY.
+PODMAN_SDNOTIFY_SAYS = {
+    "conmon": "(podman's default) makes conmon send READY=1 as soon as the container started",
+    "ignore": "makes podman pass no NOTIFY_SOCKET into the container, and nobody sends READY=1",
+}
+CHECK_PODMAN_NOTIFY_ACCESS = (
+    "lets systemd take READY=1 only from the main process, but podman's run is a relay: "
+    "podman names conmon MAINPID=, and READY=1 from conmon before systemd took that in, or "
+    "from podman itself (--sdnotify=healthy), is dropped",
+    "NotifyAccess=all (as Quadlet writes)",
 )
 #: The watchdog's runtime check. ``.format(took=, period=)``
 CHECK_WATCHDOG_HEALTH = (

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from _systemd import UserManager, python_for_units
@@ -50,3 +51,35 @@ def write_server_unit(
         """,
     )
     return name
+
+
+GET_SCRIPT = (
+    "import sys, urllib.request; "
+    "urllib.request.urlopen(f'http://127.0.0.1:{sys.argv[1]}/', timeout=1).read()"
+)
+
+
+def write_client_unit(systemd: UserManager, server: str, port: int) -> str:
+    name = systemd.unit_name("client-a")
+    log = systemd.work_dir / f"{name}.log"
+    systemd.write_dependent_unit(
+        name, server, f'{sys.executable} -c "{GET_SCRIPT}" {port}', log=log
+    )
+    return name
+
+
+def run_pair(systemd: UserManager, client: str, server: str) -> str:
+    """Start the client (which pulls in the server); return its Result; stop both."""
+    try:
+        # For a oneshot unit, `systemctl start` returns once its ExecStart has exited.
+        started = systemd.run("start", client, check=False, timeout=40)
+        if "dependency job" in started.stderr:  # B failed to start: A never ran
+            return "dependency"
+        state = systemd.show(client, "ActiveState", "Result")
+        assert state["ActiveState"] in ("inactive", "failed"), state
+        server_started = systemd.show(server, "ExecMainStartTimestampMonotonic")
+        assert int(server_started["ExecMainStartTimestampMonotonic"]) > 0  # B really ran
+        return state["Result"]
+    finally:
+        systemd.stop_units(client, server)
+        systemd.reset(client, server)

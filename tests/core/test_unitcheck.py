@@ -111,6 +111,12 @@ def test_own_unit_from_cgroup(tmp_path: Path) -> None:
     assert own_unit(str(tmp_path / "missing")) is None
 
 
+PODMAN = ("/usr/bin/podman", "run", "--rm", "--sdnotify=container", "localhost/b")
+# What Quadlet (podman >= 4.4) writes for a .container file without Notify=.
+QUADLET = ("/usr/bin/podman", "run", "--name=systemd-%N", "--cidfile=%t/%N.cid", "--replace",
+           "--rm", "--cgroups=split", "--sdnotify=conmon", "-d", "localhost/b:latest")  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("argv", "server", "front_end", "from_child", "on_hup"),
     [
@@ -154,6 +160,38 @@ def test_describe_command(
         from_child,
         on_hup,
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "sdnotify"),
+    [
+        (list(PODMAN), "container"),
+        (["podman", "run", "--sdnotify", "healthy", "-e", "A=1", "img"], "healthy"),
+        (list(QUADLET), "conmon"),
+        (["podman", "--root", "/r", "run", "--rm", "img"], "conmon"),  # podman's default
+        (["podman", "container", "run", "img", "app", "--sdnotify=container"], "conmon"),
+        (["podman", "ps"], None),
+        (["/v/uvicorn", "a:app"], None),
+    ],
+)
+def test_podman_run_and_its_sdnotify(argv: list[str], sdnotify: str | None) -> None:
+    facts = describe_command(argv)
+    assert facts.sdnotify == sdnotify
+    assert facts.known == (sdnotify is not None or facts.server is not None)
+
+
+def test_quadlet_unit_without_notify_is_told_to_write_notify_yes() -> None:
+    unit = replace(GOOD, notify_access="all", exec_start=(QUADLET,),
+                   source_path="/etc/containers/systemd/b.container")  # fmt: skip
+    (result,) = [r for r in check(unit, describe_command(QUADLET)) if r.verdict in FINDINGS]
+    assert result.line("b.service") == (
+        "b.service: ExecStart=podman run --sdnotify=conmon (podman's default) makes conmon "
+        "send READY=1 as soon as the container started: units ordered after this one start "
+        "before the app in the container listens. Write: Notify=yes in [Container] of "
+        "/etc/containers/systemd/b.container"
+    )
+    notify = replace(unit, exec_start=((*QUADLET[:7], "--sdnotify=container", *QUADLET[8:]),))
+    assert _findings(notify, describe_command(notify.exec_start[0])) == []  # Notify=yes
 
 
 def test_unknown_command_gets_the_generic_checks_and_says_so() -> None:
@@ -239,6 +277,7 @@ GUNICORN = AppFacts(server="gunicorn", front_end="gunicorn", ready_from_child=Fa
 GOOD = UnitConfig("x.service", type="notify", notify_access="main", timeout_start=60.0,
                   kill_mode="mixed", timeout_stop=40.0)  # fmt: skip
 KILL_HUP = (("/bin/kill", "-HUP", "$MAINPID"),)
+POD_GOOD = replace(GOOD, notify_access="all", exec_start=(PODMAN,))
 
 RULE_CASES = [
     # (check, facts, the wrong unit, its control)
@@ -282,6 +321,24 @@ RULE_CASES = [
         replace(GOOD, fdstore_max=1),
         replace(GOOD, fdstore_max=2),
     ),
+    (
+        "podman-sdnotify",
+        AppFacts(sdnotify="conmon"),
+        replace(POD_GOOD, exec_start=((*PODMAN[:3], *PODMAN[4:]),)),  # no --sdnotify: conmon
+        POD_GOOD,
+    ),
+    (
+        "podman-sdnotify",
+        AppFacts(sdnotify="ignore"),
+        replace(POD_GOOD, exec_start=((*PODMAN[:3], "--sdnotify=ignore", *PODMAN[4:]),)),
+        POD_GOOD,
+    ),
+    (
+        "podman-notify-access",
+        AppFacts(sdnotify="container"),
+        replace(POD_GOOD, notify_access="main"),
+        POD_GOOD,
+    ),
 ]
 
 
@@ -312,12 +369,16 @@ TYPICAL = [
 
 
 @pytest.mark.parametrize(
-    "facts", [UVICORN, EXEC, GUNICORN, AppFacts()], ids=["uvicorn", "exec", "gunicorn", "unknown"]
+    "facts",
+    [UVICORN, EXEC, GUNICORN, AppFacts(), AppFacts(sdnotify="container")],
+    ids=["uvicorn", "exec", "gunicorn", "unknown", "podman"],
 )
 @pytest.mark.parametrize("unit", TYPICAL, ids=lambda u: f"start={u.timeout_start}")
 def test_typical_units_have_no_finding(unit: UnitConfig, facts: AppFacts) -> None:
     if facts.forwards_signals:  # sdready exec: the kill-mode check's fix, as documented
         unit = replace(unit, kill_mode="mixed")
+    if facts.sdnotify:  # podman run: as docs/containers.md and Quadlet write it
+        unit = replace(unit, notify_access="all", exec_start=(PODMAN,))
     assert _findings(unit, facts) == []
 
 

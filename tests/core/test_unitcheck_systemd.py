@@ -422,3 +422,59 @@ def test_doctor_on_a_unit_the_user_manager_does_not_know(user_manager: UserManag
     assert result.returncode == 3 and report["status"] == 3, result
     assert report["error"] == "Unit nosuch-sdready.service could not be found.", report
     assert report["unit"] == "nosuch-sdready.service" and report["results"] == [], report
+
+
+# podman run in ExecStart= (docs/containers.md's unit, and what Quadlet writes): doctor only,
+# the units are not started (the app in the container is checked in
+# tests/plugins/test_podman_systemd.py, where the self-check cannot run: no INVOCATION_ID).
+PODMAN_RUN = "/usr/bin/podman run --rm --sdnotify=container --network=host localhost/service-b"
+QUADLET_RUN = (
+    "/usr/bin/podman run --name=systemd-%N --cidfile=%t/%N.cid --replace --rm "
+    "--cgroups=split --sdnotify=conmon -d localhost/service-b:latest"
+)
+PODMAN_CASES = [
+    # (id, unit lines, the findings doctor reports)
+    ("good", f"Type=notify\nNotifyAccess=all\nExecStart={PODMAN_RUN}", []),
+    (
+        "no-sdnotify",
+        "Type=notify\nNotifyAccess=all\nExecStart="
+        + PODMAN_RUN.replace(" --sdnotify=container", ""),
+        ["podman-sdnotify"],
+    ),
+    (
+        "notify-access",
+        f"Type=notify\nNotifyAccess=main\nExecStart={PODMAN_RUN}",
+        ["podman-notify-access"],
+    ),
+    (
+        "quadlet-notify-yes",
+        "Type=notify\nNotifyAccess=all\nExecStart="
+        + QUADLET_RUN.replace("--sdnotify=conmon", "--sdnotify=container"),
+        [],
+    ),
+    (
+        "quadlet-default",
+        f"Type=notify\nNotifyAccess=all\nExecStart={QUADLET_RUN}",
+        ["podman-sdnotify"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"), [c[1:] for c in PODMAN_CASES], ids=[c[0] for c in PODMAN_CASES]
+)
+def test_doctor_on_podman_units(lines: str, expected: list[str], user_manager: UserManager) -> None:
+    with user_manager.scoped():
+        name = user_manager.unit_name("podman")
+        source = "/etc/containers/systemd/service-b.container"
+        unit_section = f"[Unit]\nSourcePath={source}\n" if "%N" in lines else ""
+        user_manager.write_unit(name, f"{unit_section}[Service]\n{lines}\nTimeoutStartSec=300\n")
+        report = json.loads(user_manager.doctor("--json", name).stdout)
+        findings = _findings(report)
+        assert [f.check for f in findings] == expected, report
+        assert report["status"] == (
+            0 if not expected else 2 if findings[0].verdict == "error" else 1
+        )
+        for finding in findings:
+            if "%N" in lines:  # Quadlet's unit: the fix is in its .container file
+                assert finding.fix == f"Notify=yes in [Container] of {source}", finding

@@ -13,46 +13,16 @@ import contextlib
 import http.client
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from _asgi_servers import UVICORN_SUPERVISES_WORKERS
-from _fastapi_units import write_server_unit
+from _fastapi_units import run_pair, write_client_unit, write_server_unit
 from _servers import http_get, reserved_port
 from _systemd import UnitTimeout, UserManager
 
 pytestmark = [pytest.mark.systemd, pytest.mark.timeout(240)]
-
-GET_SCRIPT = (
-    "import sys, urllib.request; "
-    "urllib.request.urlopen(f'http://127.0.0.1:{sys.argv[1]}/', timeout=1).read()"
-)
-
-
-def write_client_unit(systemd: UserManager, server: str, port: int) -> str:
-    name = systemd.unit_name("client-a")
-    log = systemd.work_dir / f"{name}.log"
-    systemd.write_dependent_unit(
-        name, server, f'{sys.executable} -c "{GET_SCRIPT}" {port}', log=log
-    )
-    return name
-
-
-def run_pair(systemd: UserManager, client: str, server: str) -> str:
-    """Start the client (which pulls in the server); return its Result; stop both."""
-    try:
-        # For a oneshot unit, `systemctl start` returns once its ExecStart has exited.
-        systemd.run("start", client, check=False, timeout=40)
-        state = systemd.show(client, "ActiveState", "Result")
-        assert state["ActiveState"] in ("inactive", "failed"), state
-        started = systemd.show(server, "ExecMainStartTimestampMonotonic")
-        assert int(started["ExecMainStartTimestampMonotonic"]) > 0  # B really ran
-        return state["Result"]
-    finally:
-        systemd.stop_units(client, server)
-        systemd.reset(client, server)
 
 
 @pytest.mark.slow
