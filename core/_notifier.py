@@ -19,18 +19,15 @@ from __future__ import annotations
 # Only what sending needs, as the C modules where the Python ones would load more: socket
 # (enum, selectors), threading (functools, collections), weakref, logging, dataclasses and
 # typing cost `sdready notify` several times its sending (benchmarks/cli_startup.py).
-import _socket as socket
 import _weakref
-import errno as _errno
 import os
 import select
-import sys
 import time
 from _thread import allocate_lock
 
 from ._env import main_pid, notify_socket, oci_container
 from ._exceptions import NotifyError
-from ._log import DEBUG, WARNING, logger
+from ._log import WARNING, logger
 from ._protocol import (
     NOTIFY_BUFFER_MAX,
     READY_ALONE,
@@ -47,6 +44,7 @@ from ._protocol import (
     ready_apart,
     timeout_usec,
 )
+from ._transport import Transport
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -75,18 +73,6 @@ __all__ = [
 
 #: Seconds a ``progress()`` call keeps the unit's start or stop alive: its one default.
 PROGRESS_EXTEND = 30.0
-
-_PEER_GONE = frozenset(
-    {_errno.ECONNREFUSED, _errno.ENOTCONN, _errno.ECONNRESET, _errno.EPIPE, _errno.EDESTADDRREQ}
-)
-_NO_VSOCK_DGRAM = frozenset(
-    {_errno.ENODEV, _errno.EOPNOTSUPP, _errno.ESOCKTNOSUPPORT, _errno.EPROTONOSUPPORT}
-)
-
-
-def _nothing() -> None:
-    pass
-
 
 # Every notifier, weakly: a WeakSet's own mechanism, without loading weakref.
 _live: set[_weakref.ReferenceType[Notifier]] = set()
@@ -139,17 +125,17 @@ class Notifier:
             os.environ.pop("NOTIFY_SOCKET", None)
         self._raw_address = address
         self._strict = strict
-        self._address: NotifyAddress | None = None
+        self._transport: Transport | None = None  # None: disabled
         self._invalid: str | None = None
         if address is not None:
             try:
-                self._address = NotifyAddress.parse(address)
+                parsed = NotifyAddress.parse(address)
             except ValueError as exc:
                 if strict:
                     raise NotifyError(str(exc)) from exc
                 self._invalid = str(exc)
-        self._sock: socket.socket | None = None
-        self._closer: Callable[[], object] = _nothing
+            else:
+                self._transport = _transport_for(self, parsed)
         self._fast_send: Callable[[bytes], int] | None = None
         self._lock = allocate_lock()
         self._retry: RetryQueue | None = None  # made when a message first has to wait
@@ -171,14 +157,14 @@ class Notifier:
 
     def __del__(self) -> None:
         # A notifier dropped without close() must not leak its socket (or warn about it).
-        closer = getattr(self, "_closer", None)  # None: __init__ raised before setting it
-        if closer is not None:
-            closer()
+        transport = getattr(self, "_transport", None)  # None: __init__ raised before it
+        if transport is not None:
+            transport.closer()
 
     @property
     def enabled(self) -> bool:
         """True when there is a valid notify socket address to send to."""
-        return self._address is not None
+        return self._transport is not None
 
     @property
     def address(self) -> str | None:
@@ -195,7 +181,7 @@ class Notifier:
         :param pid: send on behalf of another process (sd_pid_notify); if the kernel
             refuses the credentials, the message is sent with our own, as libsystemd does.
         """
-        if self._address is None:
+        if self._transport is None:
             return self._disabled()
         data, state = encode(fields)
         fd_numbers = fd_list(fds) if fds else []
@@ -224,7 +210,7 @@ class Notifier:
                         return True
             except (AttributeError, OSError, UnicodeError):
                 pass
-        if self._address is None:
+        if self._transport is None:
             return self._disabled()
         return self.send({"STATUS": text})
 
@@ -246,7 +232,7 @@ class Notifier:
                 return True
             except OSError:
                 pass
-        if self._address is None:
+        if self._transport is None:
             return self._disabled()
         return self._submit(Message(WATCHDOG_PING, False, [], None))
 
@@ -277,7 +263,7 @@ class Notifier:
                 load(shard)
         """
         usec = timeout_usec(extend)
-        if self._address is None:
+        if self._transport is None:
             return self._disabled()
         data, _state = encode({"STATUS": text, "EXTEND_TIMEOUT_USEC": usec})
         return self._submit(Message(data, False, [], None))
@@ -300,7 +286,7 @@ class Notifier:
         Sends ``BARRIER=1`` with the write end of a pipe and waits for the manager to close
         it. Returns ``True`` when it did, ``False`` when disabled, on failure or on timeout.
         """
-        if self._address is None:
+        if self._transport is None:
             return self._disabled()
         deadline = time.monotonic() + timeout
         if not self.flush(timeout):
@@ -352,7 +338,7 @@ class Notifier:
         # only while the socket is open, nothing is queued and the queue is not congested.
         # A call racing a concurrent state change has no defined order anyway; a socket
         # closed under it raises, and the caller then takes the full path.
-        sock = self._sock
+        sock = self._transport.sock if self._transport is not None else None
         usable = sock is not None and not self._waiting() and not self._congested
         self._fast_send = sock.send if usable and sock is not None else None
 
@@ -370,7 +356,8 @@ class Notifier:
                 return True
             if is_full(error):
                 if not self._congested:
-                    error = self._wait_for_room(message, time.monotonic() + self.FULL_QUEUE_WAIT)
+                    deadline = time.monotonic() + self.FULL_QUEUE_WAIT
+                    error = self._transport_of().wait_for_room(message, deadline)
                     if error is None:
                         self._update_fast_path()
                         return True
@@ -386,124 +373,21 @@ class Notifier:
         with self._lock:
             error = self._attempt(message)
             if error is not None and is_full(error):
-                error = self._wait_for_room(message, deadline)
+                error = self._transport_of().wait_for_room(message, deadline)
         return True if error is None else self._failed(message, error)
 
-    def _wait_for_room(self, message: Message, deadline: float) -> OSError | None:
-        # Called with the lock held. On a connected datagram socket POLLOUT means the
-        # receiver's queue has room again: the kernel wakes us, no sleeping and guessing.
-        poller = select.poll()
-        registered: socket.socket | None = None
-        while True:
-            remaining = deadline - time.monotonic()
-            sock = self._sock
-            if remaining <= 0 or sock is None:
-                return OSError(_errno.EAGAIN, "notify queue is full")
-            if sock is not registered:
-                if registered is not None:
-                    poller.unregister(registered)
-                poller.register(sock, select.POLLOUT)
-                registered = sock
-            poller.poll(max(1, -int(remaining * -1000)))  # rounded up
-            error = self._attempt(message)
-            if error is None or not is_full(error):
-                return error
-
     def _attempt(self, message: Message) -> OSError | None:
-        """One non-blocking send; return the error instead of raising it."""
-        address = self._address
-        assert address is not None
-        if address.type not in (socket.SOCK_DGRAM, None):
-            return self._send_vsock_connected(message, address)
-        fresh = self._sock is None
-        while True:
-            try:
-                sock = self._sock if self._sock is not None else self._open(address)
-                if not message.fds and message.pid is None:
-                    sock.send(message.data)
-                else:
-                    self._sendmsg(sock, message)
-            except OSError as exc:
-                if address.type is None and exc.errno in _NO_VSOCK_DGRAM:
-                    # libsystemd: hypervisors without vsock datagrams get seqpacket.
-                    self._address = address.with_type(socket.SOCK_SEQPACKET)
-                    return self._send_vsock_connected(message, self._address)
-                if is_full(exc):
-                    return exc
-                self._discard_socket()
-                if fresh or exc.errno not in _PEER_GONE:
-                    return exc
-                # The manager was replaced (a new socket at the same path): reconnect once.
-                # A daemon-reexec keeps the old socket, so this is rare.
-                fresh = True
-                continue
-            return None
+        """One non-blocking send (the lock held); the error instead of raising it."""
+        return self._transport_of().attempt(message, self.FULL_QUEUE_WAIT)
 
-    def _open(self, address: NotifyAddress) -> socket.socket:
-        # Connected, like sdnotify: a send then skips the path lookup (half the cost), and
-        # POLLOUT reflects the receiver's queue.
-        flags = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
-        sock = socket.socket(address.family, flags)
-        try:
-            sock.connect(address.sockaddr)
-        except OSError:
-            sock.close()
-            raise
-        # A notifier dropped without close() must not leak its socket (or warn about it).
-        self._closer = sock.close  # __del__ calls it
-        self._sock = sock
-        self._update_fast_path()
-        return sock
-
-    def _sendmsg(self, sock: socket.socket, message: Message) -> None:
-        ancillary = []
-        if message.fds:
-            fds = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in message.fds)
-            ancillary.append((socket.SOL_SOCKET, socket.SCM_RIGHTS, fds))
-        credentials = getattr(socket, "SCM_CREDENTIALS", None)
-        if message.pid is not None and credentials is not None:
-            ucred = b"".join(  # struct ucred: pid_t pid, uid_t uid, gid_t gid
-                value.to_bytes(4, sys.byteorder, signed=signed)
-                for value, signed in (
-                    (message.pid, True),
-                    (os.getuid(), False),
-                    (os.getgid(), False),
-                )
-            )
-            try:
-                sock.sendmsg([message.data], [*ancillary, (socket.SOL_SOCKET, credentials, ucred)])
-                return
-            except OSError as exc:
-                if exc.errno not in (_errno.EPERM, _errno.ESRCH, _errno.EINVAL):
-                    raise
-                self._warn_once(
-                    ("credentials", exc.errno),
-                    "the kernel refused to send credentials of pid %d (%s); sending as pid %d",
-                    message.pid,
-                    exc.strerror,
-                    os.getpid(),
-                    level=DEBUG,
-                )
-        sock.sendmsg([message.data], ancillary)
-
-    def _send_vsock_connected(self, message: Message, address: NotifyAddress) -> OSError | None:
-        assert address.type is not None
-        try:
-            sock = socket.socket(address.family, address.type | socket.SOCK_CLOEXEC)
-            try:
-                sock.settimeout(self.FULL_QUEUE_WAIT)
-                sock.connect(address.sockaddr)
-                sock.sendall(message.data)
-            finally:
-                sock.close()
-        except OSError as exc:
-            return exc
-        return None
+    def _transport_of(self) -> Transport:
+        transport = self._transport
+        assert transport is not None  # callers checked enabled
+        return transport
 
     def _discard_socket(self) -> None:
-        self._sock = None
-        self._fast_send = None
-        self._closer()
+        if self._transport is not None:
+            self._transport.discard()
 
     def _waiting(self) -> bool:
         """Whether messages wait in the retry queue (nothing may overtake them)."""
@@ -584,6 +468,24 @@ class Notifier:
         self._congested = False
         self._exec_pid_checked = False
         self._discard_socket()
+
+
+def _transport_for(notifier: Notifier, address: NotifyAddress) -> Transport:
+    # Weakly: a notifier dropped without close() is freed (and its socket closed) at once,
+    # not when a cycle collection finds it.
+    ref = _weakref.ref(notifier)
+
+    def changed() -> None:
+        alive = ref()
+        if alive is not None:
+            alive._update_fast_path()
+
+    def warn_once(key: object, msg: str, *args: object, level: int = WARNING) -> None:
+        alive = ref()
+        if alive is not None:
+            alive._warn_once(key, msg, *args, level=level)
+
+    return Transport(address, changed, warn_once)
 
 
 def _with_status(fields: dict[str, FieldValue], status: str | None) -> dict[str, FieldValue]:

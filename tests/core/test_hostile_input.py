@@ -230,7 +230,7 @@ def test_control_the_engine_takes_a_source_error_for_a_timeout(
 
     readiness = Readiness(ReadyOptions(ready_timeout=30), source=broken)  # type: ignore[arg-type]
     readiness.waiting()
-    assert readiness.step() is None
+    assert readiness.waiter.step() is None
     assert readiness.ready_sent
 
 

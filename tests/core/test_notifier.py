@@ -417,7 +417,14 @@ def test_forked_child_gets_its_own_socket(notify_socket: NotifyRecorder) -> None
     if pid == 0:  # pragma: no cover - child
         try:
             code = 0 if notifier.status("child") else 1
-            os.write(write_end, str(notifier._sock.fileno() if notifier._sock else -1).encode())
+            os.write(
+                write_end,
+                str(
+                    notifier._transport.sock.fileno()
+                    if notifier._transport and notifier._transport.sock
+                    else -1
+                ).encode(),
+            )
         finally:
             os._exit(code)
     os.close(write_end)
