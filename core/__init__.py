@@ -6,10 +6,11 @@ framework adapters live in ``sdready.plugins``.
 
 from __future__ import annotations
 
+from ._cstd import TYPE_CHECKING
+
 # Every other public name is imported on first use (PEP 562): `sdready notify` in a shell
 # script, or a plugin that needs only the engine, pays only for what it uses. `typing` is
 # not imported for this: it alone costs milliseconds of start-up.
-TYPE_CHECKING = False
 if TYPE_CHECKING:  # what type checkers and IDEs see: the names as imported eagerly
     from ._activation import listen_socket
     from ._env import listen_fds_count, watchdog_interval

@@ -9,10 +9,10 @@ then :func:`run` spawns the command before the engine loads (see :mod:`._exec`).
 from __future__ import annotations
 
 from ._cli_fast import Found, duration_of, expect_of, last, log_level, probe_of, read
+from ._cstd import TYPE_CHECKING
 from ._exec import SpawnError, Supervisor, exit_like
 from ._log import logger, stderr_log
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._options import ReadyKeywords
 

@@ -13,7 +13,8 @@ on both paths, so the outcome is the same. See ``benchmarks/cli_startup.py``.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
+from ._cstd import TYPE_CHECKING
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 
 from ._cli_fast import Found, duration_of, last, read
+from ._cstd import TYPE_CHECKING
 from ._env import notify_socket
 from ._exceptions import NotifyError
 from ._notifier import Notifier
 from ._protocol import NOTIFY_BUFFER_MAX, encode
 
-TYPE_CHECKING = False  # typing itself is not imported on this path
 if TYPE_CHECKING:
     from typing import Protocol
 

@@ -13,12 +13,12 @@ import time
 
 from . import texts
 from ._cli_fast import duration_of, expect_of, last, log_level, probe_of, read
+from ._cstd import TYPE_CHECKING
 from ._log import logger, stderr_log
 from ._proctree import TreeListeners, alive, namespace_listeners
 from ._values import DEFAULT_PROBE_TIMEOUT, DEFAULT_READY_TIMEOUT
 from ._wait import ListenTimeoutError, _Wait
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 

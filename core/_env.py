@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 
-TYPE_CHECKING = False  # sdready exec reads these before it spawns: no typing import
+from ._cstd import TYPE_CHECKING
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, MutableMapping
 

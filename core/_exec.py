@@ -25,13 +25,12 @@ import sys
 import time
 
 from . import texts
+from ._cstd import TYPE_CHECKING, signal
 from ._env import listen_fds_count, watchdog_interval
 from ._log import logger
 from ._values import DEFAULT_ON_TIMEOUT, DEFAULT_READY_TIMEOUT, check
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import signal as _signal
     import socket
     from collections.abc import Iterable, Sequence
 
@@ -42,8 +41,6 @@ if TYPE_CHECKING:
     from ._readiness import Readiness
     from ._relay import NotifyRelay
     from ._sockets import Listener
-else:
-    import _signal  # the signal module's enums load enum and more: names come from _signame
 
 __all__ = [
     "EXIT_INTERNAL",
@@ -59,28 +56,28 @@ EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
 
 FORWARDED_SIGNALS = (
-    _signal.SIGTERM,
-    _signal.SIGINT,
-    _signal.SIGHUP,
-    _signal.SIGQUIT,
-    _signal.SIGUSR1,
-    _signal.SIGUSR2,
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
 )
 # The signals with which a supervisor is asked to stop: STOPPING=1 goes out before forwarding.
-STOP_SIGNALS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT})
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
 # Re-raising these on ourselves would dump a core of sdready: exit with 128+N instead.
 _CORE_SIGNALS = frozenset(
-    getattr(_signal, name)
+    getattr(signal, name)
     for name in ("SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGSEGV",
                  "SIGSYS", "SIGXCPU", "SIGXFSZ")
-    if hasattr(_signal, name)
+    if hasattr(signal, name)
 )  # fmt: skip
 #: --listen's default probe: any answer below 500 at /.
 _LISTEN_PROBE = "http:/"
-_SIGNALS = {*FORWARDED_SIGNALS, _signal.SIGCHLD}
+_SIGNALS = {*FORWARDED_SIGNALS, signal.SIGCHLD}
 # Python ignores these at startup; a spawned command must get the default back.
 _RESET_FOR_CHILD = tuple(
-    getattr(_signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(_signal, name)
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name)
 )
 
 
@@ -114,9 +111,9 @@ def exit_like(code: int) -> int:
         import contextlib  # only once the command ran: not before its spawn
 
         with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP cannot be set
-            _signal.signal(signum, _signal.SIG_DFL)
+            signal.signal(signum, signal.SIG_DFL)
         with contextlib.suppress(OSError, ValueError):
-            _signal.pthread_sigmask(_signal.SIG_UNBLOCK, {signum})
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
             os.kill(os.getpid(), signum)
     return 128 + signum  # a core-dumping signal, or one that did not end us
 
@@ -183,10 +180,10 @@ class Supervisor:
         """Open ``--listen``'s sockets and spawn the command; :class:`SpawnError` if it fails."""
         # An inherited SIG_IGN would have the kernel reap the command and drop its SIGCHLD:
         # its exit would never be heard of (exec hung), and the command would inherit it.
-        if _signal.getsignal(_signal.SIGCHLD) == _signal.SIG_IGN:
-            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+        if signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         # Blocked before the child exists, so neither a stop request nor its exit is missed.
-        self._old_mask = old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _SIGNALS)
+        self._old_mask = old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
             self._open_sockets()
             self.pid = self._spawn(old_mask)
@@ -207,7 +204,7 @@ class Supervisor:
 
     def _finish(self) -> None:
         if self._old_mask is not None:
-            _signal.pthread_sigmask(_signal.SIG_SETMASK, self._old_mask)
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
             self._old_mask = None
         for sock, _name in self.sockets:
             sock.close()  # the fd store (or the .socket unit) keeps them
@@ -318,9 +315,9 @@ class Supervisor:
                     wake.append(next_step)
                 timeout = max(0.0, min(wake) - time.monotonic()) if wake else None
                 info = (
-                    _signal.sigwaitinfo(_SIGNALS)
+                    signal.sigwaitinfo(_SIGNALS)
                     if timeout is None
-                    else _signal.sigtimedwait(_SIGNALS, timeout)
+                    else signal.sigtimedwait(_SIGNALS, timeout)
                 )
                 if info is not None:
                     self._on_signal(info.si_signo)
@@ -382,7 +379,7 @@ class Supervisor:
             )
 
     def _on_signal(self, signum: int) -> None:
-        if signum == _signal.SIGCHLD:
+        if signum == signal.SIGCHLD:
             self._reap()
             return
         if signum in STOP_SIGNALS and not self.stopping:

@@ -7,12 +7,10 @@ exactly; names are never resolved.
 
 from __future__ import annotations
 
-from _collections_abc import Callable, Iterable
-from _socket import AF_INET, AF_INET6, AF_UNIX, inet_ntop, inet_pton
+from ._cstd import TYPE_CHECKING, Callable, Iterable, socket
 
 # Light on purpose: sdready exec checks --expect with this before it spawns its command,
 # so nothing here imports typing, dataclasses or the socket module.
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import TypeAlias
 
@@ -70,9 +68,13 @@ def _parse_entry(entry: object) -> Expectation:
 
 def _parse_string(text: str) -> Expectation:
     if text.startswith("/"):
-        return Expectation(text, lambda item: item.address == text and item.family == AF_UNIX)
+        return Expectation(
+            text, lambda item: item.address == text and item.family == socket.AF_UNIX
+        )
     if text.startswith("@") and len(text) > 1:
-        return Expectation(text, lambda item: item.address == text and item.family == AF_UNIX)
+        return Expectation(
+            text, lambda item: item.address == text and item.family == socket.AF_UNIX
+        )
     if text.isdigit():
         return _port_expectation(int(text), None, f"port {text}")
     host, sep, port_text = text.rpartition(":")
@@ -103,9 +105,9 @@ def _normal_host(host: str) -> str | None:
     writes it); None if not an IP address. The C library's parser, not ``ipaddress``: it
     accepts the same addresses and costs ``sdready`` nothing at start-up."""
     bare, _, scope = host.partition("%")
-    for family in (AF_INET, AF_INET6):
+    for family in (socket.AF_INET, socket.AF_INET6):
         try:
-            normal = inet_ntop(family, inet_pton(family, bare))
+            normal = socket.inet_ntop(family, socket.inet_pton(family, bare))
         except (OSError, ValueError):  # ValueError: a NUL in the text
             continue
         return f"{normal}%{scope}" if scope else normal

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import os
 import time
-from _stat import S_ISSOCK
-from _thread import allocate_lock
+from stat import S_ISSOCK
+from threading import Lock as allocate_lock
+from typing import TYPE_CHECKING
 
 from ._expect import Expect
 from ._sockets import (
@@ -46,7 +47,6 @@ from ._wait import (
     validate_wait_options,
 )
 
-TYPE_CHECKING = False  # no typing at run time: sdready wait-listen's start-up
 if TYPE_CHECKING:
     import select
     import threading

@@ -14,7 +14,8 @@ constants are the values ``logging`` defines, named here without importing it.
 from __future__ import annotations
 
 import sys
-from _thread import allocate_lock
+
+from ._cstd import TYPE_CHECKING, allocate_lock
 
 __all__ = ["DEBUG", "ERROR", "INFO", "WARNING", "logger", "report_error", "stderr_log"]
 
@@ -33,7 +34,6 @@ _LEVELS = {
     "critical": CRITICAL,
 }
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
     from collections.abc import Callable

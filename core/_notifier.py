@@ -16,15 +16,13 @@ Policy, in one place:
 
 from __future__ import annotations
 
-# Only what sending needs, as the C modules where the Python ones would load more: socket
-# (enum, selectors), threading (functools, collections), weakref, logging, dataclasses and
-# typing cost `sdready notify` several times its sending (benchmarks/cli_startup.py).
-import _weakref
 import os
 import select
 import time
-from _thread import allocate_lock
 
+# The C modules where the Python ones would load more (logging, dataclasses and typing are
+# not loaded either): `sdready notify` sends in a few ms (benchmarks/cli_startup.py).
+from ._cstd import TYPE_CHECKING, allocate_lock, weakref
 from ._env import main_pid, notify_socket, oci_container
 from ._exceptions import NotifyError
 from ._log import WARNING, logger
@@ -46,7 +44,6 @@ from ._protocol import (
 )
 from ._transport import Transport
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import ClassVar
@@ -75,7 +72,7 @@ __all__ = [
 PROGRESS_EXTEND = 30.0
 
 # Every notifier, weakly: a WeakSet's own mechanism, without loading weakref.
-_live: set[_weakref.ReferenceType[Notifier]] = set()
+_live: set[weakref.ReferenceType[Notifier]] = set()
 
 
 def _after_fork_in_child() -> None:
@@ -144,7 +141,7 @@ class Notifier:
         self._exec_pid_checked = False
         #: In an OCI container (podman, runc): READY=1 goes in a datagram of its own.
         self.container = oci_container() if address is not None else None
-        _live.add(_weakref.ref(self, _live.discard))
+        _live.add(weakref.ref(self, _live.discard))
 
     def __repr__(self) -> str:
         return f"<Notifier address={self._raw_address!r} enabled={self.enabled}>"
@@ -473,7 +470,7 @@ class Notifier:
 def _transport_for(notifier: Notifier, address: NotifyAddress) -> Transport:
     # Weakly: a notifier dropped without close() is freed (and its socket closed) at once,
     # not when a cycle collection finds it.
-    ref = _weakref.ref(notifier)
+    ref = weakref.ref(notifier)
 
     def changed() -> None:
         alive = ref()

@@ -8,13 +8,12 @@ app itself to have answered. Both use plain sockets: no HTTP client library.
 from __future__ import annotations
 
 import time
-from _socket import AF_INET6, SOCK_STREAM
 
+from ._cstd import TYPE_CHECKING, socket
 from ._record import Record
 
 # Light on purpose: sdready exec checks --probe with parse_probe before it spawns its
 # command, so the socket module (and through it enum) is imported only to probe.
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._sockets import Listener
 
@@ -63,7 +62,7 @@ def probe_blocking(listener: Listener, probe: Probe, timeout: float) -> str | No
     response = _HttpResponse()
     connected = False
     try:
-        with socket.socket(listener.family, SOCK_STREAM) as sock:
+        with socket.socket(listener.family, socket.SOCK_STREAM) as sock:
             sock.settimeout(max(timeout, 1e-3))
             sock.connect(listener.connect_address)
             connected = True
@@ -96,7 +95,7 @@ async def probe_async(listener: Listener, probe: Probe, timeout: float) -> str |
     connected = False
     # The loop's sock_* calls work for every family alike, unix abstract names included,
     # and leave no transport behind to close.
-    with socket.socket(listener.family, SOCK_STREAM) as sock:
+    with socket.socket(listener.family, socket.SOCK_STREAM) as sock:
         sock.setblocking(False)
         try:
             await asyncio.wait_for(loop.sock_connect(sock, listener.connect_address), timeout)
@@ -122,7 +121,7 @@ async def probe_async(listener: Listener, probe: Probe, timeout: float) -> str |
 def _request(listener: Listener, path: str) -> bytes:
     target = listener.connect_address
     if isinstance(target, tuple):
-        host = f"[{target[0]}]" if listener.family == AF_INET6 else target[0]
+        host = f"[{target[0]}]" if listener.family == socket.AF_INET6 else target[0]
         authority = f"{host}:{target[1]}"
     else:
         authority = "localhost"  # unix sockets have no authority; servers want a Host anyway

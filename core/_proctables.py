@@ -9,15 +9,14 @@ the process (same uid, or ``CAP_SYS_PTRACE``). :mod:`sdready._proctree` uses it 
 
 from __future__ import annotations
 
-import _socket as socket  # the C module: the socket module's enums would load enum and more
 import errno
 import re
 import sys
 
+from ._cstd import TYPE_CHECKING, socket
 from ._log import logger
 from ._sockets import Listener, describe, listener
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 

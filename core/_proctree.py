@@ -36,12 +36,12 @@ import errno as _errno
 import os
 import time
 
+from ._cstd import TYPE_CHECKING
 from ._env import started_by_systemd
 from ._log import logger
 from ._sockdiag import SockDiag, same_network_namespace
 from ._sockets import AF_UNIX, Address, Listener, inspect_socket, listener
 
-TYPE_CHECKING = False  # no typing at run time: sdready wait-listen's start-up
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Literal, TypeAlias

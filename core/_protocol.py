@@ -9,11 +9,9 @@ from __future__ import annotations
 
 # The C modules behind socket, threading and collections.abc: those three would load enum,
 # selectors, functools and collections, milliseconds that `sdready notify` does not spend.
-import _socket as socket
 import errno
-from _collections_abc import Iterable, Mapping
-from _thread import allocate_lock
 
+from ._cstd import Iterable, Mapping, allocate_lock, socket
 from ._log import logger
 from ._record import Record
 

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import time
 
+from ._cstd import TYPE_CHECKING, deque
 from ._log import DEBUG, ERROR, logger
 from ._protocol import Message, is_full
 
 # threading and weakref are imported when a message first has to wait: a notifier that
 # never meets a full queue (`sdready notify`, most services) never loads them.
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     import threading
     import weakref
-    from collections import deque
     from collections.abc import Callable
-else:
-    from _collections import deque  # collections' own deque, without loading collections
 
 __all__ = ["RetryQueue"]
 

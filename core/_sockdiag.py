@@ -18,14 +18,12 @@ needs no follow-up question to the socket's owner.
 
 from __future__ import annotations
 
-import _socket as socket  # the C module: the socket module's enums would load enum and more
-import _struct as struct  # what the struct module re-exports, one import fewer
 import errno
 import os
 
+from ._cstd import TYPE_CHECKING, socket, struct
 from ._sockets import Address, describe
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import TypeAlias

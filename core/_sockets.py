@@ -3,7 +3,7 @@
 The in-process walk (:mod:`sdready._listeners`), the snapshot's look at unlistened sockets
 and the walk over another process tree (:mod:`sdready._proctree`, through duplicates made
 with ``pidfd_getfd``) all ask the same things of a descriptor: its family and type
-(``SO_DOMAIN``, ``SO_TYPE``), whether it listens (``SO_ACCEPTCONN``), where
+(``SO_DOMAIN``, ``socket.SO_TYPE``), whether it listens (``SO_ACCEPTCONN``), where
 (``getsockname``) and, for one that does not, whether it is connected (``getpeername``).
 They are asked here, once, on the C socket type, which wraps a descriptor without closing
 it: the descriptor always belongs to someone else.
@@ -11,15 +11,13 @@ it: the descriptor always belongs to someone else.
 
 from __future__ import annotations
 
-import _socket
 import os
-from _socket import AF_INET, AF_INET6, SO_TYPE, SOCK_STREAM, SOL_SOCKET
 
+from ._cstd import TYPE_CHECKING, socket
 from ._record import Record
 
 # Light on purpose (the commands' start-up): no socket module, whose enums load enum and
 # more; Listener.family makes its AddressFamily only when asked for.
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
     from typing import TypeAlias
@@ -35,17 +33,17 @@ __all__ = [
 ]
 
 # Linux values as fallbacks, so that importing never fails on other systems.
-_SO_ACCEPTCONN: int = getattr(_socket, "SO_ACCEPTCONN", 30)
-_SO_DOMAIN: int = getattr(_socket, "SO_DOMAIN", 39)
+_SO_ACCEPTCONN: int = getattr(socket, "SO_ACCEPTCONN", 30)
+_SO_DOMAIN: int = getattr(socket, "SO_DOMAIN", 39)
 # Passing SOCK_NONBLOCK when wrapping a descriptor keeps CPython from calling
 # setblocking(False) on it when socket.setdefaulttimeout() is in effect: O_NONBLOCK lives
 # on the open file, so that would change the app's own listening socket.
-_SOCK_NONBLOCK: int = getattr(_socket, "SOCK_NONBLOCK", 0)
-AF_UNIX: int = getattr(_socket, "AF_UNIX", 1)
-FAMILIES = frozenset({AF_INET, AF_INET6, AF_UNIX})
+_SOCK_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
+AF_UNIX: int = getattr(socket, "AF_UNIX", 1)
+FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6, AF_UNIX})
 # The C socket type wraps a descriptor without the Python-level bookkeeping of
 # socket.socket, and detach() hands the descriptor back without closing it.
-_RawSocket = _socket.socket
+_RawSocket = socket.socket
 
 ConnectAddress: TypeAlias = str | bytes | tuple[str, int] | tuple[str, int, int, int]
 #: ``(readable address, connect address, port)``, as :func:`describe` returns it.
@@ -93,7 +91,7 @@ class Listener(Record):
 
     @property
     def family(self) -> socket.AddressFamily:
-        """``AF_INET``, ``AF_INET6`` or ``AF_UNIX``."""
+        """``socket.AF_INET``, ``socket.AF_INET6`` or ``AF_UNIX``."""
         import socket  # here, not at import: see the module's imports
 
         return socket.AddressFamily(self._family)
@@ -146,20 +144,20 @@ def inspect_socket(  # noqa: PLR0911  (each early return is one answer the kerne
         if raw is None:
             return None
         try:
-            family = raw.getsockopt(SOL_SOCKET, _SO_DOMAIN)
-            kind = raw.getsockopt(SOL_SOCKET, SO_TYPE)
+            family = raw.getsockopt(socket.SOL_SOCKET, _SO_DOMAIN)
+            kind = raw.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
         except OSError:
             return None
         finally:
             raw.detach()
-        if kind != SOCK_STREAM or family not in FAMILIES:
+        if kind != socket.SOCK_STREAM or family not in FAMILIES:
             return SocketState(None)
     # getsockname() decodes addresses by the wrapper's family: wrap with the real one.
     sock = _wrap(fd, family)
     if sock is None:
         return None
     try:
-        if sock.getsockopt(SOL_SOCKET, _SO_ACCEPTCONN):
+        if sock.getsockopt(socket.SOL_SOCKET, _SO_ACCEPTCONN):
             return SocketState(family, True, address or describe(family, sock.getsockname()))
         if not peer:
             return SocketState(family)
@@ -174,10 +172,10 @@ def inspect_socket(  # noqa: PLR0911  (each early return is one answer the kerne
         sock.detach()  # never close: the descriptor belongs to the app
 
 
-def _wrap(fd: int, family: int) -> _socket.socket | None:
+def _wrap(fd: int, family: int) -> socket.socket | None:
     try:
         # CPython checks the descriptor with getsockname(): it may be gone by now.
-        return _RawSocket(family, SOCK_STREAM | _SOCK_NONBLOCK, 0, fd)
+        return _RawSocket(family, socket.SOCK_STREAM | _SOCK_NONBLOCK, 0, fd)
     except OSError:
         return None
 
@@ -198,12 +196,12 @@ def listener(fd: int, inode: int, family: int, address: Address) -> Listener:
 
 def describe(family: int, sockname: object) -> Address:
     """Return (readable address, connect address, port) for a getsockname() result."""
-    if family == AF_INET:
+    if family == socket.AF_INET:
         assert isinstance(sockname, tuple)
         host, port = sockname[0], sockname[1]
         target = "127.0.0.1" if host == "0.0.0.0" else host
         return f"{host}:{port}", (target, port), port
-    if family == AF_INET6:
+    if family == socket.AF_INET6:
         assert isinstance(sockname, tuple)
         host, port, flowinfo, scope_id = sockname
         if host == "::":

@@ -27,26 +27,24 @@ from __future__ import annotations
 import errno as _errno
 import os
 
-TYPE_CHECKING = False
+from ._cstd import TYPE_CHECKING, c_types, signal
+
 if TYPE_CHECKING:
-    import signal as _signal
     from collections.abc import Callable, Iterable, Sequence
-else:
-    import _signal  # the signal module's enums load enum and more
+    from typing import Any
 
 __all__ = ["DEATH_SIGNAL", "spawn"]
 
 _PR_SET_PDEATHSIG = 1
-DEATH_SIGNAL = _signal.SIGTERM
+DEATH_SIGNAL = signal.SIGTERM
 _EXIT_FAILED = 127  # the child's status when execve failed (reported through the pipe)
 
 
 def _prctl() -> Callable[[int, int], object] | None:
     """``prctl(option, arg)`` of the C library, or None where there is none (not Linux)."""
     try:
-        import _ctypes
-
-        program = _ctypes.dlopen(None, os.RTLD_NOW)  # type: ignore[arg-type]  # NULL: ourselves
+        _ctypes: Any = c_types()
+        program = _ctypes.dlopen(None, os.RTLD_NOW)  # NULL: ourselves
         address = _ctypes.dlsym(program, "prctl")
         call = _ctypes.call_function
     except (ImportError, OSError):
@@ -128,10 +126,10 @@ def _child(  # noqa: PLR0913, PLR0917  (spawn's arguments, passed through the fo
                 os._exit(_EXIT_FAILED)
         os.setpgid(0, 0)  # a terminal's Ctrl-C reaches only sdready, which forwards it once
         for signum in reset:
-            _signal.signal(signum, _signal.SIG_DFL)
+            signal.signal(signum, signal.SIG_DFL)
         for fd, target in dups:
             os.dup2(fd, target)  # the copy is inheritable; the original stays close-on-exec
-        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.execvpe(argv[0], list(argv), env)
     except OSError as exc:
         code = exc.errno or _errno.EINVAL

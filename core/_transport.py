@@ -8,17 +8,16 @@ notifier's business (:mod:`._notifier`); this only moves bytes and reports error
 
 from __future__ import annotations
 
-import _socket as socket
 import errno as _errno
 import os
 import select
 import sys
 import time
 
+from ._cstd import TYPE_CHECKING, socket
 from ._log import DEBUG
 from ._protocol import Message, NotifyAddress, is_full
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 

@@ -8,10 +8,10 @@ engine. :class:`~sdready.ReadyOptions` runs :func:`check` when it is made.
 
 from __future__ import annotations
 
+from ._cstd import TYPE_CHECKING
 from ._expect import parse_expectations
 from ._probe import parse_probe
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Literal

@@ -21,8 +21,8 @@ An ``expect`` replaces the rule: every entry must match a listener, wherever it 
 from __future__ import annotations
 
 import time
-from _collections_abc import Callable
 
+from ._cstd import TYPE_CHECKING, Callable
 from ._exceptions import NotifyError
 from ._expect import parse_expectations
 from ._log import logger
@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 # Annotations only: typing and collections are not loaded at run time (the commands).
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from threading import Event

@@ -5,7 +5,8 @@ Match on them in tests and monitoring; they change only with a CHANGELOG entry.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # imported by sdready exec before it spawns its command
+from ._cstd import TYPE_CHECKING
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
