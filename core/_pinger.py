@@ -21,28 +21,23 @@ from ._log import logger
 
 if TYPE_CHECKING:
     from ._notifier import Notifier
-    from ._options import HealthCheck, ReadyOptions
+    from ._options import HealthCheck
+    from ._unitcheck import Engine as CheckedEngine
     from ._watchdog import Watchdog
 
+    class Engine(CheckedEngine, Protocol):
+        """What the pinger asks of its engine (:class:`sdready.integration.Readiness`):
+        what the unit check asks, and these."""
 
-class Engine(Protocol):
-    """What the pinger asks of its engine (:class:`sdready.integration.Readiness`)."""
+        notifier: Notifier
 
-    notifier: Notifier
-
-    @property
-    def options(self) -> ReadyOptions: ...
-    @property
-    def enabled(self) -> bool: ...
-    @property
-    def is_main(self) -> bool: ...
-    @property
-    def took_over_from(self) -> int | None: ...
-    @property
-    def stopping_began(self) -> bool: ...
-    @property
-    def last_status(self) -> str: ...
-    def status(self, text: str, *, errno: int | None = None) -> bool: ...
+        @property
+        def took_over_from(self) -> int | None: ...
+        @property
+        def stopping_began(self) -> bool: ...
+        @property
+        def last_status(self) -> str: ...
+        def status(self, text: str, *, errno: int | None = None) -> bool: ...
 
 
 __all__ = ["Pinger"]

@@ -43,6 +43,7 @@ from ._sockdiag import SockDiag, same_network_namespace
 from ._sockets import AF_UNIX, Address, Listener, inspect_socket, listener
 
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Callable
     from typing import Literal, TypeAlias
 
@@ -53,6 +54,7 @@ __all__ = [
     "TreeListeners",
     "alive",
     "cgroup_pids",
+    "claim_abstract",
     "descends_from",
     "namespace_listeners",
     "pidfd_getfd_support",
@@ -652,3 +654,38 @@ class TreeListeners:
                 result[inode] = listener
             elif entry.final:
                 self._never.add(inode)
+
+
+def claim_abstract(name: str, held: list[socket.socket]) -> bool:
+    """True when this process is the first of its service (its cgroup) to claim the
+    abstract unix name *name*; the claiming socket goes into *held*, kept while it lives.
+
+    A datagram socket, which no listener discovery mistakes for the server's. Any local user
+    can bind any abstract name first, so a name found taken counts only if a process of our
+    own cgroup and user holds a socket bound to it (its inode, in ``/proc/net/unix``, among
+    that process's descriptors): a stranger squatting the name does not stop the claim's work.
+    """
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.bind("\0" + name)
+    except OSError:
+        sock.close()
+    else:
+        held.append(sock)
+        return True
+    from ._proctables import unix_inodes_named  # only when the name is taken
+
+    holders = unix_inodes_named("/proc/self/net", "@" + name)
+    members = cgroup_pids()
+    if members is None:
+        return False  # no cgroup v2 to tell ours from strangers: as before, "taken"
+    return not any(holders & socket_inodes(pid) for pid in members if _same_user(pid))
+
+
+def _same_user(pid: int) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid == os.geteuid()
+    except OSError:
+        return False

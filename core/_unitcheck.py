@@ -33,7 +33,7 @@ from ._appfacts import AppFacts, describe_command, podman_sdnotify
 from ._contain import contained
 from ._env import invocation_id, is_main_process, user_manager
 from ._log import logger
-from ._sockets import claim_abstract
+from ._proctree import claim_abstract
 from ._unitinfo import UnitConfig, UnitError, own_unit, read_unit
 
 if TYPE_CHECKING:

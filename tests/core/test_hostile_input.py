@@ -36,8 +36,7 @@ from sdready import (
 )
 from sdready._activation import fdname_for
 from sdready._env import pidfd_inode_id
-from sdready._proctree import alive, sockdiag_support
-from sdready._sockets import claim_abstract
+from sdready._proctree import alive, claim_abstract, sockdiag_support
 from sdready.testing import NotifyRecorder
 
 PY = sys.executable
