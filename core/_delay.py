@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["ShutdownDelay"]
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Where asyncio's placeholder handler for ``loop.add_signal_handler`` lives (CPython 3.10+).
+_LOOP_HANDLERS = "asyncio.unix_events"
 
 
 class ShutdownDelay:
@@ -41,9 +43,27 @@ class ShutdownDelay:
         self._held: int | None = None
         self._released = False
 
-    def install(self) -> bool:
-        """Chain SIGTERM and SIGINT before their current handlers; True if installed."""
+    def install(self, server_handler: object) -> bool:
+        """Chain SIGTERM and SIGINT before their current handlers; True if installed.
+
+        *server_handler* is what handled SIGTERM before the front end touched it: the
+        server's own graceful stop. Only a Python handler of its own can be held (uvicorn).
+        Not when the server handles SIGTERM in its asyncio loop (``loop.add_signal_handler``:
+        the loop hears of it through its wakeup fd whatever Python handler is set), nor when
+        there is none (hypercorn's workers are stopped by their parent): a WARNING says the
+        delay does not apply, rather than a STOPPING that promises it.
+        """
         if self._previous or self._seconds <= 0:
+            return False
+        in_loop = getattr(server_handler, "__module__", None) == _LOOP_HANDLERS
+        if in_loop or not callable(server_handler):
+            logger.warning(
+                "shutdown_delay=%g does not apply: %s, which sdready cannot hold",
+                self._seconds,
+                "this server handles SIGTERM in its event loop"
+                if in_loop
+                else "this process has no SIGTERM handler of the server's (its parent stops it)",
+            )
             return False
         for signum in _SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)

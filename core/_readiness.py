@@ -259,7 +259,7 @@ class Readiness:
                 self.notifier.send({"MAINPID": os.getpid(), "READY": 1, "STATUS": status})
             else:
                 self.notifier.ready(status)
-        logger.debug("READY sent: %s", status)
+        logger.debug("READY %s: %s", "sent" if self.enabled else "reached (no systemd)", status)
         self.watchdog.restate()
         return True
 

@@ -156,6 +156,7 @@ class LifespanCycle:
         self._app_task: Any = None  # asyncio.Task running the app's lifespan, when cancellable
         self._stopped_by: str | None = None  # the stop signal that cancelled its startup
         self._delay: ShutdownDelay | None = None
+        self._server_handler: object = None  # SIGTERM's handler before ours: the server's
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app's lifespan, telling systemd how it goes."""
@@ -206,6 +207,7 @@ class LifespanCycle:
             return True
         self._app_task = task = asyncio.ensure_future(call)
         loop = asyncio.get_running_loop()
+        self._server_handler = signal.getsignal(signal.SIGTERM)  # the server's own stop
         unchain = [
             chain_signal(signum, lambda n: loop.call_soon_threadsafe(self._stop_startup, n))
             for signum in (signal.SIGTERM, signal.SIGINT)
@@ -302,7 +304,7 @@ class LifespanCycle:
                 # chained now, ours run first and hold its SIGTERM for the delay.
                 with contained("installing the shutdown delay"):
                     self._delay = ShutdownDelay(self.readiness, delay)
-                    self._delay.install()
+                    self._delay.install(self._server_handler)
         elif kind == "lifespan.startup.failed" and self._stopped_by is not None:
             return  # our cancellation, which the app reports (Starlette): we end the process
         elif kind == "lifespan.startup.failed":
