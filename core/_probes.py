@@ -18,7 +18,7 @@ from ._log import logger
 from ._phase import Phase
 
 if TYPE_CHECKING:
-    from ._options import ReadyOptions
+    from ._options import HealthCheck, ReadyOptions
     from ._readiness import Readiness
 
 __all__ = ["HEALTH_BOUND", "LIVE", "READY", "Answer", "Probes", "answer"]
@@ -50,13 +50,14 @@ def answer(kind: str, phase: Phase, failing: bool) -> Answer:
 class Probes:
     """The endpoints one front end serves: which paths, and their answers for an engine."""
 
-    def __init__(self, options: ReadyOptions) -> None:
+    def __init__(self, options: ReadyOptions, *, health: HealthCheck | None = None) -> None:
         self._paths = {
             path: kind
             for path, kind in ((options.ready_path, READY), (options.live_path, LIVE))
             if path is not None
         }
-        self._health = options.health
+        #: *health* replaces ``options.health`` where the check needs a context (Flask's).
+        self._health = health if health is not None else options.health
 
     def __bool__(self) -> bool:
         return bool(self._paths)

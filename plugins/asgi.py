@@ -15,7 +15,10 @@ for a listener that was not there before, or one that was (``--fd``, socket acti
 hypercorn's trio worker, a pre-fork parent): only then ``READY=1``.
 
 Outside systemd (no ``NOTIFY_SOCKET``) it is inert: it forwards everything untouched and
-starts nothing. A notify failure never reaches the app; a failed startup never gets READY.
+starts nothing, unless ``ready_path`` or ``shutdown_delay`` is set (Kubernetes): then the
+phase moves as under systemd and ``GET <ready_path>`` answers from it, with nothing sent.
+``shutdown_delay`` holds uvicorn's SIGTERM (:class:`~sdready.integration.ShutdownDelay`).
+A notify failure never reaches the app; a failed startup never gets READY.
 """
 
 from __future__ import annotations
