@@ -14,9 +14,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from _fastapi_units import write_server_unit
+from _fastapi_units import unit_environment, write_server_unit
 from _servers import http_get, reserved_port
-from _systemd import UserManager, wait_until
+from _systemd import UserManager, python_for_units, wait_until
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 CLIENT_PERIOD = 0.01  # one GET through HAProxy every 10 ms
@@ -24,9 +24,12 @@ CLIENT_MAX_REQUESTS = 4000  # the loop's own bound (~40 s of requests at most)
 DELAY = 1.5  # shutdown_delay: many times HAProxy's 200 ms check interval
 
 
-def _haproxy_config(front: int, stats: int, backends: list[int], check_path: str) -> str:
+def _haproxy_config(
+    front: int, stats: int, backends: list[tuple[int, int]], check_path: str
+) -> str:
     servers = "\n".join(
-        f"    server b{i} 127.0.0.1:{port} check" for i, port in enumerate(backends, 1)
+        f"    server b{i} 127.0.0.1:{port} check port {check}"
+        for i, (port, check) in enumerate(backends, 1)
     )
     return f"""\
 global
@@ -131,27 +134,64 @@ class Client:
             self._stop.wait(CLIENT_PERIOD)
 
 
-def rolling_restart(systemd: UserManager, tmp_path: Path, *, probes: bool) -> Client:
-    """Two units behind HAProxy; restart b1, then b2; return the client's tally."""
+def _exec_unit(systemd: UserManager, port: int, check: int, probes: bool) -> str:
+    """``sdready exec`` + uvicorn serving the plain ASGI app (no plugin)."""
+    python, _ = python_for_units()
+    name = systemd.unit_name("exec-b")
+    log = systemd.work_dir / f"{name}.log"
+    options = f"--ready-address 127.0.0.1:{check} --shutdown-delay {DELAY}" if probes else ""
+    uvicorn = f"{python} -m uvicorn _asgi_apps:plain --host 127.0.0.1 --port {port}"
+    systemd.write_unit(
+        name,
+        f"""\
+        [Service]
+        Type=notify
+        ExecStart={python} -m sdready exec {options} -- {uvicorn} --log-level warning
+        WorkingDirectory={systemd.work_dir}
+        Environment={unit_environment({})}
+        StandardOutput=append:{log}
+        StandardError=append:{log}
+        TimeoutStartSec=20
+        TimeoutStopSec=15
+        # As README documents for exec: SIGTERM goes to sdready, which holds it for the delay
+        KillMode=mixed
+        """,
+    )
+    return name
+
+
+def rolling_restart(
+    systemd: UserManager, tmp_path: Path, *, probes: bool, exec_: bool = False
+) -> Client:
+    """Two units behind HAProxy; restart b1, then b2; return the client's tally.
+
+    *exec_*: the units run ``sdready exec`` + uvicorn, checked on exec's own address.
+    """
     options = {"ready_path": "/readyz", "shutdown_delay": DELAY} if probes else {}
     # systemd unquotes \" inside Environment="…": the JSON reaches the app intact.
     env = {"SDREADY_TEST_OPTIONS": json.dumps(options).replace('"', '\\"')}
     ports = contextlib.ExitStack()
     with ports:
-        p1, p2, front, stats = (ports.enter_context(reserved_port()) for _ in range(4))
-        units = [
-            write_server_unit(
-                systemd,
-                service_type="notify",
-                bind=["--host", "127.0.0.1", "--port", str(port)],
-                env=env,
-                extra="TimeoutStopSec=15",
-            )
-            for port in (p1, p2)
-        ]
+        p1, p2, c1, c2, front, stats = (ports.enter_context(reserved_port()) for _ in range(6))
+        checks = [(p1, c1), (p2, c2)] if exec_ and probes else [(p1, p1), (p2, p2)]
+        if exec_:
+            units = [
+                _exec_unit(systemd, port, check, probes) for port, check in ((p1, c1), (p2, c2))
+            ]
+        else:
+            units = [
+                write_server_unit(
+                    systemd,
+                    service_type="notify",
+                    bind=["--host", "127.0.0.1", "--port", str(port)],
+                    env=env,
+                    extra="TimeoutStopSec=15",
+                )
+                for port in (p1, p2)
+            ]
         for unit in units:
             systemd.start_unit(unit, timeout=30)
-        config = _haproxy_config(front, stats, [p1, p2], "/readyz" if probes else "/")
+        config = _haproxy_config(front, stats, checks, "/readyz" if probes else "/")
         with _haproxy(tmp_path, config):
             _wait_up(stats, "b1", "b2")
             with Client(front) as client:
