@@ -182,6 +182,20 @@ def _build_parser() -> argparse.ArgumentParser:
         "systemd or bound), keep it in the fd store and hand it to COMMAND as fd 3, 4, ... "
         "with LISTEN_FDS; READY then waits for --probe (default http:/); repeatable",
     )
+    run.add_argument(
+        "--ready-address",
+        metavar="HOST:PORT",
+        help="answer GET /readyz (200 between READY and the stop, else 503 with the phase) "
+        "and /livez on this address; the wait then runs without NOTIFY_SOCKET too",
+    )
+    run.add_argument(
+        "--shutdown-delay",
+        type=_delay_arg,
+        default=0.0,
+        metavar="SECONDS",
+        help="on SIGTERM send STOPPING=1, answer 503 on /readyz and forward SIGTERM to "
+        "COMMAND only after SECONDS (a second SIGTERM or a SIGINT: at once)",
+    )
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS ...]")
 
     status = command(
@@ -446,10 +460,18 @@ def _cmd_exec(args: argparse.Namespace) -> int:
             pass_notify=args.pass_notify,
             method=_discovery_method(args.discovery),
             listen=args.listen or (),
+            ready_address=args.ready_address,
+            shutdown_delay=args.shutdown_delay,
         )
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
     return run(supervisor)
+
+
+def _delay_arg(text: str) -> float:
+    from ._values import PARSERS
+
+    return float(PARSERS["shutdown_delay"]("--shutdown-delay", text))  # type: ignore[arg-type]
 
 
 def _discovery_method(name: str) -> Method:

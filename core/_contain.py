@@ -15,7 +15,7 @@ from types import FrameType
 
 from ._log import logger
 
-__all__ = ["chain_signal", "contained", "die_of"]
+__all__ = ["chain_signal", "contained", "die_of", "pass_on"]
 
 SignalHandler = Callable[[int, "FrameType | None"], object]
 
@@ -57,10 +57,7 @@ def chain_signal(
         if os.getpid() == pid:
             with contained(f"handling {signal.Signals(signum).name}"):
                 ours(signum)
-        if callable(previous):
-            previous(signum, frame)
-        elif previous in (signal.SIG_DFL, None):
-            die_of(signum)  # the default action, exactly as without us
+        pass_on(previous, signum, frame)
 
     signal.signal(signum, handler)
 
@@ -69,6 +66,16 @@ def chain_signal(
             signal.signal(signum, previous)
 
     return unchain
+
+
+def pass_on(previous: object, signum: int, frame: FrameType | None) -> None:
+    """Handle *signum* as *previous* (a handler :func:`signal.getsignal` returned) would:
+    a Python handler runs with its arguments and errors intact, the default action ends the
+    process as without us, an ignored signal stays ignored."""
+    if callable(previous):
+        previous(signum, frame)
+    elif previous in (signal.SIG_DFL, None):
+        die_of(signum)  # the default action, exactly as without us
 
 
 def die_of(signum: int) -> None:

@@ -126,7 +126,7 @@ class Supervisor:
     once the command runs.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  (keyword-only, one per command-line option)
         self,
         argv: list[str],
         ready: ReadyKeywords,
@@ -134,6 +134,8 @@ class Supervisor:
         pass_notify: bool,
         method: Method,
         listen: Sequence[str] = (),
+        ready_address: str | None = None,
+        shutdown_delay: float = 0,
     ) -> None:
         self.argv = argv
         self.pass_notify = pass_notify
@@ -147,13 +149,24 @@ class Supervisor:
             # The sockets accept before the app serves: only an answer proves it ready.
             values["expect"] = _listen_expect(self.listen, ready.get("expect"))
             values["probe"] = ready.get("probe") or _LISTEN_PROBE
+        self.ready_address = None
+        if ready_address is not None:
+            from ._exec_probes import LIVE_PATH, READY_PATH, parse_ready_address
+
+            self.ready_address = parse_ready_address(ready_address)
+            values["ready_path"], values["live_path"] = READY_PATH, LIVE_PATH
+        if shutdown_delay:
+            values["shutdown_delay"] = shutdown_delay
         check(
             ready_timeout=values.get("ready_timeout", DEFAULT_READY_TIMEOUT),
             on_timeout=values.get("on_timeout", DEFAULT_ON_TIMEOUT),
             expect=values.get("expect"),
             probe=values.get("probe"),
+            shutdown_delay=values.get("shutdown_delay", 0),
         )
         self.ready = values
+        self._held: int | None = None  # the stop signal the shutdown delay holds
+        self._release_at = 0.0
         self.options: ReadyOptions | None = None  # made by supervise()
         self.readiness: Readiness | None = None  # once the child exists: its tree is the source
         self._notifier: Notifier | None = None
@@ -302,6 +315,11 @@ class Supervisor:
         self.options = options
         # READY's STATUS names the server, not sdready.
         readiness = self.readiness = Readiness(options, source=watch, pid=self.pid)
+        probes = None
+        if self.ready_address is not None:
+            from ._exec_probes import serve_probes
+
+            probes = serve_probes(self.ready_address, readiness)
         readiness.waiting()
         started = time.monotonic()
         period = readiness.watchdog.period()
@@ -311,6 +329,8 @@ class Supervisor:
         try:
             while self.exit_code is None:
                 wake = [next_ping] if period is not None else []
+                if self._held is not None:
+                    wake.append(self._release_at)
                 if waiting and not readiness.closed:
                     wake.append(next_step)
                 timeout = max(0.0, min(wake) - time.monotonic()) if wake else None
@@ -323,6 +343,8 @@ class Supervisor:
                     self._on_signal(info.si_signo)
                     continue  # drain pending signals before more work
                 now = time.monotonic()
+                if self._held is not None and now >= self._release_at:
+                    self._release("the shutdown delay is over")
                 if waiting and not readiness.closed and now >= next_step:
                     self._relay_ready(readiness)
                     delay = self._step(readiness)
@@ -335,6 +357,9 @@ class Supervisor:
                     next_ping = max(next_ping + period / 2, now)
         finally:
             watch.close()
+            if probes is not None:
+                probes.shutdown()
+                probes.server_close()
         return self.exit_code
 
     def _relay_ready(self, readiness: Readiness) -> None:
@@ -382,8 +407,23 @@ class Supervisor:
         if signum == signal.SIGCHLD:
             self._reap()
             return
+        if signum in STOP_SIGNALS and self._held is not None:
+            self._release(f"{_signame(signum)} during the shutdown delay")
+            return
         if signum in STOP_SIGNALS and not self.stopping:
             self.stopping = True
+            delay = float(self.ready.get("shutdown_delay") or 0)  # type: ignore[arg-type]
+            if delay > 0 and signum == signal.SIGTERM and self.readiness is not None:
+                # Hold it: the command keeps serving while /readyz says 503 (issue 22).
+                self.readiness.stopping(delay=delay)
+                self._held, self._release_at = signum, time.monotonic() + delay
+                logger.info(
+                    "SIGTERM: readiness answers 503 and pid %d keeps serving for the shutdown "
+                    "delay of %g s, then gets SIGTERM",
+                    self.pid,
+                    delay,
+                )
+                return
             if self.readiness is not None:
                 self.readiness.stopping()
         logger.info("forwarding %s to pid %d", _signame(signum), self.pid)
@@ -391,6 +431,17 @@ class Supervisor:
 
         with contextlib.suppress(ProcessLookupError):  # exited: its SIGCHLD is pending
             os.kill(self.pid, signum)
+
+    def _release(self, why: str) -> None:
+        """End the shutdown delay: forward the held signal now."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        logger.info("%s: forwarding %s to pid %d", why, _signame(held), self.pid)
+        import contextlib
+
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, held)
 
     def _reap(self) -> None:
         """Reap every child that exited: the command, and orphans the kernel gave us (as

@@ -69,6 +69,12 @@ class ReadyOptions:
         ``"all"``); None: 1, or all under ``reuse_port``.
     :param keep_sockets: gunicorn only: keep its listening sockets in systemd's fd store
         once READY; None: when ``$FDSTORE`` says the unit has a store (systemd >= 254).
+    :param ready_path: a path (``"/readyz"``) answered 200 ``ready`` between READY and the
+        stop while *health* passes, else 503 with the phase; the app never sees it. Set
+        (or *shutdown_delay*), the engine runs without a notify socket too (Kubernetes).
+    :param live_path: a path (``"/livez"``) answered 200 unless *health* fails.
+    :param shutdown_delay: seconds to keep serving after SIGTERM (with STOPPING=1 sent and
+        *ready_path* answering 503) before the server's own graceful shutdown.
 
     Bad values raise :class:`ValueError` here, when the options are made.
     """
@@ -82,6 +88,9 @@ class ReadyOptions:
     notifier: Notifier | None = None
     ready_workers: int | Literal["all"] | None = None
     keep_sockets: bool | None = None
+    ready_path: str | None = None
+    live_path: str | None = None
+    shutdown_delay: float = 0
 
     def __post_init__(self) -> None:
         check(
@@ -93,12 +102,21 @@ class ReadyOptions:
             ready_workers=self.ready_workers,
             keep_sockets=self.keep_sockets,
             watchdog=self.watchdog,
+            ready_path=self.ready_path,
+            live_path=self.live_path,
+            shutdown_delay=self.shutdown_delay,
         )
 
     @property
     def auto_probe(self) -> bool:
         """True for ``probe="auto"``."""
         return self.probe == AUTO_PROBE
+
+    @property
+    def serves_probes(self) -> bool:
+        """True when the engine runs without a notify socket too: a readiness path or a
+        shutdown delay is set (Kubernetes has no systemd, and still needs both)."""
+        return self.ready_path is not None or self.shutdown_delay > 0
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, object], *, label: str = "{}") -> ReadyOptions:
@@ -138,6 +156,9 @@ class ReadyKeywords(TypedDict, total=False):
     notifier: Notifier | None
     ready_workers: int | Literal["all"] | None
     keep_sockets: bool | None
+    ready_path: str | None
+    live_path: str | None
+    shutdown_delay: float
 
 
 def prefixed(

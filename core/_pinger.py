@@ -52,6 +52,8 @@ class Pinger:
         self._lock = threading.Lock()
         self._status_before: str | None = None  # the STATUS a failing check replaced
         self._unhealthy: str | None = None  # what STATUS says while the check fails
+        self._failing: str | None = None  # why the check fails, while it does
+        self._loops = 0  # event-loop pingers running
 
     def period(self) -> float | None:
         """systemd's watchdog period for this process, or None: off, or not ours to feed.
@@ -77,6 +79,16 @@ class Pinger:
                 os.getpid(),
             )
         return period
+
+    @property
+    def watching(self) -> bool:
+        """True while a pinger runs the health check (then :attr:`failing` is current)."""
+        return self._thread is not None or self._loops > 0
+
+    @property
+    def failing(self) -> str | None:
+        """Why the health check fails in the pinger's current streak, or None."""
+        return self._failing
 
     def alive(self) -> bool:
         """True while the watchdog may be fed: never from STOPPING on."""
@@ -114,19 +126,24 @@ class Pinger:
         period = self.period()
         if period is not None and self.alive():
             notifier = self._engine.notifier
-            await watchdog_loop(
-                notifier,
-                period,
-                health,
-                sleep=sleep,
-                alive=self.alive,
-                on_health=self.health_changed,
-            )
+            self._loops += 1
+            try:
+                await watchdog_loop(
+                    notifier,
+                    period,
+                    health,
+                    sleep=sleep,
+                    alive=self.alive,
+                    on_health=self.health_changed,
+                )
+            finally:
+                self._loops -= 1
 
     def health_changed(self, reason: str | None) -> None:
         """The health check began failing (*reason*) or passes again (None): STATUS says
         which check and since when, then goes back to what it said before."""
         engine = self._engine
+        self._failing = reason
         if reason is not None:
             self._status_before = engine.last_status
             since = time.strftime("%H:%M:%S")

@@ -57,6 +57,10 @@ class TimeoutTexts(NamedTuple):
     awaited: str
 
 
+#: Seconds beyond a shutdown delay that its stop timeout extension leaves the server's own
+#: graceful shutdown (systemd only ever lengthens a timeout with EXTEND_TIMEOUT_USEC=).
+DELAY_MARGIN = 5.0
+
 LISTENER_TIMEOUTS = TimeoutTexts(texts.TIMEOUT_WARN, texts.TIMEOUT_FAIL, "listening socket")
 
 
@@ -142,6 +146,12 @@ class Readiness:
         return self.notifier.enabled
 
     @property
+    def active(self) -> bool:
+        """True when the phase moves: under systemd, or with a readiness path or a shutdown
+        delay (Kubernetes: the phase moves as if READY were sent, nothing is sent)."""
+        return self.notifier.enabled or self._options.serves_probes
+
+    @property
     def ready_sent(self) -> bool:
         """True once READY was sent in this generation (and until the phase moves on)."""
         return self._machine.phase is Phase.READY
@@ -164,7 +174,7 @@ class Readiness:
     @property
     def awaiting_timeout(self) -> bool:
         """True while READY is pending and the timeout policy has not been applied yet."""
-        return self.enabled and self._machine.phase in PENDING - {Phase.OVERDUE}
+        return self.active and self._machine.phase in PENDING - {Phase.OVERDUE}
 
     @property
     def last_status(self) -> str:
@@ -199,7 +209,7 @@ class Readiness:
     def starting(self) -> None:
         """Snapshot existing listeners and send ``STATUS=Starting…``."""
         self.check_unit()
-        if not self.enabled:
+        if not self.active:
             return
         with self._lock:
             if not self._move(Event.START):
@@ -217,7 +227,7 @@ class Readiness:
         are the app's own, and this look decides which, whenever the wait then runs.
         """
         self.check_unit()  # sdready exec starts here
-        if not self.enabled:
+        if not self.active:
             return
         with self._lock:
             if not self._move(Event.WAIT):
@@ -233,12 +243,14 @@ class Readiness:
         For front ends that learn readiness themselves (gunicorn's arbiter).
         """
         with self._lock:
-            if not self.enabled:
+            if not self.active:
                 return False
             if not self._machine.allows(Event.READY):
                 return False
             takes_over = self._took_over is not None and not self.ever_ready
-            if takes_over:
+            if not self.enabled:
+                pass  # no systemd (Kubernetes): the phase alone answers the probes
+            elif takes_over:
                 # This process replaces the unit's main one (gunicorn's USR2 master): systemd
                 # must track it from now on (accepted only with NotifyAccess=all).
                 self.notifier.send({"MAINPID": os.getpid(), "READY": 1, "STATUS": status})
@@ -250,7 +262,7 @@ class Readiness:
             self._move(Event.READY)
             self.listeners = list(listeners or [])
             self._status = status
-        logger.debug("READY sent: %s", status)
+        logger.debug("READY %s: %s", "sent" if self.enabled else "reached (no systemd)", status)
         self.watchdog.restate()
         return True
 
@@ -327,7 +339,7 @@ class Readiness:
         """A new generation begins: ``RELOADING=1`` (with ``MONOTONIC_USEC``) if the previous
         one was ready, and READY may be sent once more."""
         with self._lock:
-            if not self.enabled:
+            if not self.active:
                 return
             was_ready = self.ready_sent
             if not self._move(Event.RELOAD):
@@ -380,23 +392,36 @@ class Readiness:
 
     # -- the stop ------------------------------------------------------------------------------
 
-    def stopping(self) -> bool:
+    def stopping(self, *, delay: float = 0) -> bool:
         """Send ``STOPPING=1`` with ``STATUS=Stopping…``; a pending READY is abandoned.
 
         Not from a worker (``SYSTEMD_EXEC_PID`` names another process) nor from a master
         that handed over: a server restarting one of its workers is not the service
-        stopping, and with ``NotifyAccess=all`` systemd would take it as such.
+        stopping, and with ``NotifyAccess=all`` systemd would take it as such. With a
+        shutdown *delay* (seconds the server keeps serving first), the stop timeout is
+        extended by the delay plus :data:`DELAY_MARGIN` for the server's own shutdown.
         """
         with self._lock:
-            if not self.enabled or not self._move(Event.STOP):
+            if not self.active or not self._move(Event.STOP):
                 return False
             self._stop_started = time.monotonic()
         self.watchdog.stop()
+        if not self.enabled:
+            return False
         if not self.is_main:
             logger.debug(
                 "pid %d is a worker, not the unit's main process: no STOPPING=1", os.getpid()
             )
             return False
+        if delay > 0:
+            self._status = texts.STOPPING_DELAYED.format(delay=delay)
+            return self.notifier.send(
+                {
+                    "STOPPING": 1,
+                    "STATUS": self._status,
+                    "EXTEND_TIMEOUT_USEC": timeout_usec(delay + DELAY_MARGIN),
+                }
+            )
         self._status = texts.STOPPING
         return self.notifier.stopping(texts.STOPPING)
 

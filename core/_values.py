@@ -57,6 +57,9 @@ def check(  # noqa: PLR0913  (one argument per option, as ReadyOptions has them)
     ready_workers: object = None,
     keep_sockets: object = None,
     watchdog: object = True,
+    ready_path: object = None,
+    live_path: object = None,
+    shutdown_delay: object = 0,
 ) -> None:
     """Raise :class:`ValueError` for any value :class:`~sdready.ReadyOptions` refuses."""
     if isinstance(ready_timeout, bool) or not (
@@ -79,6 +82,20 @@ def check(  # noqa: PLR0913  (one argument per option, as ReadyOptions has them)
         isinstance(ready_workers, bool) or not isinstance(ready_workers, int) or ready_workers < 1
     ):
         raise ValueError(f"ready_workers must be a positive number or 'all', got {ready_workers!r}")
+    for name, path in (("ready_path", ready_path), ("live_path", live_path)):
+        if path is not None and not (
+            isinstance(path, str)
+            and path.startswith("/")
+            and path.isprintable()
+            and " " not in path
+        ):
+            raise ValueError(f"{name} must be None or a URL path like '/readyz', got {path!r}")
+    if ready_path is not None and ready_path == live_path:
+        raise ValueError(f"ready_path and live_path must differ, both are {ready_path!r}")
+    if isinstance(shutdown_delay, bool) or not (
+        isinstance(shutdown_delay, (int, float)) and 0 <= shutdown_delay < float("inf")
+    ):
+        raise ValueError(f"shutdown_delay must be 0 or a positive number, got {shutdown_delay!r}")
 
 
 def parse_bool(name: str, text: str) -> bool:
@@ -128,6 +145,15 @@ def _parse_probe(name: str, text: str) -> str | None:
     return None if text.strip().lower() in ("", "none") else text.strip()
 
 
+def _parse_path(name: str, text: str) -> str | None:
+    stripped = text.strip()
+    return None if stripped.lower() in ("", "none") else stripped
+
+
+def _parse_delay(name: str, text: str) -> float:
+    return 0.0 if text.strip() in ("0", "0s", "") else parse_duration(name, text)
+
+
 def _parse_workers(name: str, text: str) -> int | str:
     lowered = text.strip().lower()
     if lowered == WORKERS_ALL:
@@ -145,4 +171,7 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "probe": _parse_probe,
     "ready_workers": _parse_workers,
     "keep_sockets": parse_bool,
+    "ready_path": _parse_path,
+    "live_path": _parse_path,
+    "shutdown_delay": _parse_delay,
 }

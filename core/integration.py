@@ -36,6 +36,8 @@ The pieces:
   :class:`ReadyKeywords` (a front end's keyword options), :func:`options_from_settings`
   (``SDREADY_*`` settings with the same parsers everywhere);
 - containment and signals: :func:`contained`, :func:`chain_signal`, :func:`die_of`;
+- load balancers and Kubernetes: :class:`Probes` (the readiness/liveness endpoints'
+  :class:`Answer`, from the phase) and :class:`ShutdownDelay` (SIGTERM held while serving);
 - a plugin's import guard: :func:`missing_framework`, :func:`require_framework`;
 - facts about this process: :func:`notify_socket`, :func:`main_pid`, :func:`is_main_process`,
   :func:`watchdog_interval`, :func:`listen_fds_count`, :func:`listen_fdnames`,
@@ -56,6 +58,7 @@ from collections.abc import Mapping
 
 from ._activation import fdname_for, forget_sockets, keep_sockets, keep_wanted
 from ._contain import chain_signal, contained, die_of
+from ._delay import ShutdownDelay
 from ._env import (
     is_main_process,
     listen_fdnames,
@@ -77,6 +80,7 @@ from ._options import (
     prefixed,
 )
 from ._phase import Phase
+from ._probes import Answer, Probes
 from ._progress import relay_progress
 from ._readiness import Readiness, TimeoutTexts
 from ._sockets import describe
@@ -87,15 +91,18 @@ __all__ = [
     "INHERITED_PROBE",
     "OPTIONS",
     "ASGIApp",
+    "Answer",
     "Listener",
     "Message",
     "Phase",
+    "Probes",
     "Readiness",
     "ReadyKeywords",
     "ReadyOptions",
     "Receive",
     "Scope",
     "Send",
+    "ShutdownDelay",
     "TimeoutTexts",
     "chain_signal",
     "contained",

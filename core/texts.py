@@ -51,6 +51,7 @@ __all__ = [
     "STARTING",
     "STARTUP_FAILED",
     "STOPPING",
+    "STOPPING_DELAYED",
     "TIMEOUT_FAIL",
     "TIMEOUT_WARN",
     "UNHEALTHY",
@@ -86,6 +87,8 @@ DISCOVERY_FAILED_LOG = (
     "at TimeoutStartSec=). Try another --discovery method"
 )
 STOPPING = "Stopping…"
+#: STOPPING=1 with a shutdown delay: the service still serves while traffic moves away.
+STOPPING_DELAYED = "Stopping: serving for {delay:g} s more while traffic moves away…"
 #: While a server drains after STOPPING=1 (the stop timeout is being extended).
 #: ``.format(count=..., budget=...)``: still draining (gunicorn: workers), the server's budget.
 DRAINING = "Stopping: draining, {count} left (up to {budget:g} s)"

@@ -15,7 +15,10 @@ for a listener that was not there before, or one that was (``--fd``, socket acti
 hypercorn's trio worker, a pre-fork parent): only then ``READY=1``.
 
 Outside systemd (no ``NOTIFY_SOCKET``) it is inert: it forwards everything untouched and
-starts nothing. A notify failure never reaches the app; a failed startup never gets READY.
+starts nothing, unless ``ready_path`` or ``shutdown_delay`` is set (Kubernetes): then the
+phase moves as under systemd and ``GET <ready_path>`` answers from it, with nothing sent.
+``shutdown_delay`` holds uvicorn's SIGTERM (:class:`~sdready.integration.ShutdownDelay`).
+A notify failure never reaches the app; a failed startup never gets READY.
 """
 
 from __future__ import annotations
@@ -29,7 +32,15 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from sdready import texts
-from sdready.integration import Readiness, ReadyOptions, chain_signal, contained, die_of
+from sdready.integration import (
+    Probes,
+    Readiness,
+    ReadyOptions,
+    ShutdownDelay,
+    chain_signal,
+    contained,
+    die_of,
+)
 from sdready.plugins import _compat_asgi as _compat
 
 if TYPE_CHECKING:
@@ -73,12 +84,59 @@ class SystemdMiddleware:
     def __init__(self, app: ASGIApp, **options: Unpack[ReadyKeywords]) -> None:
         self.app = app
         self.options = ReadyOptions(**options)
+        probes = Probes(self.options)
+        self._cycle: LifespanCycle | None = None
+        self._probes = ProbeMiddleware(app, probes=probes, readiness=self._readiness)
+        self._has_probes = bool(probes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":  # http/websocket: one lookup, nothing else
+            if self._has_probes:
+                await self._probes(scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
-        await LifespanCycle(self.app, self.options).run(scope, receive, send)
+        self._cycle = LifespanCycle(self.app, self.options)
+        await self._cycle.run(scope, receive, send)
+
+    def _readiness(self) -> Readiness | None:
+        return None if self._cycle is None else self._cycle.readiness
+
+
+class ProbeMiddleware:
+    """Pure ASGI middleware answering ``ready_path`` and ``live_path`` from the engine that
+    *readiness* returns (FastAPI's :class:`~sdready.plugins.fastapi.SystemdNotify` adds it:
+    its lifespan hook sees no requests). The app never sees a probe; other requests go to
+    it untouched."""
+
+    def __init__(
+        self, app: ASGIApp, *, probes: Probes, readiness: Callable[[], Readiness | None]
+    ) -> None:
+        self.app = app
+        self.probes = probes
+        self.readiness = readiness
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = self.probes.match(scope["path"]) if scope["type"] == "http" else None
+        if kind is None:
+            await self.app(scope, receive, send)
+            return
+        engine = self.readiness()
+        try:
+            import asyncio
+
+            asyncio.get_running_loop()
+        except RuntimeError:  # trio: a sync health check only, in this task
+            answer = self.probes.answer_blocking(kind, engine)
+        else:
+            answer = await self.probes.answer_async(kind, engine)
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(answer.body)).encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})
 
 
 class LifespanCycle:
@@ -100,10 +158,14 @@ class LifespanCycle:
         self._shutdown_answered = False
         self._app_task: Any = None  # asyncio.Task running the app's lifespan, when cancellable
         self._stopped_by: str | None = None  # the stop signal that cancelled its startup
+        self._delay: ShutdownDelay | None = None
+        self._server_handler: object = None  # SIGTERM's handler before ours: the server's
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app's lifespan, telling systemd how it goes."""
-        if SCOPE_KEY in scope or not self.readiness.enabled:
+        if SCOPE_KEY in scope:
+            self.readiness = scope[SCOPE_KEY]  # an outer instance tells: its phase answers
+        if SCOPE_KEY in scope or not self.readiness.active:
             if SCOPE_KEY not in scope:
                 self.readiness.check_unit()  # under systemd without NOTIFY_SOCKET: says why
             await self.app(scope, receive, send)  # inert, or an outer instance tells it
@@ -148,6 +210,7 @@ class LifespanCycle:
             return True
         self._app_task = task = asyncio.ensure_future(call)
         loop = asyncio.get_running_loop()
+        self._server_handler = signal.getsignal(signal.SIGTERM)  # the server's own stop
         unchain = [
             chain_signal(signum, lambda n: loop.call_soon_threadsafe(self._stop_startup, n))
             for signum in (signal.SIGTERM, signal.SIGINT)
@@ -163,6 +226,8 @@ class LifespanCycle:
             die_of(signal.Signals[self._stopped_by])
             return False  # not reached, unless the signal is blocked
         finally:
+            if self._delay is not None:
+                self._delay.uninstall()  # first: it chained on top of the startup's handlers
             for undo in unchain:
                 if undo is not None:
                     undo()
@@ -236,6 +301,13 @@ class LifespanCycle:
             if self._background is not None:
                 with contained("starting the listener wait"):
                     self._background.start_waiter()
+            delay = self.readiness.options.shutdown_delay
+            if delay > 0 and self._app_task is not None:
+                # The server installed its signal handlers before the lifespan (uvicorn):
+                # chained now, ours run first and hold its SIGTERM for the delay.
+                with contained("installing the shutdown delay"):
+                    self._delay = ShutdownDelay(self.readiness, delay)
+                    self._delay.install(self._server_handler)
         elif kind == "lifespan.startup.failed" and self._stopped_by is not None:
             return  # our cancellation, which the app reports (Starlette): we end the process
         elif kind == "lifespan.startup.failed":

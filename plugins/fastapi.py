@@ -38,9 +38,9 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise missing_framework("fastapi", "FastAPI") from exc
 
-from sdready.integration import Readiness, ReadyOptions
+from sdready.integration import Probes, Readiness, ReadyOptions
 from sdready.plugins import _compat_fastapi as _compat
-from sdready.plugins.asgi import LifespanCycle
+from sdready.plugins.asgi import LifespanCycle, ProbeMiddleware
 
 if TYPE_CHECKING:
     from sdready.integration import ReadyKeywords, Receive, Scope, Send
@@ -70,6 +70,7 @@ class SystemdNotify:
         self.options = ReadyOptions(**options)
         #: The current (or last) startup's :class:`~sdready.Readiness`; None before one.
         self.readiness: Readiness | None = None
+        self._cycle: LifespanCycle | None = None
         original = _compat.lifespan_handler(app)
         if original is None:
             raise TypeError(f"{app!r} has no router.lifespan handler to hook")
@@ -80,10 +81,19 @@ class SystemdNotify:
             # Every lifespan message of the app passes here, and only those.
             cycle = LifespanCycle(original, self.options)
             self.readiness = cycle.readiness
+            self._cycle = cycle
             await cycle.run(scope, receive, send)
 
         lifespan.__sdready__ = self  # type: ignore[attr-defined]
         _compat.replace_lifespan_handler(app, lifespan)
+        probes = Probes(self.options)
+        if probes:
+            # The lifespan hook sees no requests: the endpoints need a (pure ASGI) middleware,
+            # outermost among the app's own, so no other middleware runs for a probe.
+            app.add_middleware(ProbeMiddleware, probes=probes, readiness=self._current)
+
+    def _current(self) -> Readiness | None:
+        return self._cycle.readiness if self._cycle is not None else None
 
     @property
     def ready_sent(self) -> bool:

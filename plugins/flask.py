@@ -43,6 +43,7 @@ from sdready.integration import (
     INHERITED_PROBE,
     OPTIONS,
     Listener,
+    Probes,
     Readiness,
     ReadyOptions,
     chain_signal,
@@ -114,7 +115,10 @@ class SystemdNotify:
         for sockets that listened before ``init_app``; None, ``"connect"``,
         ``"http:/path"``), ``SDREADY_WATCHDOG`` (True), ``SDREADY_HEALTH`` (None, or a
         callable run in an app context that gates each watchdog ping),
-        ``SDREADY_NOTIFIER`` (None: from ``NOTIFY_SOCKET``).
+        ``SDREADY_NOTIFIER`` (None: from ``NOTIFY_SOCKET``), ``SDREADY_READY_PATH`` and
+        ``SDREADY_LIVE_PATH`` (None: the endpoints, answered by a WSGI wrapper; set, the
+        extension runs without ``NOTIFY_SOCKET`` too), ``SDREADY_SHUTDOWN_DELAY`` (0; not
+        applied here: a WARNING says so).
 
         Raises :class:`RuntimeError` if already registered on *app*, :class:`ValueError`
         for an invalid option value.
@@ -160,6 +164,64 @@ def _register(app: Flask, state: _AppState) -> None:
 
 
 def _attach(app: Flask, state: _AppState) -> None:
+    process = _attach_process(app, state)
+    probes = Probes(state.options, health=_in_app_context(app, state.options.health))
+    if state.options.shutdown_delay > 0:
+        logger.warning(
+            "shutdown_delay is not applied by the Flask extension (waitress and werkzeug "
+            "stop on SIGTERM at once); use uvicorn with the ASGI plugin for a delay"
+        )
+    if not probes:
+        return
+    if process is None:
+        logger.warning(
+            "ready_path/live_path are not served in this process (%s)", state.inert_reason
+        )
+        return
+    app.wsgi_app = _ProbeApp(app.wsgi_app, probes, process.readiness)  # type: ignore[method-assign]
+
+
+def _in_app_context(app: Flask, health: Any) -> Any:
+    """*health* run inside *app*'s context (checks use ``current_app``), or None."""
+    if health is None:
+        return None
+    ref = weakref.ref(app)
+
+    def check() -> object:
+        current = ref()
+        if current is None:
+            return False
+        with current.app_context():
+            return health()
+
+    return check
+
+
+class _ProbeApp:
+    """WSGI wrapper answering ``ready_path``/``live_path`` from the engine's phase; the
+    Flask app never sees these requests."""
+
+    def __init__(self, wsgi_app: Any, probes: Probes, readiness: Readiness) -> None:
+        self.wsgi_app = wsgi_app
+        self.probes = probes
+        self.readiness = readiness
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        kind = self.probes.match(environ.get("PATH_INFO", ""))
+        if kind is None:
+            return self.wsgi_app(environ, start_response)
+        answer = self.probes.answer_blocking(kind, self.readiness)
+        reason = "OK" if answer.status == 200 else "Service Unavailable"
+        headers = [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(answer.body))),
+            ("Cache-Control", "no-store"),
+        ]
+        start_response(f"{answer.status} {reason}", headers)
+        return [answer.body]
+
+
+def _attach_process(app: Flask, state: _AppState) -> _Process | None:
     global _process  # noqa: PLW0603  (one waiter per process, shared by every app in it)
     with _lock:
         process = _process if _process is not None and _process.pid == os.getpid() else None
@@ -170,10 +232,11 @@ def _attach(app: Flask, state: _AppState) -> None:
                 logger.debug("sdready inert for app %r: %s", app.name, reason)
                 if reason == _NO_SOCKET:
                     Readiness(state.options).check_unit()  # Type=simple: the check says why
-                return
+                return None
             process = _process = _Process(state)
             process.start()
         process.attach(app, state)
+        return process
 
 
 def _listeners_now() -> list[Listener]:
@@ -189,8 +252,9 @@ _NO_SOCKET = "no NOTIFY_SOCKET (not started by systemd)"
 
 def _inert_reason(options: ReadyOptions) -> str | None:
     notifier = options.notifier
-    if not (notifier.enabled if notifier is not None else notify_socket()):
-        return _NO_SOCKET
+    has_socket = notifier.enabled if notifier is not None else notify_socket()
+    if not has_socket and not options.serves_probes:
+        return _NO_SOCKET  # with ready_path the phase must move anyway (Kubernetes)
     command = _flask_cli_command()
     if command is not None:
         return f"'{command}' does not serve (only 'flask run' does)"
