@@ -20,6 +20,23 @@ state is one :class:`~sdready._phase.Phase` moved through one table
 - the watchdog: one pinger per engine, fed only until STOPPING (:mod:`sdready._watchdog`).
 
 The wait for the listener lives with the wait (:mod:`sdready._waiter`).
+
+A front end's calls, each an event of the phase machine:
+
+- :meth:`Readiness.starting` before the app's own startup code (snapshots the listening
+  sockets that exist already), :meth:`~Readiness.waiting` after it;
+- then either wait for a listener with ``readiness.waiter`` (``announce()`` in asyncio,
+  ``announce_blocking()`` in a thread, ``step()`` in the caller's own loop) or, when the
+  front end learns readiness itself (gunicorn's workers report), call
+  :meth:`~Readiness.ready` and, once :meth:`~Readiness.time_left` runs out,
+  :meth:`~Readiness.timed_out`;
+- :meth:`~Readiness.abandon` when READY would be a lie (the process will never serve),
+  :meth:`~Readiness.startup_failed`, :meth:`~Readiness.reloading` (a new generation),
+  :meth:`~Readiness.stopping`;
+- :meth:`~Readiness.progress` for a milestone (a worker booted), :meth:`~Readiness.drain`
+  when the server drains after STOPPING with a budget of its own,
+  :meth:`~Readiness.drained` once done;
+- ``readiness.watchdog``: ``start()`` (a thread), ``loop()`` (the event loop) or ``ping()``.
 """
 
 from __future__ import annotations
@@ -67,29 +84,14 @@ LISTENER_TIMEOUTS = TimeoutTexts(texts.TIMEOUT_WARN, texts.TIMEOUT_FAIL, "listen
 class Readiness:
     """Tell systemd how one service starts, and send READY only once a client can connect.
 
-    A front end reports its server's life with a few calls, each an event of the phase
-    machine (:mod:`sdready._phase`):
-
-    - :meth:`starting` before the app's own startup code (snapshots the listening sockets
-      that exist already), :meth:`waiting` after it;
-    - then either wait for a listener with :attr:`waiter` (:mod:`sdready._waiter`:
-      ``announce()`` in asyncio, ``announce_blocking()`` in a thread, ``step()`` in the
-      caller's own loop) or, when the front end learns readiness itself (gunicorn's
-      workers report), call :meth:`ready` and, once :meth:`time_left` runs out,
-      :meth:`timed_out`;
-    - :meth:`abandon` when READY would be a lie (the process will never serve),
-      :meth:`startup_failed`, :meth:`reloading` (a new generation), :meth:`stopping`;
-    - :meth:`progress` for a milestone (a worker booted), :meth:`drain` when the server
-      drains after :meth:`stopping` with a budget of its own, :meth:`drained` once done;
-    - :attr:`watchdog`: ``start()`` (a thread), ``loop()`` (the event loop) or ``ping()``.
-
-    *source* is where listeners are looked for (default: this process's own descriptors).
-    *timeout_texts* are the STATUS texts of the timeout policy. *accepts_early* sees the
-    selected listeners before READY and returns why they accept before this process
-    serves, or None. *pid* is the process READY's STATUS names (default: this one;
-    ``sdready exec`` names its command). Making one has no side effect; the unit
-    self-check is :meth:`check_unit`. Without a notify socket every method is a no-op, so
-    front ends stay inert outside systemd. Thread-safe.
+    A front end reports its server's life with the calls the module docstring lists. *source*
+    is where listeners are looked for (default: this process's own descriptors);
+    *timeout_texts*, the timeout policy's STATUS texts; *accepts_early* sees the selected
+    listeners before READY and returns why they accept before this process serves, or None;
+    *pid*, the process READY's STATUS names (``sdready exec`` names its command). Making
+    one has no side effect (the unit self-check is :meth:`check_unit`). Without a notify
+    socket, a readiness path or a shutdown delay every method is a no-op: front ends stay
+    inert outside systemd. Thread-safe.
     """
 
     def __init__(
