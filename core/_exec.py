@@ -466,7 +466,11 @@ class Supervisor:
         logger.info("pid %d %s", self.pid, how)
         readiness = self.readiness
         if readiness is not None and not readiness.ever_ready and not self.stopping:
-            readiness.startup_failed(f"{self.argv[0]} {how} before listening")
+            failure = f"{self.argv[0]} {how} before listening"
+            if code == 0:  # a clean exit before serving: it went to the background
+                logger.warning("%s: %s", failure, texts.EXEC_DAEMONIZED)
+                failure = f"{failure}; {texts.EXEC_DAEMONIZED}"
+            readiness.startup_failed(failure)
 
 
 class _DiscoveryError(Exception):

@@ -79,6 +79,10 @@ class TimeoutTexts(NamedTuple):
 DELAY_MARGIN = 5.0
 
 LISTENER_TIMEOUTS = TimeoutTexts(texts.TIMEOUT_WARN, texts.TIMEOUT_FAIL, "listening socket")
+#: With ``expect``: another socket may listen, so "none seen" would be untrue.
+EXPECTED_TIMEOUTS = TimeoutTexts(
+    texts.TIMEOUT_WARN_EXPECTED, texts.TIMEOUT_FAIL_EXPECTED, "listener matching expect="
+)
 
 
 class Readiness:
@@ -105,7 +109,8 @@ class Readiness:
     ) -> None:
         self._options = options if options is not None else ReadyOptions()
         self.notifier = self._options.notifier if self._options.notifier is not None else Notifier()
-        self.timeout_texts = timeout_texts
+        expected = timeout_texts is LISTENER_TIMEOUTS and self._options.expect is not None
+        self.timeout_texts = EXPECTED_TIMEOUTS if expected else timeout_texts
         #: The pid READY's STATUS names: this process, or the server ``sdready exec`` runs.
         self.pid = os.getpid() if pid is None else pid
         #: The listeners READY named (empty before READY, or when a front end said none).

@@ -33,6 +33,7 @@ __all__ = [
     "DISCOVERY_FAILED",
     "DISCOVERY_FAILED_LOG",
     "DRAINING",
+    "EXEC_DAEMONIZED",
     "GUNICORN_BOOTING",
     "GUNICORN_DEGRADED",
     "GUNICORN_FAILED",
@@ -53,7 +54,9 @@ __all__ = [
     "STOPPING",
     "STOPPING_DELAYED",
     "TIMEOUT_FAIL",
+    "TIMEOUT_FAIL_EXPECTED",
     "TIMEOUT_WARN",
+    "TIMEOUT_WARN_EXPECTED",
     "UNHEALTHY",
     "WAITING",
     "error_line",
@@ -77,6 +80,19 @@ TIMEOUT_WARN = "Ready (no listening socket seen within {timeout:g} s; check the 
 #: on_timeout="fail": no READY; systemd's TimeoutStartSec decides. ``.format(timeout=...)``
 TIMEOUT_FAIL = (
     "Not ready: no listening socket within {timeout:g} s; waiting for systemd's start timeout"
+)
+#: The same two, when ``expect`` names what must listen (something else may listen).
+TIMEOUT_WARN_EXPECTED = (
+    "Ready (nothing listening as expect= says within {timeout:g} s; check the server and "
+    "expect=) (pid {pid})"
+)
+TIMEOUT_FAIL_EXPECTED = (
+    "Not ready: nothing listening as expect= says within {timeout:g} s; waiting for "
+    "systemd's start timeout"
+)
+#: sdready exec's command exited 0 before it listened: it daemonized.
+EXEC_DAEMONIZED = (
+    "a command that daemonizes cannot be watched: run it in the foreground (--no-daemon, -D)"
 )
 #: ``.format(message=...)``
 STARTUP_FAILED = "Startup failed: {message}"

@@ -368,6 +368,38 @@ def test_command_that_dies_gets_no_ready_and_its_status(
         assert run.ready_messages() == []
 
 
+@pytest.mark.parametrize("code", [0, 3])
+def test_a_command_that_daemonizes_is_named_as_such(
+    notify_socket: NotifyRecorder, log: Path, code: int
+) -> None:
+    # A daemon forks into the background and its first process exits 0 before listening;
+    # control: a command failing with another status gets no such hint.
+    args = ("exec", "--", PY, "-c", f"import sys; sys.exit({code})")
+    with sdready_run(notify_socket, *args, log=log) as run:
+        assert run.wait() == code
+        failed = run.statuses()[-1]
+        assert f"exited with status {code} before listening" in failed
+        assert (texts.EXEC_DAEMONIZED in failed) is (code == 0)
+        assert len(failed) <= texts.STATUS_BUDGET
+        assert run.ready_messages() == []
+
+
+@pytest.mark.parametrize("expect", [True, False])
+def test_a_timeout_with_expect_says_what_was_expected(
+    notify_socket: NotifyRecorder, log: Path, expect: bool
+) -> None:
+    # The command listens, but not where --expect says: "no listening socket seen" would be
+    # untrue (control: without --expect nothing listens, and that text stands).
+    server = [PY, "-m", "http.server", "--bind", "127.0.0.1", "0"]
+    command = server if expect else list(SLEEPER)
+    options = ["--expect", "127.0.0.1:9"] if expect else []
+    args = ("exec", "--ready-timeout", "1", *options, "--", *command)
+    with sdready_run(notify_socket, *args, log=log) as run:
+        ready = run.wait_for("READY=1", 20)
+        text = texts.TIMEOUT_WARN_EXPECTED if expect else texts.TIMEOUT_WARN
+        assert ready["STATUS"] == text.format(timeout=1, pid=run.child_pid())
+
+
 def test_command_killed_by_a_signal_before_listening(
     notify_socket: NotifyRecorder, log: Path
 ) -> None:
