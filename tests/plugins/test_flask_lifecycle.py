@@ -337,9 +337,10 @@ def test_config_keys_and_arguments_reach_the_waiter(
             ready = recorder.wait_for("READY=1", timeout=10)
             assert ready["STATUS"] == texts.READY_UNCHECKED.format(pid=server.pid)
         else:
-            failed = texts.TIMEOUT_FAIL.format(timeout=0.5)
+            # expect= names what must listen: the text says so (waitress does listen).
+            failed = texts.TIMEOUT_FAIL_EXPECTED.format(timeout=0.5)
             recorder.wait_for(lambda m: m.get("STATUS") == failed, timeout=10)
-            time.sleep(0.2)
+            recorder.barrier()
             assert recorder.values("READY") == []
 
 
