@@ -45,6 +45,9 @@ def _release(package: str) -> tuple[int, ...]:
 #: uvicorn >= 0.30's ``--workers`` supervisor restarts a worker that dies and exits when none
 #: can start; before, it only waits for a signal (``make test-oldest`` runs uvicorn 0.23).
 UVICORN_SUPERVISES_WORKERS = _release("uvicorn") >= (0, 30)
+#: uvicorn >= 0.29 handles SIGTERM with a Python handler (which a shutdown delay can hold);
+#: before, with ``loop.add_signal_handler``, where sdready says the delay does not apply.
+UVICORN_PYTHON_SIGNALS = _release("uvicorn") >= (0, 29)
 
 _READY_ADDRESS = re.compile(r"listening on (\S+?)(?:,| \(pid| and)")
 

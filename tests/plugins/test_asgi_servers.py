@@ -91,7 +91,7 @@ def test_story_from_start_to_stop(kind: str) -> None:
         address = run.address_of(ready)
         _, pid_text = http_get(address, "/pid", timeout=2.0)
         assert run.stop() is not None, run.log()
-        time.sleep(0.2)  # let the recorder drain
+        run.recorder.barrier()  # everything the server sent is recorded
         messages = run.recorder.messages
     pids = our_pids(run)
     assert pids, messages
