@@ -24,9 +24,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from threading import Lock as allocate_lock
 else:
-    import _signal as signal
-    import _socket as socket
-    import _struct as struct
     import _weakref as weakref
     from _collections import deque
     from _collections_abc import Callable, Iterable, Mapping
@@ -45,6 +42,19 @@ __all__ = [
     "struct",
     "weakref",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Loaded when a module first takes them: _socket and _struct are shared libraries
+    # (~0.4 ms each), and `import sdready` itself needs neither (nor notify struct/signal).
+    if name in _LAZY:
+        module = __import__(_LAZY[name])
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_LAZY = {"signal": "_signal", "socket": "_socket", "struct": "_struct"}
 
 
 def c_types() -> object:
