@@ -52,12 +52,15 @@ test-unit: venv
 # extra (Werkzeug, hypercorn, granian, waitress, uvicorn-worker, httpx) are the newest that
 # fit the pins. For CI's budget the job asks what depends on a framework's version, not the
 # statistics: no slow tests, 5 rounds of the Flask READY race instead of 30, no 20-round
-# dependent-unit pairs, socket-unit restarts for the servers that are extras only. Both runs
+# dependent-unit pairs, socket-unit restarts for the servers that are extras only, and not
+# the podman and HAProxy scenarios (what they test is podman's and HAProxy's, not a
+# framework's release). Both runs
 # go ahead whatever the first's outcome; the target fails if either did.
 OLDEST_TESTS ?= tests/plugins tests/core/test_unitcheck_systemd.py
 OLDEST_STARLETTE_TESTS ?= tests/plugins/test_asgi.py tests/plugins/test_asgi_servers.py
 OLDEST_SKIP := not test_dependent_unit_get_after_ready \
-	and not (test_socket_units and (hypercorn or exec or waitress))
+	and not (test_socket_units and (hypercorn or exec or waitress)) \
+	and not test_podman_systemd and not test_load_balancer_systemd
 OLDEST_PYTEST_ARGS ?= $(PYTEST_ARGS) -m "not slow" -k "$(OLDEST_SKIP)"
 OLDEST_SHOW := import importlib.metadata as m; print(*(f"{n} {m.version(n)}" for n in \
 	("starlette", "fastapi", "flask", "werkzeug", "gunicorn", "uvicorn")), sep=", ")
