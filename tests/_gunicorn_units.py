@@ -93,13 +93,14 @@ class Answer(NamedTuple):
 class TrafficClient(threading.Thread):
     """GETs on fresh connections, back to back, until stopped; records every outcome.
 
-    Each GET may take up to 5 s: while gunicorn swaps workers, requests wait in the
+    Each GET may take up to *timeout* s: while gunicorn swaps workers, requests wait in the
     listening socket's queue.
     """
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, timeout: float = 5.0) -> None:
         super().__init__(name="reload-client", daemon=True)
         self.port = port
+        self.timeout = timeout
         self.stop = threading.Event()
         self.answers: list[Answer] = []
         self.failures: list[str] = []
@@ -108,7 +109,7 @@ class TrafficClient(threading.Thread):
         while not self.stop.is_set():
             sent = time.monotonic()
             try:
-                status, body = http_get(("127.0.0.1", self.port), timeout=5.0)
+                status, body = http_get(("127.0.0.1", self.port), timeout=self.timeout)
             except OSError as exc:
                 self.failures.append(repr(exc))
             else:

@@ -98,7 +98,7 @@ def _reload_under_traffic(
         )
         manager.start_unit(unit, wait_started=True, timeout=30)
         before = manager.wait_for(unit, ActiveState="active", SubState="running")
-        client = TrafficClient(port)
+        client = TrafficClient(port, timeout=2 * delay + 5)  # requests queue while workers import
         client.start()
         try:
             wait_until(lambda: len(client.answers) >= 5, timeout=10, message="no answers")
