@@ -154,13 +154,14 @@ def test_notify_reload_returns_once_the_new_generation_serves(
     assert reload.answers[0].version == "v1", reload
 
 
-@pytest.mark.parametrize("manager", ["user_manager", "user_manager_254"])
 def test_exec_reload_kill_returns_before_the_new_workers_serve(
-    manager: str, request: pytest.FixtureRequest, tmp_path: Path
+    user_manager: UserManager, tmp_path: Path
 ) -> None:
     """Control: ``ExecReload=/bin/kill -HUP $MAINPID`` ends the reload job when ``kill``
-    exits. On both managers: the unit type, not the version, makes the difference."""
-    systemd: UserManager = request.getfixturevalue(manager)
+    exits, on systemd 252. Not on 254: there the plugin's ``RELOADING=1`` may reach the
+    manager before it has seen ``kill`` exit, and the job then waits for the new READY (CI
+    saw both outcomes), so 254 is no control for the unit type."""
+    systemd = user_manager
     with _reload_under_traffic(systemd, tmp_path, notify_reload=False) as reload:
         assert reload.new_workers, reload
         assert all(t > reload.returned for t in reload.new_workers.values()), reload
