@@ -85,6 +85,9 @@ def test_connect_at_ready_always_succeeds(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", SERVERS)
 def test_story_from_start_to_stop(kind: str) -> None:
+    if kind == "uvicorn-workers" and not UVICORN_SUPERVISES_WORKERS:
+        # Under load a worker's story came incomplete in 2 of 10 runs on 0.23, never on 0.55.
+        pytest.skip("uvicorn < 0.30's --workers supervisor: a worker's story is not reliable")
     with run_server(kind, env=SLOW_STARTUP) as run:
         ready, status, _ = ready_then_get(run)
         assert status == 200
