@@ -58,7 +58,7 @@ from ._options import ReadyOptions
 from ._phase import PENDING, STOPPED_PHASES, Event, Phase, PhaseMachine
 from ._pinger import Pinger
 from ._progress import progress, register_engine, relay_progress
-from ._protocol import timeout_usec
+from ._protocol import encode, timeout_usec
 from ._selfcheck import start_self_check
 from ._waiter import ListenerWaiter
 
@@ -255,6 +255,11 @@ class Readiness:
             if not self._machine.allows(Event.READY):
                 return False
             takes_over = self._took_over is not None and not self.ever_ready
+            if self.enabled:
+                encode({"STATUS": status})  # a text the protocol refuses raises before the move
+            # The phase moves before the datagram goes: whoever sees READY (systemd, a
+            # balancer told by it) must find the endpoint answering 200 already.
+            self._move(Event.READY)
             if not self.enabled:
                 pass  # no systemd (Kubernetes): the phase alone answers the probes
             elif takes_over:
@@ -264,9 +269,6 @@ class Readiness:
                 self._main = True
             else:
                 self.notifier.ready(status)
-            # Only now: a text the protocol refuses (a newline) raised above, and nothing
-            # may then say that READY went out.
-            self._move(Event.READY)
             self.listeners = list(listeners or [])
             self._status = status
         logger.debug("READY %s: %s", "sent" if self.enabled else "reached (no systemd)", status)

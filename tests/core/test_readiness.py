@@ -301,6 +301,36 @@ def test_pushed_ready_once_per_generation(notify_socket: NotifyRecorder) -> None
     assert reloading[0].time < notify_socket.messages[-1].time
 
 
+class _PhaseAtSend(Notifier):
+    """A real notifier that also notes the engine's phase when each READY leaves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine: Readiness | None = None
+        self.phases: list[str] = []
+
+    def ready(self, status: str | None = None) -> bool:
+        assert self.engine is not None
+        self.phases.append(self.engine.phase.value)
+        return super().ready(status)
+
+
+def test_the_phase_is_ready_before_ready_leaves(notify_socket: NotifyRecorder) -> None:
+    # A probe asked right after systemd got READY=1 must answer 200: CI once saw 503
+    # "waiting" there, when the phase moved only after the datagram.
+    notifier = _PhaseAtSend()
+    readiness = Readiness(ReadyOptions(notifier=notifier))
+    notifier.engine = readiness
+    readiness.starting()
+    assert readiness.ready("Ready: 1 worker")
+    assert notifier.phases == ["ready"]
+    refused = Readiness(ReadyOptions(notifier=Notifier()))
+    refused.starting()
+    with pytest.raises(ValueError):
+        refused.ready("two\nlines")
+    assert refused.phase.value == "starting"  # a text the protocol refuses moves nothing
+
+
 def test_fail_policy_lets_a_later_push_send_ready(notify_socket: NotifyRecorder) -> None:
     readiness = Readiness(ReadyOptions(notifier=Notifier(), on_timeout="fail"))
     readiness.starting()
