@@ -93,11 +93,14 @@ test-oldest: .venv-oldest-fastapi/.installed .venv-oldest-starlette/.installed
 # mypy checks the package as it is installed (sdready, sdready.plugins, sdready.testing): a
 # tree of links to core/ and plugins/, so that the plugins' `from sdready import ...` resolves.
 TYPECHECK := build/typecheck
+# core's private subpackages (pyproject.toml lists them; tests/test_layout.py checks it)
+CORE_PACKAGES := $(patsubst core/%/__init__.py,%,$(wildcard core/_*/__init__.py))
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/sdready
-	ln -s $(CURDIR)/core/*.py $(CURDIR)/core/py.typed $(CURDIR)/core/testing $(TYPECHECK)/sdready/
+	ln -s $(CURDIR)/core/*.py $(CURDIR)/core/py.typed $(addprefix $(CURDIR)/core/,testing $(CORE_PACKAGES)) \
+		$(TYPECHECK)/sdready/
 	ln -s $(CURDIR)/plugins $(TYPECHECK)/sdready/plugins
 	cd $(TYPECHECK) && MYPYPATH=. $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p sdready
 

@@ -63,8 +63,9 @@ def environment(root: Path, core: Path = CORE) -> tuple[str, str]:
     ).stdout.strip()
     package = Path(site) / "sdready"
     package.mkdir()
-    for source in core.glob("*.py"):
-        (package / source.name).symlink_to(source)
+    for source in core.iterdir():  # the modules and the private subpackages
+        if source.suffix == ".py" or (source / "__init__.py").is_file():
+            (package / source.name).symlink_to(source)
     compileall.compile_dir(str(package), quiet=1)  # writes even with PYTHONDONTWRITEBYTECODE
     script = root / "bin" / "sdready"
     script.write_text(WRAPPER.format(python=python))

@@ -28,7 +28,7 @@ import textwrap
 from pathlib import Path
 
 from readiness_lag import SITECUSTOMIZE, one_start, percentile
-from sdready._proctree import pidfd_getfd_support, sockdiag_support
+from sdready._listen._proctree import pidfd_getfd_support, sockdiag_support
 from sdready.testing import NotifyRecorder
 
 CHILD = """

@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from sdready._listeners import (
+from sdready._listen._listeners import (
     Listener,
     _Walker,
     async_wait_until_listening,

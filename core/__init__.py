@@ -12,10 +12,13 @@ from ._cstd import TYPE_CHECKING
 # script, or a plugin that needs only the engine, pays only for what it uses. `typing` is
 # not imported for this: it alone costs milliseconds of start-up.
 if TYPE_CHECKING:  # what type checkers and IDEs see: the names as imported eagerly
-    from ._activation import listen_socket
+    from ._engine._progress import progress
+    from ._engine._readiness import Readiness
+    from ._engine._watchdog import Watchdog, watchdog_loop
     from ._env import listen_fds_count, watchdog_interval
     from ._exceptions import NotifyError
-    from ._listeners import (
+    from ._listen._activation import listen_socket
+    from ._listen._listeners import (
         Listener,
         ListenerSnapshot,
         ListenTimeoutError,
@@ -24,42 +27,39 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the names as imported eage
         snapshot_listeners,
         wait_until_listening,
     )
-    from ._notifier import Notifier, notify, ready, reloading, status, stopping, watchdog
+    from ._notify._notifier import Notifier, notify, ready, reloading, status, stopping, watchdog
     from ._options import Expect, HealthCheck, OnTimeout, ReadyOptions
-    from ._progress import progress
-    from ._readiness import Readiness
     from ._version import __version__
-    from ._watchdog import Watchdog, watchdog_loop
 
 #: Where each public name lives.
 _MODULES = {
     "__version__": "_version",
-    "listen_socket": "_activation",
+    "listen_socket": "_listen._activation",
     "listen_fds_count": "_env",
     "watchdog_interval": "_env",
     "NotifyError": "_exceptions",
-    "Listener": "_listeners",
-    "ListenerSnapshot": "_listeners",
-    "ListenTimeoutError": "_listeners",
-    "async_wait_until_listening": "_listeners",
-    "listening_sockets": "_listeners",
-    "snapshot_listeners": "_listeners",
-    "wait_until_listening": "_listeners",
-    "Notifier": "_notifier",
-    "notify": "_notifier",
-    "ready": "_notifier",
-    "reloading": "_notifier",
-    "status": "_notifier",
-    "stopping": "_notifier",
-    "watchdog": "_notifier",
+    "Listener": "_listen._listeners",
+    "ListenerSnapshot": "_listen._listeners",
+    "ListenTimeoutError": "_listen._listeners",
+    "async_wait_until_listening": "_listen._listeners",
+    "listening_sockets": "_listen._listeners",
+    "snapshot_listeners": "_listen._listeners",
+    "wait_until_listening": "_listen._listeners",
+    "Notifier": "_notify._notifier",
+    "notify": "_notify._notifier",
+    "ready": "_notify._notifier",
+    "reloading": "_notify._notifier",
+    "status": "_notify._notifier",
+    "stopping": "_notify._notifier",
+    "watchdog": "_notify._notifier",
     "Expect": "_options",
     "HealthCheck": "_options",
     "OnTimeout": "_options",
     "ReadyOptions": "_options",
-    "Readiness": "_readiness",
-    "progress": "_progress",
-    "Watchdog": "_watchdog",
-    "watchdog_loop": "_watchdog",
+    "Readiness": "_engine._readiness",
+    "progress": "_engine._progress",
+    "Watchdog": "_engine._watchdog",
+    "watchdog_loop": "_engine._watchdog",
 }
 
 __all__ = [

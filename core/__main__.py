@@ -1,4 +1,4 @@
-"""``python -m sdready`` and the ``sdready`` console script (see :mod:`sdready._cli`)."""
+"""``python -m sdready`` and the ``sdready`` console script (see :mod:`sdready._commands._cli`)."""
 
 from __future__ import annotations
 
@@ -12,20 +12,20 @@ def main() -> int:
     command, argv = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
     code: int | None = None
     if command == "notify":
-        from ._cli_notify import fast_main
+        from ._commands._cli_notify import fast_main
 
         code = fast_main(argv)
     elif command == "exec":
-        from ._cli_exec import fast_main
+        from ._commands._cli_exec import fast_main
 
         code = fast_main(argv)
     elif command == "wait-listen":
-        from ._cli_wait import fast_main
+        from ._commands._cli_wait import fast_main
 
         code = fast_main(argv)
     if code is not None:
         return code
-    from ._cli import main as run  # only the command pays for argparse and friends
+    from ._commands._cli import main as run  # only the command pays for argparse and friends
 
     return run()
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Literal, TypedDict
 
-from ._expect import Expect
+from ._listen._expect import Expect
 from ._log import logger
 from ._values import (
     AUTO_PROBE,
@@ -27,7 +27,7 @@ from ._values import (
 )
 
 if TYPE_CHECKING:
-    from ._notifier import Notifier
+    from ._notify._notifier import Notifier
 
 __all__ = [
     "AUTO_PROBE",

@@ -9,8 +9,8 @@ engine. :class:`~sdready.ReadyOptions` runs :func:`check` when it is made.
 from __future__ import annotations
 
 from ._cstd import TYPE_CHECKING
-from ._expect import parse_expectations
-from ._probe import parse_probe
+from ._listen._expect import parse_expectations
+from ._listen._probe import DEFAULT_PROBE_TIMEOUT, parse_probe  # the probe's own bound
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,8 +35,6 @@ DEFAULT_READY_TIMEOUT = 30.0
 #: What happens when that runs out (see :class:`~sdready.ReadyOptions`), and the choices.
 DEFAULT_ON_TIMEOUT: Literal["warn"] = "warn"
 ON_TIMEOUT = ("warn", "fail", "ready")
-#: One probe attempt's own bound; the wait's deadline bounds all of them.
-DEFAULT_PROBE_TIMEOUT = 1.0
 #: ``probe="auto"``: an HTTP probe only for sockets that already listened when startup began.
 AUTO_PROBE = "auto"
 INHERITED_PROBE = "http:/"

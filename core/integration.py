@@ -56,9 +56,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ._activation import fdname_for, forget_sockets, keep_sockets, keep_wanted
 from ._contain import chain_signal, contained, die_of
-from ._delay import ShutdownDelay
+from ._engine._delay import ShutdownDelay
+from ._engine._phase import Phase
+from ._engine._probes import Answer, Probes
+from ._engine._progress import relay_progress
+from ._engine._readiness import Readiness, TimeoutTexts
 from ._env import (
     is_main_process,
     listen_fdnames,
@@ -70,7 +73,9 @@ from ._env import (
     watchdog_interval,
 )
 from ._exceptions import missing_framework, require_framework
-from ._listeners import Listener, listening_sockets
+from ._listen._activation import fdname_for, forget_sockets, keep_sockets, keep_wanted
+from ._listen._listeners import Listener, listening_sockets
+from ._listen._sockets import describe
 from ._options import (
     AUTO_PROBE,
     INHERITED_PROBE,
@@ -79,11 +84,6 @@ from ._options import (
     ReadyOptions,
     prefixed,
 )
-from ._phase import Phase
-from ._probes import Answer, Probes
-from ._progress import relay_progress
-from ._readiness import Readiness, TimeoutTexts
-from ._sockets import describe
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [

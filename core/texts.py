@@ -125,7 +125,7 @@ GUNICORN_TIMEOUT_WARN = (
 GUNICORN_TIMEOUT_FAIL = "Not ready: no worker booted within {timeout:g} s; still waiting"
 GUNICORN_FAILED = "Failed: {message}"
 
-# Unit checks (sdready doctor and the engine's startup self-check, sdready._unitcheck): each
+# Unit checks (sdready doctor and the engine's startup self-check, sdready._units._unitcheck): each
 # is (why it breaks readiness, the line to write), ``.format(**fields)``; CHECK_LINE joins
 # them into the one WARNING a check logs.
 #: The one WARNING in an OCI container (%s: the engine): what its notify proxy drops.

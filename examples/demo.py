@@ -136,7 +136,7 @@ EXEC_HYPERCORN = Variant(
         "service_b_asgi:app",
     ],
     # `sdready exec` is the command line of issue 9 (sdready/_cli.py).
-    requires=("module:sdready._cli", "sdready", "hypercorn"),
+    requires=("module:sdready._commands._cli", "sdready", "hypercorn"),
     guarantees="READY only once B listened",
 )
 VARIANTS = (FLASK_WAITRESS, FLASK_GUNICORN, EXEC_HYPERCORN)

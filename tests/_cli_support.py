@@ -19,7 +19,7 @@ from pathlib import Path
 
 from _servers import ServerProcess, child_env
 from sdready import Notifier
-from sdready._proctree import process_tree
+from sdready._listen._proctree import process_tree
 from sdready.testing import NotifyMessage, NotifyRecorder
 
 __all__ = [

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from .._notifier import NOTIFY_BUFFER_MAX, SCM_MAX_FD
+from .._notify._notifier import NOTIFY_BUFFER_MAX, SCM_MAX_FD
 
 __all__ = ["NotifyMessage", "NotifyRecorder", "RecorderTimeout"]
 

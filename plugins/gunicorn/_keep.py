@@ -2,7 +2,7 @@
 
 gunicorn reads ``LISTEN_FDS`` itself and serves every socket it is passed, so all this
 module does is hand the arbiter's listeners to the store once READY is sent (the next
-start gets them back), through the core's :func:`sdready._activation.keep_sockets`. On
+start gets them back), through the core's :func:`sdready._listen._activation.keep_sockets`. On
 with ``sdready_keep_sockets = True`` or ``SDREADY_KEEP_SOCKETS=1`` (the environment wins),
 and by default when systemd (>= 254) sets ``$FDSTORE``. A listener that is no longer in
 ``bind`` leaves the store; a ``.socket`` unit's socket stays with its unit.

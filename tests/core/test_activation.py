@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import sdready
 from _servers import free_port
-from sdready._activation import fdname_for, parse_address
 from sdready._env import listen_fds, unset_listen_fds
+from sdready._listen._activation import fdname_for, parse_address
 from sdready.testing import NotifyRecorder
 
 # -- parsing -------------------------------------------------------------------------------
@@ -174,7 +174,7 @@ def test_a_full_store_warns_once(
     notify_socket: NotifyRecorder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("FDSTORE", "1")
-    from sdready import _activation
+    from sdready._listen import _activation
 
     monkeypatch.setattr(_activation, "_passed", _activation._Passed())
     socks = [sdready.listen_socket(f"127.0.0.1:{free_port()}") for _ in range(3)]
@@ -304,7 +304,7 @@ def test_sockets_meant_for_another_pid_are_not_taken(
 
 
 def test_import_sdready_does_not_load_activation() -> None:
-    code = "import sys, sdready; print('sdready._activation' in sys.modules)"
+    code = "import sys, sdready; print('sdready._listen._activation' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from _cli_support import SDREADY, sdready_console_script
-from sdready._cli import _duration, main
+from sdready._commands._cli import _duration, main
 from sdready.testing import NotifyRecorder
 
 # -- notify ------------------------------------------------------------------------------------
@@ -351,7 +351,10 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_import_sdready_does_not_load_the_cli() -> None:
-    code = "import sys, sdready; print('sdready._cli' in sys.modules, 'argparse' in sys.modules)"
+    code = (
+        "import sys, sdready; "
+        "print('sdready._commands._cli' in sys.modules, 'argparse' in sys.modules)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, check=False, text=True, timeout=30
     )

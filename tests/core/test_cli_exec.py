@@ -23,7 +23,7 @@ import pytest
 from _cli_support import NODE, SDREADY, Run, ready_address, sdready_run
 from _servers import http_get
 from sdready import texts
-from sdready._proctree import pidfd_getfd_support, sockdiag_support
+from sdready._listen._proctree import pidfd_getfd_support, sockdiag_support
 from sdready.testing import NotifyMessage, NotifyRecorder
 
 PY = sys.executable

@@ -1,6 +1,6 @@
-"""The command's fast paths (each command's ``fast_main``, reading with ``sdready._cli_fast``):
-argparse's reading of the common forms, ``sdready exec`` starting its command before loading
-the engine, ``wait-listen`` loading nothing heavy.
+"""The command's fast paths (each command's ``fast_main``, reading with
+``sdready._commands._cli_fast``): argparse's reading of the common forms, ``sdready exec``
+starting its command before loading the engine, ``wait-listen`` loading nothing heavy.
 """
 
 from __future__ import annotations
@@ -13,18 +13,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from sdready._cli import _build_parser
-from sdready._cli_exec import _FLAGS as _EXEC_FLAGS
-from sdready._cli_exec import _VALUES as _EXEC_VALUES
-from sdready._cli_fast import read
-from sdready._cli_notify import _FLAGS as _NOTIFY_FLAGS
-from sdready._cli_notify import _VALUES as _NOTIFY_VALUES
-from sdready._cli_wait import _FLAGS as _WAIT_FLAGS
-from sdready._cli_wait import _VALUES as _WAIT_VALUES
+from sdready._commands._cli import _build_parser
+from sdready._commands._cli_exec import _FLAGS as _EXEC_FLAGS
+from sdready._commands._cli_exec import _VALUES as _EXEC_VALUES
+from sdready._commands._cli_fast import read
+from sdready._commands._cli_notify import _FLAGS as _NOTIFY_FLAGS
+from sdready._commands._cli_notify import _VALUES as _NOTIFY_VALUES
+from sdready._commands._cli_wait import _FLAGS as _WAIT_FLAGS
+from sdready._commands._cli_wait import _VALUES as _WAIT_VALUES
 from sdready.testing import NotifyRecorder
 
 #: The command through argparse alone: the control of every fast path.
-FULL = "import sys; sys.argv[0] = 'sdready'; from sdready._cli import main; sys.exit(main())"
+FULL = (
+    "import sys; sys.argv[0] = 'sdready'; from sdready._commands._cli import main; sys.exit(main())"
+)
 # Loaded by the engine, the listener walk or argparse: none is needed to start a command.
 HEAVY = ("argparse", "logging", "dataclasses", "typing", "socket", "threading", "enum", "re")
 
@@ -108,7 +110,7 @@ SPAWN_PROBE = """
 import os, sys
 heavy = {heavy!r}
 before = set(sys.modules)  # the interpreter's own start-up is not ours
-real = os.fork  # sdready exec forks its command (core/_spawn.py)
+real = os.fork  # sdready exec forks its command (core/_commands/_spawn.py)
 
 def spawn(*args, **kwargs):
     loaded = [m for m in heavy if m in sys.modules and m not in before]
@@ -144,7 +146,7 @@ def test_exec_spawns_its_command_before_loading_the_engine(
     assert (code, out) == (0, "loaded at spawn: -\n")
     assert marker.exists()
     # The control: the full command line has argparse, dataclasses and more loaded by then.
-    code, out = spawn_report("sdready._cli", args, notify_socket)
+    code, out = spawn_report("sdready._commands._cli", args, notify_socket)
     assert code == 0
     assert "argparse" in out and "dataclasses" in out
 
@@ -184,7 +186,9 @@ def test_wait_listen_loads_none_of_the_heavy_modules() -> None:
         assert done.stdout == "0 []\n"
         assert done.stderr.startswith("sdready wait-listen: listening on 127.0.0.1:")
         # The control: the full command line loads them, and says the same.
-        full = code.replace("from sdready.__main__ import main", "from sdready._cli import main")
+        full = code.replace(
+            "from sdready.__main__ import main", "from sdready._commands._cli import main"
+        )
         control = python("-c", full)
         assert control.stdout.startswith("0 ") and "argparse" in control.stdout
         assert control.stderr.split(" after")[0] == done.stderr.split(" after")[0]

@@ -16,7 +16,7 @@ import pytest
 from _gunicorn_support import NO_CONTROL_SOCKET
 from _restarts import write_apps
 from _servers import free_port, http_get
-from sdready._activation import fdname_for
+from sdready._listen._activation import fdname_for
 from sdready.testing import NotifyRecorder
 
 pytestmark = pytest.mark.timeout(120)

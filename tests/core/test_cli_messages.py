@@ -15,12 +15,12 @@ import sys
 
 import pytest
 from _cli_support import SDREADY
-from sdready._cli import _build_parser
+from sdready._commands._cli import _build_parser
 from sdready.testing import NotifyRecorder
 
 #: The command through argparse alone (no fast path).
 FULL = (sys.executable, "-c", "import sys; sys.argv[0] = 'sdready'; "
-        "from sdready._cli import main; sys.exit(main())")  # fmt: skip
+        "from sdready._commands._cli import main; sys.exit(main())")  # fmt: skip
 PATHS = pytest.mark.parametrize("command", [SDREADY, FULL], ids=["fast-first", "argparse"])
 
 

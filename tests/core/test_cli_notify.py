@@ -1,5 +1,5 @@
-"""``sdready notify``'s fast path (``sdready._cli_notify``): the same messages, statuses and
-errors as the full command line, without loading what sending does not need.
+"""``sdready notify``'s fast path (``sdready._commands._cli_notify``): the same messages,
+statuses and errors as the full command line, without loading what sending does not need.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ FAST = [sys.executable, "-m", "sdready", "notify"]  # __main__: the fast path fi
 FULL = [
     sys.executable,
     "-c",
-    "import sys; sys.argv[0] = 'sdready'; from sdready._cli import main; sys.exit(main())",
+    "import sys; sys.argv[0] = 'sdready'; "
+    "from sdready._commands._cli import main; sys.exit(main())",
     "notify",
 ]
 HEAVY = ("argparse", "logging", "dataclasses", "typing", "socket", "threading", "enum", "re")
@@ -99,7 +100,9 @@ def test_the_fast_path_loads_none_of_the_heavy_modules(notify_socket: NotifyReco
     )
     assert out.stdout.split(None, 1) == ["0", "[]\n"]
     # The control: the full command line loads them.
-    full = code.replace("from sdready.__main__ import main", "from sdready._cli import main")
+    full = code.replace(
+        "from sdready.__main__ import main", "from sdready._commands._cli import main"
+    )
     out = subprocess.run(
         [sys.executable, "-c", full], env=env, capture_output=True, text=True, check=False
     )

@@ -1,4 +1,4 @@
-"""Another process tree's listening sockets (``sdready._proctree``), by every method.
+"""Another process tree's listening sockets (``sdready._listen._proctree``), by every method.
 
 A child process opens every kind of socket; only its listeners may be reported, once per
 socket, with the same readable addresses as the in-process walk.
@@ -18,8 +18,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sdready import _proctree
-from sdready._proctree import (
+from sdready._listen import _proctree
+from sdready._listen._proctree import (
     TreeListeners,
     alive,
     namespace_listeners,

@@ -18,7 +18,7 @@ from _cli_support import NODE, sdready_console_script
 from _servers import http_get
 from _systemd import UnitTimeout, UserManager, python_for_units
 from sdready import texts
-from sdready._proctree import TreeListeners
+from sdready._listen._proctree import TreeListeners
 
 pytestmark = [pytest.mark.systemd, pytest.mark.timeout(180)]
 

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 import pytest
-from sdready import Notifier, Readiness, ReadyOptions, _selfcheck, texts
+from sdready import Notifier, Readiness, ReadyOptions, texts
+from sdready._engine import _selfcheck
 from sdready._env import container, oci_container
 from sdready.testing import NotifyMessage, NotifyRecorder
 

@@ -28,15 +28,14 @@ from sdready import (
     Notifier,
     Readiness,
     ReadyOptions,
-    _activation,
-    _spawn,
-    _wait,
     texts,
     wait_until_listening,
 )
-from sdready._activation import fdname_for
+from sdready._commands import _spawn
 from sdready._env import pidfd_inode_id
-from sdready._proctree import alive, claim_abstract, sockdiag_support
+from sdready._listen import _activation, _wait
+from sdready._listen._activation import fdname_for
+from sdready._listen._proctree import alive, claim_abstract, sockdiag_support
 from sdready.testing import NotifyRecorder
 
 PY = sys.executable
@@ -483,7 +482,7 @@ def test_exec_killed_by_sigkill_takes_its_command_along(clear: bool) -> None:
 
 
 def test_the_quick_way_to_prctl_still_exists() -> None:
-    """core/_spawn.py reaches prctl through CPython's ``_ctypes`` internals (``ctypes``
+    """core/_commands/_spawn.py reaches prctl through CPython's ``_ctypes`` internals (``ctypes``
     would delay the command by 10-20 ms); a Python that moved them falls back to ctypes."""
     import _ctypes
 
@@ -651,7 +650,7 @@ def test_exec_as_pid_1_reaps_orphans(notify_socket: NotifyRecorder, init: str) -
 
 _DESCRIBE = """
 import sys
-from sdready._appfacts import describe_command
+from sdready._units._appfacts import describe_command
 facts = describe_command(["gunicorn", "-c", sys.argv[1], "app:app"], {}, "")
 print("described", facts.front_end, flush=True)
 """
@@ -676,7 +675,7 @@ def test_a_fifo_for_a_gunicorn_config_does_not_block_doctor(tmp_path: Path, read
 
 def test_doctor_reads_a_bounded_start_of_a_config(tmp_path: Path) -> None:
     """A config that names the plugin only after 200 kB of padding is not read that far."""
-    from sdready._appfacts import describe_command
+    from sdready._units._appfacts import describe_command
 
     config = tmp_path / "gunicorn.conf.py"
     config.write_text("#" * 300_000 + "\nimport sdready.plugins.gunicorn\n")

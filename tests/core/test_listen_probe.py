@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sdready._listeners import ListenTimeoutError, async_wait_until_listening, wait_until_listening
-from sdready._probe import Probe, probe_blocking
+from sdready._listen._listeners import (
+    ListenTimeoutError,
+    async_wait_until_listening,
+    wait_until_listening,
+)
+from sdready._listen._probe import Probe, probe_blocking
 
 WAIT = 10.0
 

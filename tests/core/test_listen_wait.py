@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from sdready._exceptions import NotifyError
-from sdready._listeners import (
+from sdready._listen._listeners import (
     Listener,
     ListenerSnapshot,
     ListenTimeoutError,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sdready._listeners import Listener, _Walker, listening_sockets
+from sdready._listen._listeners import Listener, _Walker, listening_sockets
 
 
 def _has_ipv6_loopback() -> bool:
@@ -249,7 +249,7 @@ def test_inherited_listeners_are_found_by_the_child(tmp_path: Path) -> None:
         for fd in fds:
             os.set_inheritable(fd, True)
         code = (
-            "import json; from sdready._listeners import listening_sockets; "
+            "import json; from sdready._listen._listeners import listening_sockets; "
             "print(json.dumps([[item.fd, item.address] for item in listening_sockets()]))"
         )
         child = subprocess.run(
@@ -351,5 +351,5 @@ def test_listener_is_an_immutable_record() -> None:
 
 
 def test_importing_the_module_does_not_import_asyncio() -> None:
-    code = "import sys, sdready._listeners; sys.exit('asyncio' in sys.modules)"
+    code = "import sys, sdready._listen._listeners; sys.exit('asyncio' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0

@@ -12,8 +12,9 @@ import weakref
 
 import pytest
 import sdready
-from sdready import Notifier, NotifyError, _protocol
-from sdready._notifier import NOTIFY_BUFFER_MAX, NotifyAddress
+from sdready import Notifier, NotifyError
+from sdready._notify import _protocol
+from sdready._notify._notifier import NOTIFY_BUFFER_MAX, NotifyAddress
 from sdready.testing import NotifyRecorder
 
 

@@ -168,11 +168,13 @@ def test_every_option_has_a_default_and_a_place_in_the_docs() -> None:
 
 def test_each_default_is_decided_once() -> None:
     # Every front end takes the defaults from sdready._values: the options, the CLI, the
-    # doctor's reading of a unit, and the waits' probe bound.
+    # doctor's reading of a unit, and the waits' probe bound (the probe's own, which
+    # _values reads from the probe's module).
     import inspect
 
-    from sdready import _appfacts, _listeners
-    from sdready._cli import _build_parser
+    from sdready._commands._cli import _build_parser
+    from sdready._listen import _listeners
+    from sdready._units import _appfacts
     from sdready._values import (
         DEFAULT_ON_TIMEOUT,
         DEFAULT_PROBE_TIMEOUT,

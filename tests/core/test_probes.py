@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from sdready import ReadyOptions
-from sdready._probes import LIVE, READY, Answer, Probes, answer
+from sdready._engine._probes import LIVE, READY, Answer, Probes, answer
 from sdready.integration import Phase, Readiness
 
 

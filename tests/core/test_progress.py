@@ -21,9 +21,10 @@ from collections.abc import Iterator
 
 import pytest
 import sdready
-from sdready import Notifier, Readiness, ReadyOptions, _progress, texts
-from sdready._drain import Drain
-from sdready._extend import GenerationClock
+from sdready import Notifier, Readiness, ReadyOptions, texts
+from sdready._engine import _progress
+from sdready._engine._drain import Drain
+from sdready._engine._extend import GenerationClock
 from sdready.integration import relay_progress
 from sdready.testing import NotifyRecorder
 

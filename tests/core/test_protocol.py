@@ -6,8 +6,8 @@ import logging
 import threading
 
 import pytest
-from sdready import _notifier, _protocol
-from sdready._protocol import KNOWN_FIELDS, STATE_FIELDS, encode
+from sdready._notify import _notifier, _protocol
+from sdready._notify._protocol import KNOWN_FIELDS, STATE_FIELDS, encode
 
 
 @pytest.fixture
@@ -133,7 +133,7 @@ def test_values_are_still_checked_for_unknown_names() -> None:
 
 
 def test_the_notifier_module_still_exports_the_protocol_names() -> None:
-    # The CLI, the test kit and other callers import these from sdready._notifier.
+    # The CLI, the test kit and other callers import these from sdready._notify._notifier.
     for name in ("NOTIFY_BUFFER_MAX", "SCM_MAX_FD", "NotifyAddress", "encode"):
         assert getattr(_notifier, name) is getattr(_protocol, name)
         assert name in _notifier.__all__

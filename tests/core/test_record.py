@@ -13,8 +13,8 @@ import sys
 
 import pytest
 from sdready import Listener, ListenerSnapshot, listening_sockets
-from sdready._notifier import NotifyAddress
-from sdready._probe import Probe
+from sdready._listen._probe import Probe
+from sdready._notify._notifier import NotifyAddress
 
 
 def tcp_listener() -> Listener:
@@ -78,7 +78,7 @@ def test_other_values() -> None:
 
 def test_making_listeners_loads_neither_socket_nor_dataclasses() -> None:
     code = (  # what the interpreter loaded itself (an editable install's finder) is not ours
-        "import sys; before = set(sys.modules); from sdready._sockets import Listener; "
+        "import sys; before = set(sys.modules); from sdready._listen._sockets import Listener; "
         "item = Listener(3, 2, 'a:1', ('a', 1), 1, 9); hash(item); str(item); "
         "loaded = set(sys.modules) - before; "
         "print(sorted(m for m in ('socket', 'dataclasses', 'enum') if m in loaded)); "

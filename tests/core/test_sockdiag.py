@@ -1,5 +1,5 @@
-"""The namespace's listeners from netlink sock_diag (``sdready._sockdiag``), and the watch of
-another process tree built on it: the same answers as the descriptor walk, and today's
+"""The namespace's listeners from netlink sock_diag (``sdready._listen._sockdiag``), and
+the watch of another process tree built on it: the same answers as the descriptor walk, and today's
 methods whenever sock_diag cannot see the tree.
 """
 
@@ -15,9 +15,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sdready import _proctree, listening_sockets
-from sdready._proctree import TreeListeners, namespace_listeners, sockdiag_support
-from sdready._sockdiag import SockDiag, same_network_namespace
+from sdready import listening_sockets
+from sdready._listen import _proctree
+from sdready._listen._proctree import TreeListeners, namespace_listeners, sockdiag_support
+from sdready._listen._sockdiag import SockDiag, same_network_namespace
 
 pytestmark = pytest.mark.skipif(not sockdiag_support()[0], reason=sockdiag_support()[1])
 HAS_IPV6 = socket.has_ipv6 and os.path.exists("/proc/net/tcp6")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sdready._sockets import describe, inspect_socket, listener, same_inode
+from sdready._listen._sockets import describe, inspect_socket, listener, same_inode
 
 
 @pytest.fixture

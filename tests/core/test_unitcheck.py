@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from sdready import texts
-from sdready._appfacts import AppFacts, describe_command
-from sdready._unitcheck import FINDINGS, RULES, check
-from sdready._unitinfo import (
+from sdready._units._appfacts import AppFacts, describe_command
+from sdready._units._unitcheck import FINDINGS, RULES, check
+from sdready._units._unitinfo import (
     UnitConfig,
     UnitError,
     _last_watchdog,
@@ -453,7 +453,8 @@ def test_import_sdready_does_not_load_the_checks() -> None:
 
     code = (
         "import sdready, sys\n"
-        "checks = {'sdready._unitcheck', 'sdready._unitinfo', 'sdready._appfacts'}\n"
+        "checks = {'sdready._units._unitcheck', 'sdready._units._unitinfo',"
+        " 'sdready._units._appfacts'}\n"
         "assert not checks & set(sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
@@ -522,7 +523,7 @@ def test_engine_facts_in_a_gunicorn_worker_are_not_the_plugins(
     """An ASGI plugin in a gunicorn worker (gunicorn without sdready's plugin) notifies from
     a child and extends no stop; in gunicorn's main process the engine is the plugin."""
     from sdready import Readiness
-    from sdready._unitcheck import _engine_facts
+    from sdready._units._unitcheck import _engine_facts
 
     facts = describe_command(["/v/gunicorn", "-k", "uvicorn_worker.UvicornWorker", "a:app"])
     assert facts.front_end is None and not facts.extends_stop

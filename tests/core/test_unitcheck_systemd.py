@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from _servers import free_port
 from _systemd import UserManager, python_for_units, wait_until
-from sdready._unitcheck import Result
+from sdready._units._unitcheck import Result
 
 pytestmark = [pytest.mark.systemd, pytest.mark.timeout(240)]
 
@@ -391,9 +391,9 @@ def test_no_systemd_no_systemctl() -> None:
         "r = Readiness(); r.starting(); r.waiting()\n"
         "assert not spawned, spawned\n"
         "assert threading.active_count() == 1, threading.enumerate()\n"
-        "assert 'sdready._unitcheck' not in sys.modules\n"
-        "assert 'sdready._unitinfo' not in sys.modules\n"
-        "assert 'sdready._appfacts' not in sys.modules\n"
+        "assert 'sdready._units._unitcheck' not in sys.modules\n"
+        "assert 'sdready._units._unitinfo' not in sys.modules\n"
+        "assert 'sdready._units._appfacts' not in sys.modules\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("INVOCATION_ID", "NOTIFY_SOCKET")}
     result = subprocess.run(

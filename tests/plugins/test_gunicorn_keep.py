@@ -10,7 +10,7 @@ import pytest
 from _gunicorn_support import Gunicorn, write_apps
 from _servers import free_port
 from _systemd import wait_until
-from sdready._activation import fdname_for
+from sdready._listen._activation import fdname_for
 from sdready.testing import NotifyRecorder
 
 pytest.importorskip("gunicorn")

@@ -29,7 +29,7 @@ from _gunicorn_support import NO_CONTROL_SOCKET
 from _gunicorn_units import gunicorn_unit, unit_logs
 from _servers import http_get, reserved_port
 from _systemd import UserManager, python_for_units, wait_until
-from sdready._drain import Drain
+from sdready._engine._drain import Drain
 
 pytestmark = [pytest.mark.systemd, pytest.mark.timeout(240)]
 

@@ -1,0 +1,2 @@
+"""The ``sdready`` command: its fast reader, its subcommands, and ``sdready exec``'s
+supervisor."""

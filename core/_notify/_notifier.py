@@ -1,0 +1,541 @@
+"""The sd_notify sender: one persistent datagram socket to the manager, no surprises.
+
+What may be sent and how it is encoded is :mod:`._protocol`'s job; this module delivers it.
+Policy, in one place:
+
+* No ``NOTIFY_SOCKET``: every call is a silent no-op returning ``False``.
+* Environment faults (bad address, missing socket, permission denied, refused, a full
+  receiver queue) log one warning per distinct problem and return ``False``; with
+  ``strict=True`` they raise :class:`~sdready.NotifyError` instead.
+* Programming errors (a malformed field, a message that cannot fit the manager's buffer)
+  raise :class:`ValueError` at the call, from :func:`._protocol.encode`.
+* State changes (READY, RELOADING, STOPPING, ERRNO, EXIT_STATUS, FDSTORE, ...) are never
+  lost to a momentarily full queue: :mod:`._retry` delivers them, in order, off the
+  caller's path.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+
+# The C modules where the Python ones would load more (logging, dataclasses and typing are
+# not loaded either): `sdready notify` sends in a few ms (benchmarks/cli_startup.py).
+from .._cstd import TYPE_CHECKING, allocate_lock, weakref
+from .._env import main_pid, notify_socket, oci_container
+from .._exceptions import NotifyError
+from .._log import WARNING, logger
+from ._protocol import (
+    NOTIFY_BUFFER_MAX,
+    READY_ALONE,
+    SCM_MAX_FD,
+    WATCHDOG_PING,
+    Fields,
+    FieldValue,
+    Message,
+    NotifyAddress,
+    encode,
+    fd_list,
+    is_full,
+    is_state,
+    ready_apart,
+    timeout_usec,
+)
+from ._transport import Transport
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import ClassVar
+
+    from ._retry import RetryQueue
+
+# The protocol names are re-exported: the CLI and the test kit import them from here.
+__all__ = [
+    "NOTIFY_BUFFER_MAX",
+    "PROGRESS_EXTEND",
+    "SCM_MAX_FD",
+    "FieldValue",
+    "Fields",
+    "Notifier",
+    "NotifyAddress",
+    "encode",
+    "notify",
+    "ready",
+    "reloading",
+    "status",
+    "stopping",
+    "watchdog",
+]
+
+#: Seconds a ``progress()`` call keeps the unit's start or stop alive: its one default.
+PROGRESS_EXTEND = 30.0
+
+# Every notifier, weakly: a WeakSet's own mechanism, without loading weakref.
+_live: set[weakref.ReferenceType[Notifier]] = set()
+
+
+def _after_fork_in_child() -> None:
+    for ref in list(_live):
+        notifier = ref()
+        if notifier is not None:
+            notifier._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Notifier:
+    """Send sd_notify messages to the service manager.
+
+    ``address`` defaults to ``$NOTIFY_SOCKET``, read once here. Without one, every
+    method is a cheap no-op returning ``False``. Each method returns ``True`` when the
+    datagram was sent, or, for a state change that met a full queue, handed to the
+    in-order background retry; ``False`` when disabled or when sending failed (logged
+    once per distinct problem). ``strict=True`` raises :class:`~sdready.NotifyError`
+    instead. ``unset_environment=True`` removes ``NOTIFY_SOCKET`` from ``os.environ`` so
+    child processes do not inherit it.
+
+    Example::
+
+        notifier = Notifier()
+        notifier.status("Loading models…")
+        notifier.ready("Serving on :8000")
+    """
+
+    #: How long a state change that met a full queue is retried before giving up.
+    RETRY_DEADLINE: ClassVar[float] = 90.0
+    #: How long a STATUS or WATCHDOG stuck behind a pending state change is kept.
+    LOSSY_DEADLINE: ClassVar[float] = 5.0
+    #: The longest a caller waits for room in a full queue before failing fast.
+    FULL_QUEUE_WAIT: ClassVar[float] = 0.05
+    #: Messages waiting for the background retry, at most (oldest STATUS dropped first).
+    MAX_PENDING: ClassVar[int] = 256
+
+    def __init__(
+        self, address: str | None = None, *, strict: bool = False, unset_environment: bool = False
+    ) -> None:
+        if address is None:
+            address = notify_socket()
+        if unset_environment:
+            os.environ.pop("NOTIFY_SOCKET", None)
+        self._raw_address = address
+        self._strict = strict
+        self._transport: Transport | None = None  # None: disabled
+        self._invalid: str | None = None
+        if address is not None:
+            try:
+                parsed = NotifyAddress.parse(address)
+            except ValueError as exc:
+                if strict:
+                    raise NotifyError(str(exc)) from exc
+                self._invalid = str(exc)
+            else:
+                self._transport = _transport_for(self, parsed)
+        self._fast_send: Callable[[bytes], int] | None = None
+        self._lock = allocate_lock()
+        self._retry: RetryQueue | None = None  # made when a message first has to wait
+        self._congested = False
+        self._warned: set[object] = set()
+        self._exec_pid_checked = False
+        #: In an OCI container (podman, runc): READY=1 goes in a datagram of its own.
+        self.container = oci_container() if address is not None else None
+        _live.add(weakref.ref(self, _live.discard))
+
+    def __repr__(self) -> str:
+        return f"<Notifier address={self._raw_address!r} enabled={self.enabled}>"
+
+    def __enter__(self) -> Notifier:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # A notifier dropped without close() must not leak its socket (or warn about it).
+        transport = getattr(self, "_transport", None)  # None: __init__ raised before it
+        if transport is not None:
+            transport.closer()
+
+    @property
+    def enabled(self) -> bool:
+        """True when there is a valid notify socket address to send to."""
+        return self._transport is not None
+
+    @property
+    def address(self) -> str | None:
+        """The notify socket address as given (``None`` when there is none)."""
+        return self._raw_address
+
+    # -- the protocol -------------------------------------------------------------------
+
+    def send(self, fields: Fields, *, fds: Iterable[object] = (), pid: int | None = None) -> bool:
+        """Send one message: a mapping of fields or a preformatted ``"A=1\\nB=2"`` string.
+
+        :param fds: file descriptors (ints or objects with ``fileno()``) passed with
+            SCM_RIGHTS, e.g. for ``FDSTORE=1``. At most 253.
+        :param pid: send on behalf of another process (sd_pid_notify); if the kernel
+            refuses the credentials, the message is sent with our own, as libsystemd does.
+        """
+        if self._transport is None:
+            return self._disabled()
+        data, state = encode(fields)
+        fd_numbers = fd_list(fds) if fds else []
+        rest = ready_apart(data) if self.container is not None else None
+        if rest is None:
+            return self._submit(Message(data, state, fd_numbers, pid))
+        # READY first and alone, then the rest: both in order through the same queue.
+        sent = self._submit(Message(READY_ALONE, True, [], pid))
+        return self._submit(Message(rest, is_state(rest), fd_numbers, pid)) and sent
+
+    def ready(self, status: str | None = None) -> bool:
+        """Tell the manager start-up (or a reload) finished: ``READY=1``."""
+        return self.send(_with_status({"READY": 1}, status))
+
+    def status(self, text: str) -> bool:
+        """Set the one-line status shown by ``systemctl status`` (truncated to fit)."""
+        fast = self._fast_send
+        if fast is not None:
+            try:
+                # One C-level check: newline and NUL are not printable. Tabs, other control
+                # characters, non-str values and errors all take the full path below.
+                if text.isprintable():
+                    data = b"STATUS=" + text.encode()
+                    if len(data) <= 4096:  # NOTIFY_BUFFER_MAX
+                        fast(data)
+                        return True
+            except (AttributeError, OSError, UnicodeError):
+                pass
+        if self._transport is None:
+            return self._disabled()
+        return self.send({"STATUS": text})
+
+    def stopping(self, status: str | None = None) -> bool:
+        """Tell the manager the service is shutting down: ``STOPPING=1``."""
+        return self.send(_with_status({"STOPPING": 1}, status))
+
+    def reloading(self, status: str | None = None) -> bool:
+        """Announce a reload: ``RELOADING=1`` with ``MONOTONIC_USEC`` (Type=notify-reload)."""
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        return self.send(_with_status({"RELOADING": 1, "MONOTONIC_USEC": usec}, status))
+
+    def watchdog(self) -> bool:
+        """Ping the watchdog: ``WATCHDOG=1``. A lost ping is acceptable; it is not retried."""
+        fast = self._fast_send
+        if fast is not None:
+            try:
+                fast(WATCHDOG_PING)
+                return True
+            except OSError:
+                pass
+        if self._transport is None:
+            return self._disabled()
+        return self._submit(Message(WATCHDOG_PING, False, [], None))
+
+    def watchdog_trigger(self) -> bool:
+        """Ask the manager to act as if the watchdog expired: ``WATCHDOG=trigger``."""
+        return self.send({"WATCHDOG": "trigger"})
+
+    def extend_timeout(self, seconds: float) -> bool:
+        """Ask for *seconds* more before the current start/stop/reload times out."""
+        return self.send({"EXTEND_TIMEOUT_USEC": timeout_usec(seconds, "extend_timeout")})
+
+    def progress(self, text: str, *, extend: float = PROGRESS_EXTEND) -> bool:
+        """Say what the service is doing and that it is getting on with it: ``STATUS=text``
+        plus ``EXTEND_TIMEOUT_USEC=`` in one datagram.
+
+        During a start, reload or stop, systemd then waits at least *extend* seconds from
+        now (never less than its configured timeout); call it again before that runs out.
+        A start that stops calling it is killed by ``TimeoutStartSec=`` as before. Sent
+        like ``STATUS``: a full manager queue costs at most :attr:`FULL_QUEUE_WAIT` once,
+        and a progress that cannot be sent is dropped, not retried from a thread: delivered
+        late it would buy time nobody earned. Raises :class:`ValueError` unless *extend* is
+        a positive, finite number of seconds.
+
+        Example::
+
+            for i, shard in enumerate(shards, 1):
+                notifier.progress(f"Loading shard {i}/{len(shards)}", extend=60)
+                load(shard)
+        """
+        usec = timeout_usec(extend)
+        if self._transport is None:
+            return self._disabled()
+        data, _state = encode({"STATUS": text, "EXTEND_TIMEOUT_USEC": usec})
+        return self._submit(Message(data, False, [], None))
+
+    def errno(self, code: int) -> bool:
+        """Report a failure as an errno value: ``ERRNO=code``."""
+        if isinstance(code, bool) or not isinstance(code, int) or code < 0:
+            raise ValueError(f"errno must be a non-negative int, got {code!r}")
+        return self.send({"ERRNO": code})
+
+    def mainpid(self, pid: int) -> bool:
+        """Tell the manager which process is the service's main process: ``MAINPID=pid``."""
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+            raise ValueError(f"mainpid needs a positive pid, got {pid!r}")
+        return self.send({"MAINPID": pid})
+
+    def barrier(self, timeout: float = 5.0) -> bool:
+        """Wait until the manager has processed every message sent so far (sd_notify_barrier).
+
+        Sends ``BARRIER=1`` with the write end of a pipe and waits for the manager to close
+        it. Returns ``True`` when it did, ``False`` when disabled, on failure or on timeout.
+        """
+        if self._transport is None:
+            return self._disabled()
+        deadline = time.monotonic() + timeout
+        if not self.flush(timeout):
+            return False
+        read_end, write_end = os.pipe()
+        try:
+            try:
+                sent = self._send_now(Message(b"BARRIER=1", False, [write_end], None), deadline)
+            finally:
+                os.close(write_end)  # only the manager's copy may keep the pipe open
+            if not sent:
+                return False
+            poller = select.poll()
+            poller.register(read_end, select.POLLHUP)
+            remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            return bool(poller.poll(remaining_ms))
+        finally:
+            os.close(read_end)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait up to *timeout* seconds for retried state changes to be delivered."""
+        return True if self._retry is None else self._retry.flush(timeout)
+
+    def close(self) -> None:
+        """Close the socket (it is reopened on the next send)."""
+        with self._lock:
+            self._discard_socket()
+
+    # -- delivery -----------------------------------------------------------------------
+
+    def report_invalid(self) -> bool:
+        """True (and one WARNING) when ``NOTIFY_SOCKET`` is set but no address systemd
+        would use (a relative path): for a front end that stays inert and sends nothing,
+        so that the misconfiguration is said anyway."""
+        self._disabled()
+        return self._invalid is not None
+
+    def _disabled(self) -> bool:
+        if self._invalid is not None:
+            self._warn_once(
+                ("address",),
+                "%s; sd_notify messages from this process are not delivered",
+                self._invalid,
+            )
+        return False
+
+    def _update_fast_path(self) -> None:
+        # The hot path (STATUS, WATCHDOG) is one check of this cached bound method, set
+        # only while the socket is open, nothing is queued and the queue is not congested.
+        # A call racing a concurrent state change has no defined order anyway; a socket
+        # closed under it raises, and the caller then takes the full path.
+        sock = self._transport.sock if self._transport is not None else None
+        usable = sock is not None and not self._waiting() and not self._congested
+        self._fast_send = sock.send if usable and sock is not None else None
+
+    def _submit(self, message: Message) -> bool:
+        if not self._exec_pid_checked:
+            self._check_exec_pid(message.pid)
+        with self._lock:
+            if self._waiting():  # a state change is waiting: nothing may overtake it
+                self._enqueue(message)
+                return True
+            error = self._attempt(message)
+            if error is None:
+                self._congested = False
+                self._update_fast_path()
+                return True
+            if is_full(error):
+                if not self._congested:
+                    deadline = time.monotonic() + self.FULL_QUEUE_WAIT
+                    error = self._transport_of().wait_for_room(message, deadline)
+                    if error is None:
+                        self._update_fast_path()
+                        return True
+                    self._congested = True  # fail fast until a send succeeds again
+                    self._update_fast_path()
+                if message.state:
+                    self._enqueue(message)
+                    return True
+        return self._failed(message, error)
+
+    def _send_now(self, message: Message, deadline: float) -> bool:
+        """Send bypassing the retry queue, waiting for room until *deadline* (barrier)."""
+        with self._lock:
+            error = self._attempt(message)
+            if error is not None and is_full(error):
+                error = self._transport_of().wait_for_room(message, deadline)
+        return True if error is None else self._failed(message, error)
+
+    def _attempt(self, message: Message) -> OSError | None:
+        """One non-blocking send (the lock held); the error instead of raising it."""
+        return self._transport_of().attempt(message, self.FULL_QUEUE_WAIT)
+
+    def _transport_of(self) -> Transport:
+        transport = self._transport
+        assert transport is not None  # callers checked enabled
+        return transport
+
+    def _discard_socket(self) -> None:
+        if self._transport is not None:
+            self._transport.discard()
+
+    def _waiting(self) -> bool:
+        """Whether messages wait in the retry queue (nothing may overtake them)."""
+        return self._retry is not None and bool(self._retry.messages)
+
+    def _enqueue(self, message: Message) -> None:
+        # Called with the lock held.
+        wait = self.RETRY_DEADLINE if message.state else self.LOSSY_DEADLINE
+        self._fast_send = None
+        if self._retry is None:
+            from ._retry import RetryQueue  # only a full queue needs it (and its thread)
+
+            self._retry = RetryQueue(self._lock, self._raw_address)
+        self._retry.add(
+            message,
+            time.monotonic() + wait,
+            limit=self.MAX_PENDING,
+            attempt=self._attempt,
+            idle=self._retry_idle,
+        )
+        if message.state:
+            self._warn_once(
+                ("retrying",),
+                "the notify queue of %s is full; delivering %s (and what follows) "
+                "in order from a background thread",
+                self._raw_address,
+                message.describe(),
+            )
+
+    def _retry_idle(self, delivered: bool) -> None:
+        # Called with the lock held, once the retry queue is empty again.
+        if delivered:
+            self._congested = False
+        self._update_fast_path()
+
+    def _failed(self, message: Message, error: OSError) -> bool:
+        if self._strict:
+            raise NotifyError(f"cannot notify {self._raw_address!r}: {error}") from error
+        if is_full(error):
+            self._warn_once(
+                ("full",),
+                "the notify queue of %s is full: dropped %s (the manager is not keeping up; "
+                "later messages fail fast until one gets through)",
+                self._raw_address,
+                message.describe(),
+            )
+        else:
+            self._warn_once(
+                ("send", error.errno),
+                "sd_notify to %s failed: %s",
+                self._raw_address,
+                error.strerror or error,
+            )
+        return False
+
+    def _warn_once(self, key: object, msg: str, *args: object, level: int = WARNING) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            logger.log(level, msg, *args)
+
+    def _check_exec_pid(self, pid: int | None) -> None:
+        self._exec_pid_checked = True
+        exec_pid = main_pid()
+        sender = pid if pid is not None else os.getpid()
+        if exec_pid is not None and exec_pid != sender:
+            logger.info(
+                "pid %d is not the unit's main process (SYSTEMD_EXEC_PID=%s): systemd ignores "
+                "its notifications unless the unit sets NotifyAccess=all",
+                sender,
+                exec_pid,
+            )
+
+    def _after_fork(self) -> None:
+        # The parent's lock may have been held by another thread at fork time, and its
+        # pending messages are the parent's to deliver: start afresh in the child.
+        self._lock = allocate_lock()
+        self._retry = None
+        self._congested = False
+        self._exec_pid_checked = False
+        self._discard_socket()
+
+
+def _transport_for(notifier: Notifier, address: NotifyAddress) -> Transport:
+    # Weakly: a notifier dropped without close() is freed (and its socket closed) at once,
+    # not when a cycle collection finds it.
+    ref = weakref.ref(notifier)
+
+    def changed() -> None:
+        alive = ref()
+        if alive is not None:
+            alive._update_fast_path()
+
+    def warn_once(key: object, msg: str, *args: object, level: int = WARNING) -> None:
+        alive = ref()
+        if alive is not None:
+            alive._warn_once(key, msg, *args, level=level)
+
+    return Transport(address, changed, warn_once)
+
+
+def _with_status(fields: dict[str, FieldValue], status: str | None) -> dict[str, FieldValue]:
+    if status is not None:
+        fields["STATUS"] = status
+    return fields
+
+
+# -- the process-wide notifier ---------------------------------------------------------
+
+_default: Notifier | None = None
+_default_lock = allocate_lock()
+
+
+def _process_notifier() -> Notifier:
+    # Follow NOTIFY_SOCKET as it is now: a test recorder, or a plugin that took the
+    # variable away from workers, must be honoured by the module-level helpers too.
+    global _default  # noqa: PLW0603  (the process-wide default notifier, made on first use)
+    address = notify_socket()
+    current = _default
+    if current is None or current._raw_address != address:
+        with _default_lock:
+            current = _default
+            if current is None or current._raw_address != address:
+                current = _default = Notifier(address)
+    return current
+
+
+def notify(fields: Fields, *, fds: Iterable[object] = (), pid: int | None = None) -> bool:
+    """Send *fields* with the process-wide notifier (see :meth:`Notifier.send`)."""
+    return _process_notifier().send(fields, fds=fds, pid=pid)
+
+
+def ready(status: str | None = None) -> bool:
+    """Send ``READY=1`` (and STATUS) with the process-wide notifier."""
+    return _process_notifier().ready(status)
+
+
+def status(text: str) -> bool:
+    """Send ``STATUS=text`` with the process-wide notifier."""
+    return _process_notifier().status(text)
+
+
+def stopping(status: str | None = None) -> bool:
+    """Send ``STOPPING=1`` (and STATUS) with the process-wide notifier."""
+    return _process_notifier().stopping(status)
+
+
+def reloading(status: str | None = None) -> bool:
+    """Send ``RELOADING=1`` with ``MONOTONIC_USEC`` (and STATUS) with the process-wide notifier."""
+    return _process_notifier().reloading(status)
+
+
+def watchdog() -> bool:
+    """Send ``WATCHDOG=1`` with the process-wide notifier."""
+    return _process_notifier().watchdog()

@@ -1,0 +1,1 @@
+"""The unit checks: what the unit says against what the app does."""
