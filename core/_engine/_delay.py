@@ -90,21 +90,24 @@ class ShutdownDelay:
             self._over.set()  # the waiting thread releases the held signal
         elif signum == signal.SIGTERM:
             self._held = signum
+            # The engine is told from a thread, never from here: the handler runs between
+            # two bytecodes of the main thread, which may hold the very lock a send takes
+            # (uvicorn's loop pings the watchdog and sends from the main thread).
             with contained("starting the shutdown delay"):
-                self._start()
+                threading.Thread(
+                    target=self._run, name="sdready-shutdown-delay", daemon=True
+                ).start()
         else:
             pass_on(self._previous.get(signum, signal.SIG_DFL), signum, frame)
 
-    def _start(self) -> None:
+    def _run(self) -> None:
         logger.info(
             "SIGTERM: readiness answers 503 and the server keeps serving for the shutdown "
             "delay of %g s, then stops",
             self._seconds,
         )
-        self._engine.stopping(delay=self._seconds)
-        threading.Thread(target=self._wait, name="sdready-shutdown-delay", daemon=True).start()
-
-    def _wait(self) -> None:
+        with contained("sending STOPPING for the shutdown delay"):
+            self._engine.stopping(delay=self._seconds)
         self._over.wait(self._seconds)
         self._released = True
         logger.info("shutdown delay over: the server's own shutdown begins")
