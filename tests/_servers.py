@@ -44,6 +44,16 @@ Address = tuple[str, int] | str
 
 #: What systemd sets for a service; a child must see only what its test gives it.
 _SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_", "LISTEN_", "SYSTEMD_EXEC_PID")
+
+
+def rounds(default: int) -> int:
+    """How many rounds a statistical test runs: *default*, or fewer with
+    ``SDREADY_TEST_ROUNDS=N`` (the oldest-versions job and the sdist check ask what works on
+    those releases and in that package; ``make test`` runs the statistics in full)."""
+    cap = os.environ.get("SDREADY_TEST_ROUNDS")
+    return min(default, int(cap)) if cap else default
+
+
 _Server = TypeVar("_Server", bound="ServerProcess")
 _KILL_WAIT = 10.0  # after SIGKILL: only a process stuck in the kernel takes longer
 

@@ -9,6 +9,14 @@ import pytest
 from _systemd import UserManager, user_manager, user_manager_254  # noqa: F401  (session fixtures)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A test that starts a private manager is a real-systemd test, marked or not: `-m "not
+    # systemd"` (the sdist check) leaves it to `make test`.
+    for item in items:
+        if {"user_manager", "user_manager_254"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.systemd)
+
+
 @pytest.fixture(autouse=True)
 def _sdready_logging(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     # Every test sees sdready's DEBUG records, so tests can assert what was (not) logged.

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from _cli_support import NODE, SDREADY, Run, ready_address, sdready_run
-from _servers import http_get
+from _servers import http_get, rounds
 from sdready import texts
 from sdready._listen._proctree import pidfd_getfd_support, sockdiag_support
 from sdready.testing import NotifyMessage, NotifyRecorder
@@ -132,15 +132,19 @@ def _get_at_ready_many(
 
 
 @pytest.mark.slow
-def test_http_server_get_at_ready_30_of_30(notify_socket: NotifyRecorder, tmp_path: Path) -> None:
-    failures = _get_at_ready_many(notify_socket, tmp_path, HTTP_SERVER, runs=30, batch=6)
+def test_http_server_get_at_ready_every_round(
+    notify_socket: NotifyRecorder, tmp_path: Path
+) -> None:
+    failures = _get_at_ready_many(notify_socket, tmp_path, HTTP_SERVER, runs=rounds(30), batch=6)
     assert failures == []
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
-def test_node_server_get_at_ready_30_of_30(notify_socket: NotifyRecorder, tmp_path: Path) -> None:
-    failures = _get_at_ready_many(notify_socket, tmp_path, NODE_SERVER, runs=30, batch=6)
+def test_node_server_get_at_ready_every_round(
+    notify_socket: NotifyRecorder, tmp_path: Path
+) -> None:
+    failures = _get_at_ready_many(notify_socket, tmp_path, NODE_SERVER, runs=rounds(30), batch=6)
     assert failures == []
 
 

@@ -26,14 +26,14 @@ from _asgi_servers import (
     ready_then_get,
     run_server,
 )
-from _servers import http_get
+from _servers import http_get, rounds
 from sdready import texts
 from sdready.testing import NotifyMessage
 
 pytestmark = pytest.mark.timeout(300)
 
 TCP_SERVERS = [s for s in SERVERS if s not in ("uvicorn-uds", "uvicorn-fd")]
-REPETITIONS = 30
+REPETITIONS = rounds(30)
 PARALLEL = 3  # child servers at once: bounded, and each has its own port and recorder
 SLOW_STARTUP = {"SDREADY_TEST_STARTUP_DELAY": "0.3"}
 
@@ -66,7 +66,7 @@ def our_pids(run: ServerRun) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", SERVERS)
 def test_connect_at_ready_always_succeeds(kind: str) -> None:
-    """The moment READY arrives a client connects and GETs: 30 of 30, with a 0.3 s startup."""
+    """The moment READY arrives a client connects and GETs, every round (30), 0.3 s startup."""
 
     def once(_: int) -> tuple[int, str]:
         with run_server(kind, env=SLOW_STARTUP) as run:

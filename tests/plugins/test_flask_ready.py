@@ -5,22 +5,22 @@ Every round is a fresh server process with a NotifyRecorder as systemd: werkzeug
 without sdready's gunicorn plugin). The GET uses the address READY announces and a 1 s
 timeout, like a dependent unit would. With ``APP_GAP=0.5`` the app module sleeps between
 creating the extension and serving, so a READY sent on ``init_app`` would be caught.
-``SDREADY_FLASK_ROUNDS`` overrides the number of rounds (default 30).
+``SDREADY_TEST_ROUNDS`` caps the number of rounds (default 30).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
 from _flask_support import KINDS, repeat_ready_then_get, write_app
+from _servers import rounds
 
 pytest.importorskip("flask")
 pytest.importorskip("waitress")
 
-ROUNDS = int(os.environ.get("SDREADY_FLASK_ROUNDS", "30"))
+ROUNDS = rounds(30)
 # Three servers at a time: the rounds mostly wait (imports, the gap), yet a 2-core host
 # shared with other test workers must not turn them into a load test.
 CONCURRENCY = 3

@@ -8,7 +8,6 @@ every one of them and a class costs about 15 s instead of a minute.
 
 from __future__ import annotations
 
-import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -22,12 +21,12 @@ from _gunicorn_support import (
     booted_times,
     write_apps,
 )
-from _servers import http_get, reserved_port
+from _servers import http_get, reserved_port, rounds
 from sdready.testing import NotifyRecorder
 
 pytest.importorskip("gunicorn")
 
-REPEAT = int(os.environ.get("SDREADY_GUNICORN_REPEAT", "30"))
+REPEAT = rounds(30)
 BATCH = 5
 DELAY = "1.5"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
