@@ -283,6 +283,15 @@ RULES: tuple[Rule, ...] = (
         lambda u, f: {} if u.kill_mode == "control-group" else None,
     ),
     Rule(
+        "kill-mode-delay",
+        "KillMode",
+        "warning",
+        texts.CHECK_KILL_MODE_DELAY,
+        lambda u: u.kill_mode,
+        lambda u, f: f.holds_sigterm,
+        lambda u, f: {} if u.kill_mode == "control-group" else None,
+    ),
+    Rule(
         "stop-timeout",
         "TimeoutStopSec",
         "warning",
