@@ -11,19 +11,13 @@ import signal
 from pathlib import Path
 
 import pytest
-from _gunicorn_support import Gunicorn, write_apps
+from _gunicorn_support import Gunicorn, has_gunicorn_asgi, write_apps
 from _servers import http_get, reserved_port
 from _systemd import wait_until
 from sdready.testing import NotifyRecorder
 
 pytest.importorskip("gunicorn")
 pytestmark = pytest.mark.timeout(120)
-
-
-def _has_gunicorn_asgi() -> bool:
-    from gunicorn.workers import SUPPORTED_WORKERS
-
-    return "asgi" in SUPPORTED_WORKERS
 
 
 #: Long, so that the GETs during it never race its end; a second SIGTERM ends it.
@@ -35,7 +29,7 @@ CASES = [
         "asgi",
         "asgi_app:app",
         id="gunicorn-asgi",
-        marks=pytest.mark.skipif(not _has_gunicorn_asgi(), reason="gunicorn < 24: no asgi worker"),
+        marks=pytest.mark.skipif(not has_gunicorn_asgi(), reason="gunicorn < 24: no asgi worker"),
     ),
     pytest.param("uvicorn_worker.UvicornWorker", "asgi_app:app", id="uvicorn"),
 ]
