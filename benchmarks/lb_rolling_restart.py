@@ -5,7 +5,8 @@ manager, behind HAProxy 2.6 (``inter 200ms fall 1 rise 1``, ``retries 0``). A cl
 a GET through HAProxy every 10 ms while ``b1`` is restarted, then ``b2`` (each once
 HAProxy sees the other up). "ready_path + shutdown_delay" checks ``/readyz`` with
 ``shutdown_delay=1.5``; "control" checks ``/`` with neither (sdready as before). The same
-with ``sdready exec`` + uvicorn (``KillMode=mixed``), checked on ``--ready-address``.
+with ``sdready exec`` + uvicorn (``KillMode=mixed``), checked on ``--ready-address``, and
+with gunicorn + its plugin (a Flask app, 2 sync workers, ``KillMode=mixed``).
 
 Run: ``python benchmarks/lb_rolling_restart.py [--rounds N]``. Prints a markdown table.
 Needs haproxy and what the real-systemd tests need (see tests/_systemd.py).
@@ -25,10 +26,12 @@ from _load_balancer import rolling_restart  # noqa: E402
 from _systemd import UserManager  # noqa: E402
 
 CASES = [
-    (False, True, "FastAPI + uvicorn: ready_path + shutdown_delay=1.5"),
-    (False, False, "FastAPI + uvicorn: control (checks on /)"),
-    (True, True, "sdready exec --ready-address --shutdown-delay 1.5 + uvicorn"),
-    (True, False, "sdready exec + uvicorn: control (checks on /)"),
+    ("fastapi", True, "FastAPI + uvicorn: ready_path + shutdown_delay=1.5"),
+    ("fastapi", False, "FastAPI + uvicorn: control (checks on /)"),
+    ("exec", True, "sdready exec --ready-address --shutdown-delay 1.5 + uvicorn"),
+    ("exec", False, "sdready exec + uvicorn: control (checks on /)"),
+    ("gunicorn", True, "gunicorn (Flask, 2 sync workers): ready_path + shutdown_delay=1.5"),
+    ("gunicorn", False, "gunicorn (Flask, 2 sync workers): control (checks on /)"),
 ]
 
 
@@ -40,11 +43,11 @@ def main() -> None:
     rounds = 1 if args.quick else args.rounds
     rows = []
     with UserManager() as systemd:
-        for exec_, probes, name in CASES:
+        for server, probes, name in CASES:
             tallies = []
             for _ in range(rounds):
                 with tempfile.TemporaryDirectory() as tmp, systemd.scoped():
-                    client = rolling_restart(systemd, Path(tmp), probes=probes, exec_=exec_)
+                    client = rolling_restart(systemd, Path(tmp), probes=probes, server=server)
                 tallies.append((len(client.failed), client.sent))
             failed = ", ".join(f"{f} of {n}" for f, n in tallies)
             rows.append(f"| {name} | {failed} |")

@@ -37,7 +37,10 @@ The pieces:
   (``SDREADY_*`` settings with the same parsers everywhere);
 - containment and signals: :func:`contained`, :func:`chain_signal`, :func:`die_of`;
 - load balancers and Kubernetes: :class:`Probes` (the readiness/liveness endpoints'
-  :class:`Answer`, from the phase) and :class:`ShutdownDelay` (SIGTERM held while serving);
+  :class:`Answer`, from the phase; :data:`PROBE_HEADERS`), :class:`WSGIProbeApp` (serving
+  them in front of a WSGI app), :class:`PhaseCell` (the phase shared with forked workers
+  that answer for the engine; :data:`PhaseSource`, either) and :class:`ShutdownDelay`
+  (SIGTERM held while serving);
 - a plugin's import guard: :func:`missing_framework`, :func:`require_framework`;
 - facts about this process: :func:`notify_socket`, :func:`main_pid`, :func:`is_main_process`,
   :func:`watchdog_interval`, :func:`listen_fds_count`, :func:`listen_fdnames`,
@@ -59,7 +62,9 @@ from collections.abc import Mapping
 from ._contain import chain_signal, contained, die_of
 from ._engine._delay import ShutdownDelay
 from ._engine._phase import Phase
-from ._engine._probes import Answer, Probes
+from ._engine._phase_cell import PhaseCell
+from ._engine._probes import HEADERS as PROBE_HEADERS
+from ._engine._probes import Answer, PhaseSource, Probes, WSGIProbeApp
 from ._engine._progress import relay_progress
 from ._engine._readiness import Readiness, TimeoutTexts
 from ._env import (
@@ -90,11 +95,14 @@ __all__ = [
     "AUTO_PROBE",
     "INHERITED_PROBE",
     "OPTIONS",
+    "PROBE_HEADERS",
     "ASGIApp",
     "Answer",
     "Listener",
     "Message",
     "Phase",
+    "PhaseCell",
+    "PhaseSource",
     "Probes",
     "Readiness",
     "ReadyKeywords",
@@ -104,6 +112,7 @@ __all__ = [
     "Send",
     "ShutdownDelay",
     "TimeoutTexts",
+    "WSGIProbeApp",
     "chain_signal",
     "contained",
     "die_of",

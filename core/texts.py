@@ -15,6 +15,7 @@ __all__ = [
     "CHECK_FDSTORE",
     "CHECK_FDSTORE_SIZE",
     "CHECK_KILL_MODE",
+    "CHECK_KILL_MODE_DELAY",
     "CHECK_LINE",
     "CHECK_NOTE_LINE",
     "CHECK_NOTIFY_ACCESS",
@@ -186,6 +187,11 @@ CHECK_EXEC_RELOAD = (
 CHECK_KILL_MODE = (
     "signals every process of the unit while sdready exec forwards the signal to its "
     "command too: each process gets SIGTERM twice",
+    "KillMode=mixed",
+)
+CHECK_KILL_MODE_DELAY = (
+    "signals every process of the unit: gunicorn's workers stop at once while the arbiter "
+    "holds SIGTERM for SDREADY_SHUTDOWN_DELAY",
     "KillMode=mixed",
 )
 CHECK_STOP_TIMEOUT = (

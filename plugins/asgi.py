@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from sdready import texts
 from sdready.integration import (
+    PROBE_HEADERS,
+    PhaseSource,
     Probes,
     Readiness,
     ReadyOptions,
@@ -110,7 +112,7 @@ class ProbeMiddleware:
     it untouched."""
 
     def __init__(
-        self, app: ASGIApp, *, probes: Probes, readiness: Callable[[], Readiness | None]
+        self, app: ASGIApp, *, probes: Probes, readiness: Callable[[], PhaseSource | None]
     ) -> None:
         self.app = app
         self.probes = probes
@@ -130,11 +132,8 @@ class ProbeMiddleware:
             answer = self.probes.answer_blocking(kind, engine)
         else:
             answer = await self.probes.answer_async(kind, engine)
-        headers = [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(answer.body)).encode()),
-            (b"cache-control", b"no-store"),
-        ]
+        headers = [(k.lower().encode(), v.encode()) for k, v in PROBE_HEADERS]
+        headers.append((b"content-length", str(len(answer.body)).encode()))
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})
 

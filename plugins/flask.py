@@ -46,6 +46,7 @@ from sdready.integration import (
     Probes,
     Readiness,
     ReadyOptions,
+    WSGIProbeApp,
     chain_signal,
     contained,
     listen_fds_count,
@@ -178,7 +179,8 @@ def _attach(app: Flask, state: _AppState) -> None:
             "ready_path/live_path are not served in this process (%s)", state.inert_reason
         )
         return
-    app.wsgi_app = _ProbeApp(app.wsgi_app, probes, process.readiness)  # type: ignore[method-assign]
+    engine = process.readiness
+    app.wsgi_app = WSGIProbeApp(app.wsgi_app, probes, lambda: engine)  # type: ignore[method-assign]
 
 
 def _in_app_context(app: Flask, health: Any) -> Any:
@@ -195,30 +197,6 @@ def _in_app_context(app: Flask, health: Any) -> Any:
             return health()
 
     return check
-
-
-class _ProbeApp:
-    """WSGI wrapper answering ``ready_path``/``live_path`` from the engine's phase; the
-    Flask app never sees these requests."""
-
-    def __init__(self, wsgi_app: Any, probes: Probes, readiness: Readiness) -> None:
-        self.wsgi_app = wsgi_app
-        self.probes = probes
-        self.readiness = readiness
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        kind = self.probes.match(environ.get("PATH_INFO", ""))
-        if kind is None:
-            return self.wsgi_app(environ, start_response)
-        answer = self.probes.answer_blocking(kind, self.readiness)
-        reason = "OK" if answer.status == 200 else "Service Unavailable"
-        headers = [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", str(len(answer.body))),
-            ("Cache-Control", "no-store"),
-        ]
-        start_response(f"{answer.status} {reason}", headers)
-        return [answer.body]
 
 
 def _attach_process(app: Flask, state: _AppState) -> _Process | None:

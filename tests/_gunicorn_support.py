@@ -23,6 +23,7 @@ __all__ = [
     "asgi_middleware_available",
     "assert_no_builtin_ready",
     "booted_times",
+    "has_gunicorn_asgi",
     "http_get",  # from _servers, for the modules that import it from here
     "reserved_port",  # from _servers, likewise
     "write_apps",
@@ -146,6 +147,13 @@ def asgi_middleware_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def has_gunicorn_asgi() -> bool:
+    """gunicorn's own ``-k asgi`` worker (gunicorn >= 24)."""
+    from gunicorn.workers import SUPPORTED_WORKERS
+
+    return "asgi" in SUPPORTED_WORKERS
 
 
 def _supports(setting: str) -> bool:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from _fastapi_units import unit_environment, write_server_unit
+from _gunicorn_support import NO_CONTROL_SOCKET
 from _servers import http_get, reserved_port
 from _systemd import UserManager, python_for_units, wait_until
 
@@ -22,6 +23,20 @@ HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 CLIENT_PERIOD = 0.01  # one GET through HAProxy every 10 ms
 CLIENT_MAX_REQUESTS = 4000  # the loop's own bound (~40 s of requests at most)
 DELAY = 1.5  # shutdown_delay: many times HAProxy's 200 ms check interval
+#: The servers a rolling restart runs: FastAPI + uvicorn (SystemdNotify), ``sdready exec``
+#: + uvicorn (the plain ASGI app), gunicorn with the plugin (a plain Flask app, 2 workers).
+SERVERS = ("fastapi", "exec", "gunicorn")
+
+_FLASK_APP = """\
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.get("/")
+def index():
+    return "ok"
+"""
 
 
 def _haproxy_config(
@@ -160,12 +175,44 @@ def _exec_unit(systemd: UserManager, port: int, check: int, probes: bool) -> str
     return name
 
 
+def _gunicorn_unit(systemd: UserManager, port: int, probes: bool) -> str:
+    """gunicorn with the plugin, 2 sync workers serving a plain Flask app; with *probes*,
+    ``SDREADY_READY_PATH`` and ``SDREADY_SHUTDOWN_DELAY``."""
+    python, _ = python_for_units()
+    name = systemd.unit_name("gunicorn-b")
+    log = systemd.work_dir / f"{name}.log"
+    (systemd.work_dir / "lb_flask_app.py").write_text(_FLASK_APP)
+    options = {"SDREADY_READY_PATH": "/readyz", "SDREADY_SHUTDOWN_DELAY": str(DELAY)}
+    gunicorn = (
+        f"{python} -m gunicorn -c python:sdready.plugins.gunicorn --workers 2 -k sync "
+        f"--bind 127.0.0.1:{port} --graceful-timeout 5 {NO_CONTROL_SOCKET} lb_flask_app:app"
+    )
+    systemd.write_unit(
+        name,
+        f"""\
+        [Service]
+        Type=notify
+        ExecStart={gunicorn}
+        WorkingDirectory={systemd.work_dir}
+        Environment={unit_environment(options if probes else {})}
+        StandardOutput=append:{log}
+        StandardError=append:{log}
+        TimeoutStartSec=20
+        TimeoutStopSec=15
+        # gunicorn's own recommendation: SIGTERM to the arbiter alone, which holds it for
+        # the delay while its workers serve, then stops them gracefully
+        KillMode=mixed
+        """,
+    )
+    return name
+
+
 def rolling_restart(
-    systemd: UserManager, tmp_path: Path, *, probes: bool, exec_: bool = False
+    systemd: UserManager, tmp_path: Path, *, probes: bool, server: str = "fastapi"
 ) -> Client:
     """Two units behind HAProxy; restart b1, then b2; return the client's tally.
 
-    *exec_*: the units run ``sdready exec`` + uvicorn, checked on exec's own address.
+    *server*, one of :data:`SERVERS`: ``exec`` is checked on exec's own address.
     """
     options = {"ready_path": "/readyz", "shutdown_delay": DELAY} if probes else {}
     # systemd unquotes \" inside Environment="…": the JSON reaches the app intact.
@@ -173,11 +220,14 @@ def rolling_restart(
     ports = contextlib.ExitStack()
     with ports:
         p1, p2, c1, c2, front, stats = (ports.enter_context(reserved_port()) for _ in range(6))
+        exec_ = server == "exec"
         checks = [(p1, c1), (p2, c2)] if exec_ and probes else [(p1, p1), (p2, p2)]
         if exec_:
             units = [
                 _exec_unit(systemd, port, check, probes) for port, check in ((p1, c1), (p2, c2))
             ]
+        elif server == "gunicorn":
+            units = [_gunicorn_unit(systemd, port, probes) for port in (p1, p2)]
         else:
             units = [
                 write_server_unit(

@@ -7,7 +7,10 @@ endpoint answers 503 from now on, as the phase says), extends systemd's stop tim
 *held*: the server keeps accepting and serving. Once the delay is over the held signal is
 raised again and reaches the handler that was there before (the server's own graceful
 shutdown), exactly as it would have without us. A second SIGTERM or a SIGINT during the
-delay ends it at once. Main thread only (Python's signal handlers live there).
+delay ends it at once. A SIGTERM before the service was ever READY is not held: no
+balancer sends it traffic yet, and a stop during a slow start must not wait (gunicorn's
+arbiter installs the delay before its workers boot). Main thread only (Python's signal
+handlers live there).
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ class ShutdownDelay:
         elif self._held is not None:
             logger.info("%s during the shutdown delay: stopping now", signal.Signals(signum).name)
             self._over.set()  # the waiting thread releases the held signal
-        elif signum == signal.SIGTERM:
+        elif signum == signal.SIGTERM and self._engine.ever_ready:
             self._held = signum
             # The engine is told from a thread, never from here: the handler runs between
             # two bytecodes of the main thread, which may hold the very lock a send takes

@@ -6,22 +6,40 @@ stop while the ``health=`` check passes, else ``503`` with the phase (``starting
 unless the check fails. :func:`answer` decides, without I/O, from the phase alone: there is
 no second copy of the state. :class:`Probes` adds the health check: the watchdog pinger's
 current streak when a pinger runs it, else the check itself, bounded by
-:data:`HEALTH_BOUND` so a hung database cannot hang the probe.
+:data:`HEALTH_BOUND` so a hung database cannot hang the probe. The phase comes from the
+engine, or from a :class:`~sdready._engine._phase_cell.PhaseCell` it publishes to (gunicorn's
+workers answer from their arbiter's engine). :class:`WSGIProbeApp` serves the answers in
+front of a WSGI app (Flask, gunicorn's WSGI workers).
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 from .._log import logger
 from ._phase import Phase
+from ._phase_cell import PhaseCell
 
 if TYPE_CHECKING:
     from .._options import HealthCheck, ReadyOptions
     from ._readiness import Readiness
 
-__all__ = ["HEALTH_BOUND", "LIVE", "READY", "Answer", "Probes", "answer"]
+__all__ = [
+    "HEADERS",
+    "HEALTH_BOUND",
+    "LIVE",
+    "READY",
+    "Answer",
+    "PhaseSource",
+    "Probes",
+    "WSGIProbeApp",
+    "answer",
+]
+
+#: Where an answer's phase comes from: the engine, or the cell it publishes to.
+PhaseSource = Union["Readiness", PhaseCell]
 
 #: Which endpoint a path is.
 READY = "ready"
@@ -35,6 +53,10 @@ class Answer(NamedTuple):
 
     status: int
     body: bytes
+
+
+#: An answer's headers besides its length: plain text, never cached by a proxy.
+HEADERS = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"))
 
 
 def answer(kind: str, phase: Phase, failing: bool) -> Answer:
@@ -66,7 +88,7 @@ class Probes:
         """The endpoint *path* is (:data:`READY`, :data:`LIVE`), or None: the app's."""
         return self._paths.get(path)
 
-    async def answer_async(self, kind: str, engine: Readiness | None) -> Answer:
+    async def answer_async(self, kind: str, engine: PhaseSource | None) -> Answer:
         """*kind*'s answer now, evaluating the health check on the running asyncio loop when
         no pinger runs it."""
         phase = Phase.NEW if engine is None else engine.phase
@@ -76,7 +98,7 @@ class Probes:
         failing = known if known is not None else await self._check_async()
         return answer(kind, phase, failing)
 
-    def answer_blocking(self, kind: str, engine: Readiness | None) -> Answer:
+    def answer_blocking(self, kind: str, engine: PhaseSource | None) -> Answer:
         """*kind*'s answer now, evaluating a synchronous health check in this thread."""
         phase = Phase.NEW if engine is None else engine.phase
         if kind == READY and phase is not Phase.READY:
@@ -84,9 +106,11 @@ class Probes:
         known = self._known(engine)
         return answer(kind, phase, known if known is not None else self._check_blocking())
 
-    def _known(self, engine: Readiness | None) -> bool | None:
+    def _known(self, engine: PhaseSource | None) -> bool | None:
         if self._health is None:
             return False
+        if isinstance(engine, PhaseCell):
+            return None  # another process's engine: this one evaluates the check
         if engine is not None and engine.watchdog.watching:
             return engine.watchdog.failing is not None  # the pinger's streak: one truth
         return None
@@ -121,3 +145,24 @@ class Probes:
                 close()
             return True  # an async check needs an event loop
         return not result
+
+
+class WSGIProbeApp:
+    """WSGI wrapper answering *probes*' paths from the phase *engine* returns; the wrapped
+    app never sees these requests, and gets every other one untouched."""
+
+    def __init__(self, app: Any, probes: Probes, engine: Callable[[], PhaseSource | None]) -> None:
+        self.app = app
+        self.probes = probes
+        self.engine = engine
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        kind = self.probes.match(environ.get("PATH_INFO", ""))
+        if kind is None:
+            result: Iterable[bytes] = self.app(environ, start_response)
+            return result
+        answer = self.probes.answer_blocking(kind, self.engine())
+        reason = "OK" if answer.status == 200 else "Service Unavailable"
+        headers = [*HEADERS, ("Content-Length", str(len(answer.body)))]
+        start_response(f"{answer.status} {reason}", headers)
+        return [answer.body]

@@ -120,6 +120,7 @@ class Readiness:
             self, self._options, source=source, accepts_early=accepts_early
         )
         self._machine = PhaseMachine()
+        self._on_move: Callable[[Phase], object] | None = None
         self._lock = threading.RLock()
         self._status = ""
         self._clock = GenerationClock(self._options.ready_timeout)
@@ -209,7 +210,16 @@ class Readiness:
         moved = self._machine.move(event)
         if moved:
             logger.debug("phase %s -> %s (%s)", before, self._machine.phase, event.value)
+            if self._on_move is not None:
+                self._on_move(self._machine.phase)
         return moved
+
+    def publish_phase(self, publish: Callable[[Phase], object]) -> None:
+        """Call ``publish(phase)`` now and on every move of the phase (gunicorn's arbiter
+        writes it where its workers, which answer ``ready_path``, read it)."""
+        with self._lock:
+            self._on_move = publish
+            publish(self._machine.phase)
 
     # -- the startup ---------------------------------------------------------------------------
 

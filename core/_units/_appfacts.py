@@ -50,6 +50,7 @@ class AppFacts:
     watchdog: bool | None = None  # sdready pings WATCHDOG=1
     on_hup: OnHup | None = None
     forwards_signals: bool = False  # sdready exec: signals reach the command through it
+    holds_sigterm: bool = False  # gunicorn's shutdown delay: only the arbiter may get SIGTERM
     graceful_timeout: float | None = None  # gunicorn
     extends_stop: bool = False  # sdready extends the stop timeout while the server drains
     keeps_sockets: bool = False  # asks systemd to keep its listening sockets (fd store)
@@ -306,6 +307,7 @@ def _gunicorn(args: list[str], env: Mapping[str, str], cwd: str) -> AppFacts:
     # Asked for explicitly (the default, "when systemd sets $FDSTORE", needs a store anyway).
     keep = _parsed(parse_bool, "SDREADY_KEEP_SOCKETS", env.get("SDREADY_KEEP_SOCKETS"))
     keeps = keep if keep is not None else bool(_KEEP.search(text))
+    delay = _parsed(parse_duration, "SDREADY_SHUTDOWN_DELAY", env.get("SDREADY_SHUTDOWN_DELAY"))
     return AppFacts(
         server="gunicorn",
         front_end="gunicorn" if plugin else None,
@@ -316,6 +318,7 @@ def _gunicorn(args: list[str], env: Mapping[str, str], cwd: str) -> AppFacts:
         on_hup="reloads" if plugin else "restarts",
         graceful_timeout=graceful,
         extends_stop=plugin,  # after STOPPING=1, within graceful_timeout (Readiness.drain)
+        holds_sigterm=plugin and bool(delay),
         keeps_sockets=plugin and keeps,
         # Binds on the command line; one in the config file is not counted here (unknown).
         sockets_kept=_count([*args, *extra], "-b", "--bind") or None,

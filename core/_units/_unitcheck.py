@@ -156,6 +156,11 @@ def _podman_sdnotify(unit: UnitConfig) -> Fields | None:
     return {"said": said, "fix": fix}
 
 
+def _signals_every_process(unit: UnitConfig) -> Fields | None:
+    """A problem (no values to format) when systemd's SIGTERM reaches every process."""
+    return {} if unit.kill_mode == "control-group" else None
+
+
 def _kills_with_hup(command: Sequence[str]) -> bool:
     if not command or os.path.basename(command[0]) != "kill":
         return False
@@ -279,8 +284,17 @@ RULES: tuple[Rule, ...] = (
         "warning",
         texts.CHECK_KILL_MODE,
         lambda u: u.kill_mode,
-        lambda u, f: f.forwards_signals,
-        lambda u, f: {} if u.kill_mode == "control-group" else None,
+        lambda u, f: f.forwards_signals,  # sdready exec forwards SIGTERM again
+        lambda u, f: _signals_every_process(u),
+    ),
+    Rule(
+        "kill-mode-delay",
+        "KillMode",
+        "warning",
+        texts.CHECK_KILL_MODE_DELAY,
+        lambda u: u.kill_mode,
+        lambda u, f: f.holds_sigterm,  # gunicorn's workers would stop during the delay
+        lambda u, f: _signals_every_process(u),
     ),
     Rule(
         "stop-timeout",

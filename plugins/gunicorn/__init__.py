@@ -16,15 +16,21 @@ environment variables (the environment wins, as with ``GUNICORN_CMD_ARGS``):
 ``ready_workers`` (1, or ``"all"``; ``"all"`` under ``reuse_port``), ``ready_timeout``
 (30 s), ``on_timeout`` (``"warn"``), ``watchdog`` (true), ``keep_sockets`` (true when
 systemd sets ``$FDSTORE``: the listening sockets go into the unit's fd store once READY,
-so that restarts refuse no connection; see :mod:`._keep`). See README for the table.
+so that restarts refuse no connection; see :mod:`._keep`), ``ready_path`` and
+``live_path`` (answered in the workers from the arbiter's phase; ``sdready_health`` gates
+them: see :mod:`._endpoint`), ``shutdown_delay`` (0: seconds the arbiter holds SIGTERM
+while its workers keep serving; see :mod:`._stop`). With ``ready_path`` or
+``shutdown_delay`` set, the arbiter's engine runs without ``NOTIFY_SOCKET`` too
+(Kubernetes). See README for the table.
 
 How: before gunicorn's own ``READY`` (and before ``--preload`` imports the app) the
 arbiter takes ``NOTIFY_SOCKET`` out of the environment, so gunicorn and everything in the
 workers stay silent. Each worker reports over a pipe created before the fork once it can
 serve (WSGI: after ``post_worker_init``; ASGI: once its lifespan startup completed) and
 which of its sockets listen; a thread in the arbiter reads the pipe and sends READY,
-STATUS and STOPPING (RELOADING comes from ``on_reload``). Without ``NOTIFY_SOCKET``
-nothing happens: no pipe, no thread, nothing logged above DEBUG.
+STATUS and STOPPING (RELOADING comes from ``on_reload``). Without ``NOTIFY_SOCKET`` (and
+without ``ready_path`` and ``shutdown_delay``) nothing happens: no pipe, no thread,
+nothing logged above DEBUG.
 """
 
 from __future__ import annotations

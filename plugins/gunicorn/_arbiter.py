@@ -9,12 +9,9 @@ timeout policy, READY once per generation, the STOPPING rule, the watchdog.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
 import logging
 import os
-import select
 import signal
 import socket
 import sys
@@ -37,7 +34,10 @@ from sdready.integration import (
 )
 
 from . import _compat, _keep
-from ._table import Booted, WorkerTable
+from ._endpoint import Endpoint
+from ._pipe import ReportPipe
+from ._stop import DelayedStop, cancel_boots
+from ._table import Booted, WorkerTable, plural
 
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
@@ -50,7 +50,17 @@ logger = logging.getLogger("sdready")
 _TIMEOUTS = TimeoutTexts(
     texts.GUNICORN_TIMEOUT_WARN, texts.GUNICORN_TIMEOUT_FAIL, "worker ready to serve"
 )
-_OPTIONS = ("ready_workers", "ready_timeout", "on_timeout", "watchdog", "keep_sockets")
+_OPTIONS = (
+    "ready_workers",
+    "ready_timeout",
+    "on_timeout",
+    "watchdog",
+    "keep_sockets",
+    "ready_path",
+    "live_path",
+    "shutdown_delay",
+    "health",
+)
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
@@ -92,10 +102,6 @@ def _required_workers(options: ReadyOptions, total: int, reuse_port: bool) -> in
     return max(1, total) if wanted == "all" else min(int(wanted), max(1, total))
 
 
-def _plural(count: int) -> str:
-    return f"{count} worker" if count == 1 else f"{count} workers"
-
-
 class _ArbiterSide:
     """The arbiter's view: which workers can serve, and what systemd was told."""
 
@@ -108,8 +114,12 @@ class _ArbiterSide:
         self.namespace: MutableMapping[str, Any] = {}
         #: The engine; its options are re-read on SIGHUP.
         self.readiness = Readiness(ReadyOptions(notifier=Notifier(None)))
+        #: The paths the workers answer, and the phase they answer from (made when active).
+        self.endpoint: Endpoint | None = None
         self._lock = threading.Lock()
-        self._event_r = self._event_w = self._wake_r = self._wake_w = -1
+        self._pipe = ReportPipe()
+        self._delay = DelayedStop()
+        self._stop_seen = False
         self._thread: threading.Thread | None = None
         self._closing = False
         self._stop_signal = 0
@@ -123,8 +133,9 @@ class _ArbiterSide:
 
     @property
     def active(self) -> bool:
-        """True in the arbiter process when there is a notify socket to report to."""
-        return self.notifier is not None and self.pid == os.getpid()
+        """True in the arbiter process when there is a notify socket to report to, or a
+        readiness path or a shutdown delay to serve (Kubernetes: the phase moves anyway)."""
+        return self.readiness.active and self.pid == os.getpid()
 
     # -- main thread: gunicorn's hooks --------------------------------------------------
 
@@ -152,12 +163,16 @@ class _ArbiterSide:
                 self.notifier.status(failed)
                 self.notifier.flush(1.0)
             raise
-        if not self.active:
+        if self.notifier is None and not options.serves_probes:
             self.readiness.check_unit()  # under systemd without NOTIFY_SOCKET: says why
         else:
+            self.endpoint = Endpoint()  # before any worker forks: they share its cell
+            self.endpoint.configure(options)
             self.readiness = Readiness(
-                replace(options, notifier=self.notifier), timeout_texts=_TIMEOUTS
+                replace(options, notifier=self.notifier or Notifier(None)),
+                timeout_texts=_TIMEOUTS,
             )
+            self.readiness.publish_phase(self.endpoint.cell.publish)
             old_master = _compat.master_pid(server)
             if old_master:  # a USR2 child: READY takes over as the unit's main pid
                 self.readiness.took_over(old_master)
@@ -166,15 +181,12 @@ class _ArbiterSide:
     def when_ready(self, server: Arbiter) -> None:
         if not self.active:
             return
-        # The pipe exists before the first fork, so every worker inherits its write end;
-        # both ends are non-blocking: a worker never waits for the arbiter.
-        self._event_r, self._event_w = os.pipe()
-        self._wake_r, self._wake_w = os.pipe()
-        for fd in (self._event_r, self._event_w, self._wake_r, self._wake_w):
-            os.set_blocking(fd, False)
+        self._pipe.open()  # before the first fork: every worker inherits its write end
+        self._delay.remember_server_handler()
         for signum in _STOP_SIGNALS:
             # gunicorn installs its handlers after on_starting: chain ours in front here.
             chain_signal(signum, self._on_stop_signal)
+        self._delay.install(self.readiness)  # after ours: it holds SIGTERM in front of all
         with self._lock:
             self._update()
         self._thread = threading.Thread(target=self._run, name="sdready-gunicorn", daemon=True)
@@ -185,8 +197,11 @@ class _ArbiterSide:
         if not self.active:
             return
         try:
-            options = replace(_read_options(self.namespace), notifier=self.notifier)
-            self.readiness.reconfigure(options)
+            options = _read_options(self.namespace)
+            self.readiness.reconfigure(replace(options, notifier=self.readiness.notifier))
+            if self.endpoint is not None:
+                self.endpoint.configure(options)
+            self._delay.install(self.readiness)
         except _OptionError:
             logger.exception("keeping the previous sdready options")
         with self._lock:
@@ -196,7 +211,7 @@ class _ArbiterSide:
             following = self.readiness.ready_sent or self._reloading()
             generation = self.readiness.generation + 1  # the one this reload opens
             self.readiness.reloading(self._progress_text(following, generation))
-        self._wake()
+        self._pipe.wake()
 
     def forking(self, worker: Worker) -> None:
         if self.active:
@@ -228,15 +243,12 @@ class _ArbiterSide:
     def in_child(self) -> int:
         """After fork, in the worker: drop the arbiter's duties and descriptors; return the
         pipe's write end for the worker's report (-1 when inert)."""
-        if self.notifier is None or self._event_w < 0:
+        if not self._pipe.opened:
             return -1
-        for fd in (self._event_r, self._wake_r, self._wake_w):
-            if fd >= 0:
-                os.close(fd)
-        self._event_r = self._wake_r = self._wake_w = -1
+        fd = self._pipe.in_child()
         self.notifier = None
         self.readiness = Readiness(ReadyOptions(notifier=Notifier(None)))
-        return self._event_w
+        return fd
 
     def exiting(self, server: Arbiter) -> None:
         if not self.active:
@@ -254,12 +266,11 @@ class _ArbiterSide:
             self._over = True
         self.readiness.drained()  # the arbiter exits: nothing drains any more
         self._closing = True
-        self._wake()
+        self._pipe.wake()
         self.readiness.watchdog.stop()
         if self._thread is not None:
             self._thread.join(2.0)
-        assert self.notifier is not None
-        self.notifier.flush(2.0)
+        self.readiness.notifier.flush(2.0)
 
     # -- signal handler (main thread, any moment): only set a flag and wake the thread --
 
@@ -267,30 +278,19 @@ class _ArbiterSide:
         self._stop_signal = signum
         if self.server is not None:
             _keep.stopping(self.server)  # a kept unix socket's file must survive the exit
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._wake_w >= 0:
-            with contextlib.suppress(BlockingIOError):  # already full of wake-ups
-                os.write(self._wake_w, b"!")
+        self._pipe.wake()
 
     # -- the sdready-gunicorn thread ----------------------------------------------------
 
     def _run(self) -> None:
-        poller = select.poll()
-        poller.register(self._event_r, select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
-        pending = b""
         while not self._closing:
             wait = None
             if self.readiness.awaiting_timeout:
                 wait = int(self.readiness.time_left() * 1000) + 1
             try:
-                for fd, _ in poller.poll(wait):
-                    if fd == self._event_r:
-                        pending = self._read_events(pending)
-                    else:
-                        _drain(self._wake_r)
+                for event in self._pipe.wait(wait):
+                    with self._lock:
+                        self._on_event(event)
                 if self._stop_signal:
                     self._stopping(self._stop_signal)
                 with self._lock:
@@ -299,24 +299,6 @@ class _ArbiterSide:
             except Exception:  # keep serving later reports: one bad one must not end it all
                 logger.exception("sdready's gunicorn thread")
                 time.sleep(0.1)
-
-    def _read_events(self, pending: bytes) -> bytes:
-        while True:
-            try:
-                chunk = os.read(self._event_r, 65536)
-            except BlockingIOError:
-                return pending
-            if not chunk:
-                return pending
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    logger.debug("ignoring a garbled worker report: %r", line)
-                    continue
-                with self._lock:
-                    self._on_event(event)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         age = int(event["age"])
@@ -353,42 +335,22 @@ class _ArbiterSide:
         server = self.server
         assert server is not None
         with self._lock:
-            if self.readiness.stopping_began or self._over:
+            if self._stop_seen or self._over:
                 return
+            self._stop_seen = True
             if _compat.reexec_pid(server):  # USR2: the new master speaks for the unit from now on
                 self.readiness.handed_over()
             served = self.readiness.ever_ready
-            if not self.readiness.stopping():
+            # The shutdown delay sent STOPPING=1 when it began; its SIGTERM comes now.
+            delayed = self.readiness.stopping_began
+            budget = _compat.graceful_timeout(server)
+            if not delayed and not self.readiness.stopping():
                 logger.debug("signal %d: no STOPPING=1, this master is not the main one", signum)
             elif not served:
-                self._cancel_boots(server, signum)
+                cancel_boots(server, self._workers, signum)
             else:  # gunicorn lets its workers finish for graceful_timeout: tell the engine
-                self.readiness.drain(
-                    lambda: _compat.still_running(server), _compat.graceful_timeout(server)
-                )
-
-    def _cancel_boots(self, server: Arbiter, signum: int) -> None:
-        """A stop before any worker served: the booting ones have nothing to finish, so they
-        must not hold the stop for ``graceful_timeout`` while they import the app (a worker
-        ignores SIGTERM until it booted). SIGINT is gunicorn's quick exit for a worker
-        (``sys.exit`` in the middle of the import), and the default action while an ASGI
-        worker boots."""
-        table = self._workers
-        booting = [
-            w for w in _compat.workers(server) if not table.has_booted(_compat.worker_age(w))
-        ]
-        if not booting:
-            return
-        logger.warning(
-            "%s before any worker could serve: ending %s at once (SIGINT)",
-            signal.Signals(signum).name,
-            _plural(len(booting)),
-        )
-        for worker in booting:
-            pid = _compat.worker_pid(worker)
-            if isinstance(pid, int):  # else not forked yet
-                with contextlib.suppress(ProcessLookupError):  # reaped meanwhile
-                    os.kill(pid, signal.SIGINT)
+                delay = self.readiness.options.shutdown_delay if delayed else 0
+                self.readiness.drain(lambda: _compat.still_running(server), budget + delay)
 
     def _timeout(self) -> None:
         timeout = self.readiness.options.ready_timeout
@@ -449,13 +411,14 @@ class _ArbiterSide:
                 booted=booted, total=total, addresses=addresses, pid=os.getpid(),
                 generation=generation,
             )  # fmt: skip
-        workers = _plural(total) if booted >= total else f"{booted}/{total} workers"
+        workers = plural(total) if booted >= total else f"{booted}/{total} workers"
         return texts.GUNICORN_READY.format(
             workers=workers, addresses=addresses, pid=os.getpid(), generation=generation
         )
 
     def _now_ready(self) -> None:
-        logger.info("READY sent: %s", self.readiness.last_status)
+        sent = "sent" if self.readiness.enabled else "reached (no systemd: nothing sent)"
+        logger.info("READY %s: %s", sent, self.readiness.last_status)
         if self.readiness.is_main:  # a USR2 child feeds the watchdog once it took over
             self._start_watchdog()
             if self.server is not None and self.notifier is not None:
@@ -485,14 +448,6 @@ class _ArbiterSide:
         ]
         with self._lock:
             return self._workers.alive(workers, limit)
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
 
 
 def _reuse_port(server: Arbiter) -> bool:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ASGI_WORKERS",
     "INTERNALS",
+    "app_attribute",
     "asgi_lifespan",
     "bind_addresses",
     "configured_hook",
@@ -240,6 +241,13 @@ ASGI_WORKERS = {
     ("uvicorn_worker._workers", "UvicornWorker"),
     ("uvicorn.workers", "UvicornWorker"),
 }
+
+
+def app_attribute(worker: Worker, asgi: tuple[str, str] | None) -> str:
+    """The worker attribute holding the app it serves: *asgi*'s (:func:`asgi_lifespan`),
+    else ``wsgi`` (gunicorn >= 23.0: sync and gthread workers look it up per request, after
+    post_worker_init, so a wrapper put there answers)."""
+    return "wsgi" if asgi is None else asgi[0]
 
 
 def asgi_lifespan(worker: Worker) -> tuple[str, str] | None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Booted", "WorkerTable"]
+__all__ = ["Booted", "WorkerTable", "plural"]
 
 
 @dataclass
@@ -77,3 +77,8 @@ class WorkerTable:
             except (OSError, ValueError):
                 continue
         return False
+
+
+def plural(count: int) -> str:
+    """``1 worker``, ``2 workers``."""
+    return f"{count} worker" if count == 1 else f"{count} workers"

@@ -2,8 +2,10 @@
 
 WSGI workers can serve right after ``post_worker_init``; ASGI workers once their app's
 lifespan startup completed (an observer wraps the app). A worker that fails to boot
-reports why. Workers never see ``NOTIFY_SOCKET``: only the arbiter speaks to systemd, and
-the app's ``sdready.progress()`` calls while it boots go to the arbiter too.
+reports why. With ``ready_path``/``live_path`` the worker's app is wrapped to answer them
+from the arbiter's phase (:mod:`._endpoint`). Workers never see ``NOTIFY_SOCKET``: only
+the arbiter speaks to systemd, and the app's ``sdready.progress()`` calls while it boots
+go to the arbiter too.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from sdready import texts
-from sdready.integration import relay_progress
+from sdready.integration import contained, relay_progress
 
 from . import _compat
 from ._arbiter import arbiter as _arbiter
@@ -138,11 +140,16 @@ def worker_initialized(worker: Worker) -> None:
     if _worker.fd < 0:
         return
     asgi = _compat.asgi_lifespan(worker)
+    attribute = _compat.app_attribute(worker, asgi)
+    app = getattr(worker, attribute)
+    if _arbiter.endpoint is not None:  # ready_path/live_path: answered before the app
+        with contained("serving ready_path/live_path"):
+            app = _arbiter.endpoint.wrap(app, asgi=asgi is not None)
     if asgi is None or asgi[1] == "off":
+        setattr(worker, attribute, app)
         _worker.report_booted(worker)  # WSGI: the run loop starts right after this hook
         return
-    attribute, mode = asgi
-    setattr(worker, attribute, _LifespanObserver(getattr(worker, attribute), worker, mode == "on"))
+    setattr(worker, attribute, _LifespanObserver(app, worker, asgi[1] == "on"))
 
 
 def forked(server: Arbiter, worker: Worker) -> None:

@@ -264,6 +264,8 @@ def test_gunicorn_config_file_and_graceful_timeout(tmp_path: Path) -> None:
     env = {"SDREADY_READY_TIMEOUT": "60", "SDREADY_WATCHDOG": "off"}
     facts = describe_command(argv, env)
     assert (facts.ready_timeout, facts.watchdog) == (60.0, False)
+    assert not facts.holds_sigterm
+    assert describe_command(argv, {"SDREADY_SHUTDOWN_DELAY": "1.5"}).holds_sigterm
 
 
 # -- the rules: one wrong unit and its control each ---------------------------------------
@@ -313,6 +315,12 @@ RULE_CASES = [
         replace(GOOD, exec_reload=(("/usr/bin/curl", "-X", "POST", "http://x/reload"),)),
     ),
     ("kill-mode", EXEC, replace(GOOD, kill_mode="control-group"), GOOD),
+    (
+        "kill-mode-delay",
+        replace(GUNICORN, holds_sigterm=True),
+        replace(GOOD, kill_mode="control-group"),
+        GOOD,
+    ),
     ("stop-timeout", GUNICORN, replace(GOOD, timeout_stop=20.0), GOOD),
     ("fdstore", replace(UVICORN, keeps_sockets=True), GOOD, replace(GOOD, fdstore_max=8)),
     (

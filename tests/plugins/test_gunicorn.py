@@ -16,7 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _gunicorn_support import Gunicorn, assert_no_builtin_ready, booted_times, write_apps
+from _gunicorn_support import (
+    Gunicorn,
+    assert_no_builtin_ready,
+    booted_times,
+    has_gunicorn_asgi,
+    write_apps,
+)
 from _servers import http_get, reserved_port
 from sdready.testing import NotifyMessage, NotifyRecorder
 
@@ -26,12 +32,6 @@ ASGI_CLASSES = [
     pytest.param("asgi", id="gunicorn-asgi"),
     pytest.param("uvicorn_worker.UvicornWorker", id="uvicorn"),
 ]
-
-
-def _has_gunicorn_asgi() -> bool:
-    from gunicorn.workers import SUPPORTED_WORKERS
-
-    return "asgi" in SUPPORTED_WORKERS
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def _readies(recorder: NotifyRecorder) -> list[NotifyMessage]:
 
 
 def _worker_class(name: str) -> str:
-    if name == "asgi" and not _has_gunicorn_asgi():
+    if name == "asgi" and not has_gunicorn_asgi():
         pytest.skip("this gunicorn has no asgi worker (gunicorn >= 24)")
     return name
 

@@ -19,6 +19,7 @@ from _gunicorn_support import (
     asgi_middleware_available,
     assert_no_builtin_ready,
     booted_times,
+    has_gunicorn_asgi,
     write_apps,
 )
 from _servers import http_get, reserved_port, rounds
@@ -32,12 +33,6 @@ DELAY = "1.5"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
-def _has_gunicorn_asgi() -> bool:
-    from gunicorn.workers import SUPPORTED_WORKERS
-
-    return "asgi" in SUPPORTED_WORKERS
-
-
 CASES = [
     pytest.param("sync", "wsgi_app:app", id="sync"),
     pytest.param("gthread", "wsgi_app:app", id="gthread"),
@@ -45,7 +40,7 @@ CASES = [
         "asgi",
         "asgi_app:app",
         id="gunicorn-asgi",
-        marks=pytest.mark.skipif(not _has_gunicorn_asgi(), reason="gunicorn < 24: no asgi worker"),
+        marks=pytest.mark.skipif(not has_gunicorn_asgi(), reason="gunicorn < 24: no asgi worker"),
     ),
     pytest.param("uvicorn_worker.UvicornWorker", "asgi_app:app", id="uvicorn"),
     pytest.param(

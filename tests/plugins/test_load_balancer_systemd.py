@@ -7,7 +7,9 @@ sends a GET through HAProxy every 10 ms while ``b1`` is restarted, then ``b2``, 
 HAProxy sees the other one up again (a rolling restart). With ``ready_path`` checked by
 HAProxy and a ``shutdown_delay``, no request fails; the control, today's setup (checks on
 ``/``, no delay), loses the requests HAProxy sends to a backend that closed its socket on
-SIGTERM before the next check noticed.
+SIGTERM before the next check noticed. The same for ``sdready exec`` + uvicorn (checked on
+``--ready-address``, ``--shutdown-delay``) and for gunicorn with its plugin (a Flask app, 2
+sync workers, ``SDREADY_READY_PATH``/``SDREADY_SHUTDOWN_DELAY``), each with its control.
 """
 
 from __future__ import annotations
@@ -40,9 +42,31 @@ def test_control_without_ready_path_and_delay_loses_requests(
 def test_sdready_exec_rolling_restart_loses_no_request(
     systemd: UserManager, tmp_path: Path
 ) -> None:
-    # Any server: sdready exec answers /readyz on its own port and holds SIGTERM. Its
-    # control is the FastAPI one above: with the plain app's fast restart, exec without the
-    # options lost 0 of 168 in one benchmark round, so a control here would be unreliable.
-    client = rolling_restart(systemd, tmp_path, probes=True, exec_=True)
+    # Any server: sdready exec answers /readyz on its own port and holds SIGTERM.
+    client = rolling_restart(systemd, tmp_path, probes=True, server="exec")
     assert client.sent > 100, client.sent
     assert client.failed == [], f"{len(client.failed)} of {client.sent} failed: {client.failed}"
+
+
+def test_control_sdready_exec_without_ready_address_and_delay_loses_requests(
+    systemd: UserManager, tmp_path: Path
+) -> None:
+    client = rolling_restart(systemd, tmp_path, probes=False, server="exec")
+    assert client.sent > 100, client.sent
+    assert client.failed, f"no request of {client.sent} failed without the options"
+
+
+def test_gunicorn_rolling_restart_loses_no_request(systemd: UserManager, tmp_path: Path) -> None:
+    # Flask, 2 sync workers: they answer /readyz from the arbiter's phase; the arbiter
+    # holds SIGTERM for the delay while they serve.
+    client = rolling_restart(systemd, tmp_path, probes=True, server="gunicorn")
+    assert client.sent > 100, client.sent
+    assert client.failed == [], f"{len(client.failed)} of {client.sent} failed: {client.failed}"
+
+
+def test_control_gunicorn_without_ready_path_and_delay_loses_requests(
+    systemd: UserManager, tmp_path: Path
+) -> None:
+    client = rolling_restart(systemd, tmp_path, probes=False, server="gunicorn")
+    assert client.sent > 100, client.sent
+    assert client.failed, f"no request of {client.sent} failed without the options"
