@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
-from sdready import Notifier, Readiness, ReadyOptions, _selfcheck, texts
+from sdready import Notifier, Readiness, ReadyOptions, texts
 from sdready._env import container, oci_container
 from sdready.testing import NotifyMessage, NotifyRecorder
 
@@ -31,14 +31,12 @@ def settle(recorder: NotifyRecorder) -> None:
 @pytest.fixture
 def in_podman(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("container", "podman")
-    monkeypatch.setattr(_selfcheck, "_CONTAINER_SAID", [])
 
 
 @pytest.fixture
 def on_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("container", raising=False)
     monkeypatch.setattr("sdready._env.CONTAINERENV", str(tmp_path / "absent"))
-    monkeypatch.setattr(_selfcheck, "_CONTAINER_SAID", [])
 
 
 def test_container_detection(tmp_path: Path) -> None:
