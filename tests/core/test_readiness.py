@@ -136,6 +136,7 @@ def test_startup_failure_reports_and_never_sends_ready(
     failed = notify_socket.wait_for("ERRNO", 2)
     assert failed["ERRNO"] == "111"
     assert failed["STATUS"] == "Startup failed: database unreachable: connection refused"
+    notify_socket.barrier()  # a READY the waits sent after the failure is recorded too
     assert notify_socket.values("READY") == []
 
 
@@ -271,7 +272,7 @@ def test_a_worker_sends_no_stopping(
     monkeypatch.setenv("SYSTEMD_EXEC_PID", str(os.getpid() + 1))
     readiness = Readiness()
     readiness.stopping()
-    Notifier().barrier(2)
+    notify_socket.barrier()
     assert notify_socket.values("STOPPING") == []
     assert any("is a worker" in r.getMessage() for r in caplog.records)
     monkeypatch.setenv("SYSTEMD_EXEC_PID", str(os.getpid()))
