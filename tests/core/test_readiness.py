@@ -283,10 +283,6 @@ def test_a_worker_sends_no_stopping(
 # -- the engine's API for front ends that learn readiness themselves (gunicorn) ---------------
 
 
-def settle(recorder: NotifyRecorder) -> None:
-    assert Notifier(recorder.address).barrier(2)
-
-
 def test_pushed_ready_once_per_generation(notify_socket: NotifyRecorder) -> None:
     readiness = Readiness(ReadyOptions(notifier=Notifier()))
     readiness.starting()
@@ -295,7 +291,7 @@ def test_pushed_ready_once_per_generation(notify_socket: NotifyRecorder) -> None
     readiness.reloading("Reloading: generation 2")
     assert readiness.generation == 2 and not readiness.ready_sent
     assert readiness.ready("Ready: generation 2")
-    settle(notify_socket)
+    notify_socket.barrier()
     assert notify_socket.values("READY") == ["1", "1"]
     reloading = [m for m in notify_socket.messages if "RELOADING" in m.fields]
     assert len(reloading) == 1 and int(reloading[0]["MONOTONIC_USEC"]) > 0
@@ -339,7 +335,7 @@ def test_fail_policy_lets_a_later_push_send_ready(notify_socket: NotifyRecorder)
     assert not readiness.awaiting_timeout  # applied once per generation
     assert not readiness.timed_out("again")
     assert readiness.ready("Ready: 1 worker")  # the workers serve after all: READY is true
-    settle(notify_socket)
+    notify_socket.barrier()
     assert notify_socket.values("READY") == ["1"]
 
 
@@ -352,7 +348,7 @@ def test_abandon_vetoes_ready(notify_socket: NotifyRecorder, sockets: list[socke
     assert not readiness.waiter.announce_blocking()
     assert not readiness.ready("Ready")
     assert not readiness.timed_out("late")
-    settle(notify_socket)
+    notify_socket.barrier()
     assert notify_socket.values("READY") == []
 
 
@@ -373,7 +369,7 @@ def test_a_successor_takes_over_and_its_predecessor_stays_quiet(
     predecessor.handed_over()
     assert not predecessor.stopping()
     assert successor.stopping()
-    settle(notify_socket)
+    notify_socket.barrier()
     assert notify_socket.values("STOPPING") == ["1"]
 
 
@@ -436,7 +432,7 @@ def test_accepts_early_switches_auto_to_an_http_probe(
 
     assert not story(lambda listeners: "nobody serves it yet").ready_sent
     assert story(None).ready_sent
-    settle(notify_socket)
+    notify_socket.barrier()
     assert len(notify_socket.values("READY")) == 1
 
 
