@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from _state import ProcessState
 from _systemd import UserManager, user_manager, user_manager_254  # noqa: F401  (session fixtures)
 
 
@@ -22,6 +23,16 @@ def _sdready_logging(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     # Every test sees sdready's DEBUG records, so tests can assert what was (not) logged.
     caplog.set_level(logging.DEBUG, logger="sdready")
     yield
+
+
+@pytest.fixture(autouse=True)
+def process_state() -> Iterator[ProcessState]:
+    """sdready's process-wide globals as a new process has them, restored after the test
+    (tests/_state.py lists them); ask for it by name to set one (``refuse_netlink()``)."""
+    state = ProcessState()
+    state.start()
+    yield state
+    state.restore()
 
 
 @pytest.fixture

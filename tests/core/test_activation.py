@@ -174,9 +174,6 @@ def test_a_full_store_warns_once(
     notify_socket: NotifyRecorder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("FDSTORE", "1")
-    from sdready._listen import _activation
-
-    monkeypatch.setattr(_activation, "_passed", _activation._Passed())
     socks = [sdready.listen_socket(f"127.0.0.1:{free_port()}") for _ in range(3)]
     try:
         full = [r for r in caplog.records if "fd store holds 1" in r.getMessage()]

@@ -111,7 +111,8 @@ def test_notify_usage_errors_exit_2(
         code = int(exc.code or 0)
     assert code == 2
     assert "usage: sdready" in capsys.readouterr().err
-    assert notify_socket.messages == []
+    notify_socket.barrier()
+    assert [m.text for m in notify_socket.messages] == ["BARRIER=1"]  # the barrier's own only
 
 
 def test_notify_send_failure_exits_3(

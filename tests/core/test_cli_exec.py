@@ -357,6 +357,7 @@ def test_timeout_fail_never_sends_ready(notify_socket: NotifyRecorder, log: Path
         time.sleep(0.2)
         run.signal(signal.SIGTERM)
         assert run.wait() == -signal.SIGTERM
+        notify_socket.barrier()  # everything the dead command sent is recorded
         assert run.ready_messages() == []
 
 
@@ -551,8 +552,10 @@ def test_watchdog_pings_while_the_command_runs(notify_socket: NotifyRecorder, lo
             time.sleep(0.05)
         run.signal(signal.SIGTERM)
         run.wait()
+        notify_socket.barrier()  # every ping sent before the exit is recorded
         count = len([m for m in run.messages() if m.text == "WATCHDOG=1"])
         time.sleep(0.3)
+        notify_socket.barrier()
         assert len([m for m in run.messages() if m.text == "WATCHDOG=1"]) == count
 
 
@@ -561,6 +564,7 @@ def test_unfed_watchdog_is_warned_about(notify_socket: NotifyRecorder, log: Path
     with sdready_run(notify_socket, "exec", "--", *HTTP_SERVER, log=log, env=env) as run:
         run.wait_for("READY=1", 20)
         time.sleep(0.3)
+        notify_socket.barrier()  # every ping sent so far is recorded
         assert not [m for m in run.messages() if m.text == "WATCHDOG=1"]
         assert "WatchdogSec= is set but nobody feeds it" in run.output()
 

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from _state import ProcessState
 from sdready._listen import _proctree
 from sdready._listen._proctree import (
     TreeListeners,
@@ -129,6 +130,7 @@ def test_refused_pidfd_falls_back_to_proc(
     child: tuple[subprocess.Popen[str], dict[str, str]],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    process_state: ProcessState,
 ) -> None:
     if not pidfd_getfd_support()[0]:
         pytest.skip(pidfd_getfd_support()[1])
@@ -138,7 +140,7 @@ def test_refused_pidfd_falls_back_to_proc(
         raise OSError(errno.EPERM, os.strerror(errno.EPERM))
 
     monkeypatch.setattr(_proctree, "_getfd", refuse)
-    monkeypatch.setattr(_proctree, "_diag_support", (False, "netlink refused by the test"))
+    process_state.refuse_netlink()
     with TreeListeners(proc.pid) as watch:
         assert sorted(map(str, watch.poll())) == sorted(expected.values())
         assert watch.method == "proc"

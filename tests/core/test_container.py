@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from sdready import Notifier, Readiness, ReadyOptions, texts
-from sdready._engine import _selfcheck
 from sdready._env import container, oci_container
 from sdready.testing import NotifyMessage, NotifyRecorder
 
@@ -25,21 +24,15 @@ def runc_passes(messages: list[NotifyMessage]) -> bool:
     return any(m.raw.startswith(b"READY=") for m in messages)
 
 
-def settle(recorder: NotifyRecorder) -> None:
-    assert Notifier(recorder.address).barrier(2)
-
-
 @pytest.fixture
 def in_podman(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("container", "podman")
-    monkeypatch.setattr(_selfcheck, "_CONTAINER_SAID", [])
 
 
 @pytest.fixture
 def on_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("container", raising=False)
     monkeypatch.setattr("sdready._env.CONTAINERENV", str(tmp_path / "absent"))
-    monkeypatch.setattr(_selfcheck, "_CONTAINER_SAID", [])
 
 
 def test_container_detection(tmp_path: Path) -> None:
@@ -62,7 +55,7 @@ def test_ready_goes_first_and_alone_in_a_container(notify_socket: NotifyRecorder
     assert notifier.send({"MAINPID": os.getpid(), "READY": 1, "STATUS": "Ready: up"})
     assert notifier.ready("Ready again")
     assert notifier.send("READY=1")  # already alone: one datagram
-    settle(notify_socket)
+    notify_socket.barrier()
     assert [m.raw for m in notify_socket.messages] == [
         b"READY=1",
         f"MAINPID={os.getpid()}\nSTATUS=Ready: up".encode(),
@@ -84,7 +77,7 @@ def test_engine_ready_passes_runc_and_warns_once(
         readiness.took_over(os.getppid())
         readiness.starting()
         assert readiness.ready("Ready: 1 worker")
-    settle(notify_socket)
+    notify_socket.barrier()
     assert runc_passes(notify_socket.messages)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [texts.CONTAINER_PROXY % "podman"]
@@ -104,7 +97,7 @@ def test_control_on_a_host_ready_is_one_datagram_runc_would_drop(
     readiness.took_over(os.getppid())
     readiness.starting()
     assert readiness.ready("Ready: 1 worker")
-    settle(notify_socket)
+    notify_socket.barrier()
     assert not runc_passes(notify_socket.messages)
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
@@ -114,7 +107,7 @@ def test_state_change_after_ready_keeps_its_order(notify_socket: NotifyRecorder)
     notifier = Notifier()
     notifier.send({"READY": 1, "STATUS": "Ready"})
     notifier.stopping("Stopping")
-    settle(notify_socket)
+    notify_socket.barrier()
     assert [m.raw for m in notify_socket.messages][:3] == [
         b"READY=1",
         b"STATUS=Ready",

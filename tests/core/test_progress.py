@@ -22,21 +22,12 @@ from collections.abc import Iterator
 import pytest
 import sdready
 from sdready import Notifier, Readiness, ReadyOptions, texts
-from sdready._engine import _progress
 from sdready._engine._drain import Drain
 from sdready._engine._extend import GenerationClock
 from sdready.integration import relay_progress
 from sdready.testing import NotifyRecorder
 
 USEC = 1_000_000
-
-
-@pytest.fixture(autouse=True)
-def _no_engine_of_other_tests(monkeypatch: pytest.MonkeyPatch) -> None:
-    # sdready.progress() goes through the last engine started in this process: each test
-    # starts from none, whatever an earlier test left alive.
-    monkeypatch.setattr(_progress, "_engines", {})
-    monkeypatch.setattr(_progress, "_relays", {})
 
 
 @pytest.fixture

@@ -11,11 +11,7 @@ from sdready._notify._protocol import KNOWN_FIELDS, STATE_FIELDS, encode
 
 
 @pytest.fixture
-def debug_log(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> pytest.LogCaptureFixture:
-    # The "logged once" memory is per process: start each test without it.
-    monkeypatch.setattr(_protocol, "_unknown_logged", set())
+def debug_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="sdready")
     return caplog
 

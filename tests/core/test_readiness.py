@@ -136,6 +136,7 @@ def test_startup_failure_reports_and_never_sends_ready(
     failed = notify_socket.wait_for("ERRNO", 2)
     assert failed["ERRNO"] == "111"
     assert failed["STATUS"] == "Startup failed: database unreachable: connection refused"
+    notify_socket.barrier()  # a READY the waits sent after the failure is recorded too
     assert notify_socket.values("READY") == []
 
 
@@ -271,7 +272,7 @@ def test_a_worker_sends_no_stopping(
     monkeypatch.setenv("SYSTEMD_EXEC_PID", str(os.getpid() + 1))
     readiness = Readiness()
     readiness.stopping()
-    Notifier().barrier(2)
+    notify_socket.barrier()
     assert notify_socket.values("STOPPING") == []
     assert any("is a worker" in r.getMessage() for r in caplog.records)
     monkeypatch.setenv("SYSTEMD_EXEC_PID", str(os.getpid()))
@@ -282,10 +283,6 @@ def test_a_worker_sends_no_stopping(
 # -- the engine's API for front ends that learn readiness themselves (gunicorn) ---------------
 
 
-def settle(recorder: NotifyRecorder) -> None:
-    assert Notifier(recorder.address).barrier(2)
-
-
 def test_pushed_ready_once_per_generation(notify_socket: NotifyRecorder) -> None:
     readiness = Readiness(ReadyOptions(notifier=Notifier()))
     readiness.starting()
@@ -294,7 +291,7 @@ def test_pushed_ready_once_per_generation(notify_socket: NotifyRecorder) -> None
     readiness.reloading("Reloading: generation 2")
     assert readiness.generation == 2 and not readiness.ready_sent
     assert readiness.ready("Ready: generation 2")
-    settle(notify_socket)
+    notify_socket.barrier()
     assert notify_socket.values("READY") == ["1", "1"]
     reloading = [m for m in notify_socket.messages if "RELOADING" in m.fields]
     assert len(reloading) == 1 and int(reloading[0]["MONOTONIC_USEC"]) > 0
@@ -338,7 +335,7 @@ def test_fail_policy_lets_a_later_push_send_ready(notify_socket: NotifyRecorder)
     assert not readiness.awaiting_timeout  # applied once per generation
     assert not readiness.timed_out("again")
     assert readiness.ready("Ready: 1 worker")  # the workers serve after all: READY is true
-    settle(notify_socket)
+    notify_socket.barrier()
     assert notify_socket.values("READY") == ["1"]
 
 
@@ -351,7 +348,7 @@ def test_abandon_vetoes_ready(notify_socket: NotifyRecorder, sockets: list[socke
     assert not readiness.waiter.announce_blocking()
     assert not readiness.ready("Ready")
     assert not readiness.timed_out("late")
-    settle(notify_socket)
+    notify_socket.barrier()
     assert notify_socket.values("READY") == []
 
 
@@ -372,7 +369,7 @@ def test_a_successor_takes_over_and_its_predecessor_stays_quiet(
     predecessor.handed_over()
     assert not predecessor.stopping()
     assert successor.stopping()
-    settle(notify_socket)
+    notify_socket.barrier()
     assert notify_socket.values("STOPPING") == ["1"]
 
 
@@ -435,7 +432,7 @@ def test_accepts_early_switches_auto_to_an_http_probe(
 
     assert not story(lambda listeners: "nobody serves it yet").ready_sent
     assert story(None).ready_sent
-    settle(notify_socket)
+    notify_socket.barrier()
     assert len(notify_socket.values("READY")) == 1
 
 

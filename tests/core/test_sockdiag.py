@@ -15,8 +15,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from _state import ProcessState
 from sdready import listening_sockets
-from sdready._listen import _proctree
 from sdready._listen._proctree import TreeListeners, namespace_listeners, sockdiag_support
 from sdready._listen._sockdiag import SockDiag, same_network_namespace
 
@@ -90,10 +90,10 @@ def test_a_closed_listener_is_gone_from_the_next_dump(sockets: dict[str, socket.
 
 
 def test_namespace_listeners_through_sock_diag_as_the_tables(
-    sockets: dict[str, socket.socket], monkeypatch: pytest.MonkeyPatch
+    sockets: dict[str, socket.socket], process_state: ProcessState
 ) -> None:
     diag = {item.inode: str(item) for item in namespace_listeners()}
-    monkeypatch.setattr(_proctree, "_diag_support", (False, "netlink refused by the test"))
+    process_state.refuse_netlink()
     tables = {item.inode: str(item) for item in namespace_listeners()}
     ours = {inode(sockets[n]) for n in ("v4", "wild", "path", "abstract")}
     assert {i: diag[i] for i in ours} == {i: tables[i] for i in ours}
@@ -184,12 +184,12 @@ def test_a_tree_in_another_network_namespace_falls_back() -> None:
         stop(control)
 
 
-def test_refused_netlink_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refused_netlink_falls_back(process_state: ProcessState) -> None:
     proc = start(LISTENER)
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
-        monkeypatch.setattr(_proctree, "_diag_support", (False, "netlink refused by the test"))
+        process_state.refuse_netlink()
         with TreeListeners(proc.pid) as watch:
             assert [item.port for item in watch.poll()] == [port]
             assert watch.method in ("pidfd", "proc")

@@ -25,6 +25,7 @@ def test_thread_pings_at_half_the_period(notify_socket: NotifyRecorder) -> None:
     times = ping_times(notify_socket)
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(0.05 < gap < 0.5 for gap in gaps), gaps  # nominal 0.1 s; sanity, not a benchmark
+    notify_socket.barrier()
     assert not [m for m in notify_socket.messages if m.text == "WATCHDOG=trigger"]
 
 
@@ -67,6 +68,7 @@ def test_health_gates_each_ping(
 
     with Watchdog(interval=0.1, health=health):
         time.sleep(0.3)
+        notify_socket.barrier()  # every ping sent so far is recorded
         assert ping_times(notify_socket) == []
         healthy.set()
         notify_socket.wait_for("WATCHDOG=1", 2)
@@ -96,6 +98,7 @@ def test_async_loop_pings_from_the_event_loop(notify_socket: NotifyRecorder) -> 
             await task
 
     asyncio.run(main())
+    notify_socket.barrier()
     assert 3 <= len(ping_times(notify_socket)) <= 12
 
 
@@ -129,6 +132,7 @@ def test_async_health_may_be_sync_or_async(notify_socket: NotifyRecorder) -> Non
     async def main() -> None:
         task = asyncio.create_task(watchdog_loop(interval=0.1, health=health))
         await asyncio.sleep(0.25)
+        notify_socket.barrier()  # every ping sent so far is recorded
         assert ping_times(notify_socket) == []
         state["ok"] = True
         await asyncio.sleep(0.25)

@@ -45,15 +45,6 @@ def _from(recorder: NotifyRecorder, pid: int, field: str) -> list[str]:
     return [m[field] for m in recorder.messages if m.pid == pid and field in m]
 
 
-def _settle(recorder: NotifyRecorder, quiet: float = 0.2, limit: float = 5.0) -> None:
-    """Wait until the recorder has read everything a (possibly dead) process sent."""
-    deadline = time.monotonic() + limit
-    count = -1
-    while count != len(recorder) and time.monotonic() < deadline:
-        count = len(recorder)
-        time.sleep(quiet)
-
-
 def _serve_and_check(server: Server) -> str:
     message = server.wait_ready()
     address = ready_address(message)
@@ -79,7 +70,7 @@ def test_import_error_after_init_app_sends_no_ready(
         elif kind == "flask-run":  # click reports the error itself: no exception reaches us
             failed = texts.STARTUP_FAILED.format(message="the process exited before it served")
             recorder.wait_for(f"STATUS={failed}", timeout=5)
-        _settle(recorder)
+        recorder.barrier()
     assert not [m for m in recorder.messages if is_our_ready(m)], recorder.messages
 
 
@@ -94,7 +85,7 @@ def test_port_in_use_sends_no_ready(kind: str, app: Path, recorder: NotifyRecord
             failed = recorder.wait_for(
                 lambda m: m.get("STATUS", "").startswith("Startup failed"), 5
             )
-            _settle(recorder)
+            recorder.barrier()
     assert recorder.values("READY") == [], recorder.messages
     if kind == "waitress":  # the bind's own error, with its errno (werkzeug exits itself)
         assert "Address already in use" in failed["STATUS"], failed
@@ -125,7 +116,7 @@ def test_main_thread_gone_before_listening_sends_no_ready(
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    _settle(recorder)
+    recorder.barrier()
     assert recorder.values("READY") == [], result.stderr
     assert "main thread has ended" in result.stderr
 
@@ -144,7 +135,7 @@ def test_sigterm_sends_stopping_and_still_kills(
         assert server.wait() == -signal.SIGTERM
         assert "SERVE_RETURNED" not in server.output()
         recorder.wait_for("STOPPING=1", timeout=5)
-        _settle(recorder)
+        recorder.barrier()
     assert _from(recorder, server.pid, "STOPPING") == ["1"]
     assert recorder.statuses[-1] == texts.STOPPING
     fields = [m for m in recorder.messages if "READY" in m or "STOPPING" in m]
@@ -159,7 +150,7 @@ def test_no_stopping_from_a_process_that_is_not_the_units_main_one(
         _serve_and_check(server)
         server.signal(signal.SIGTERM)
         assert server.wait() == -signal.SIGTERM
-        _settle(recorder)
+        recorder.barrier()
     assert recorder.values("STOPPING") == []
     assert "NotifyAccess=all" in server.output()  # the core's hint for the READY above
 
@@ -175,7 +166,7 @@ def test_sigint_sends_stopping_once_then_the_server_shuts_down(
         assert server.wait() == 0, server.output()
         assert "SERVE_RETURNED" in server.output()
         recorder.wait_for("STOPPING=1", timeout=5)
-        _settle(recorder)
+        recorder.barrier()
     assert _from(recorder, server.pid, "STOPPING") == ["1"]  # the signal, not atexit again
 
 
@@ -189,7 +180,7 @@ def test_gunicorn_worker_logs_the_plugin_hint_once_and_never_stops(
         assert ready.pid != server.pid  # the worker, not the arbiter
         server.signal(signal.SIGTERM)  # gunicorn's graceful shutdown, untouched
         assert server.wait() == 0
-        _settle(recorder)
+        recorder.barrier()
     output = server.output()
     assert output.count("without sdready's gunicorn plugin") == 1, output
     assert recorder.values("STOPPING") == []  # a worker's exit is not the service stopping
@@ -202,8 +193,9 @@ def test_gunicorn_plugin_leaves_the_extension_silent(app: Path, recorder: Notify
         address = re.search(r"listening on (\S+?)(?:,| \()", ready["STATUS"])
         assert address is not None, ready
         assert http_get(address.group(1)) == (200, "ok")
-        _settle(recorder)
-    assert {m.pid for m in recorder.messages} == {server.pid}, recorder.messages  # the arbiter
+        recorder.barrier()
+    senders = {m.pid for m in recorder.messages if "BARRIER" not in m}
+    assert senders == {server.pid}, recorder.messages  # the arbiter
     output = server.output()
     assert "sdready inert for app 'flask_app': no NOTIFY_SOCKET" in output
     assert "without sdready's gunicorn plugin" not in output
@@ -233,7 +225,7 @@ def test_watchdog_pings_only_while_health_passes(
         while skipped not in server.output() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert skipped in server.output()
-        _settle(recorder)
+        recorder.barrier()
         sick = pings()
         time.sleep(1.0)  # five ping periods of 0.2 s
         assert pings() == sick, "pinged although health() returned False"
@@ -246,6 +238,7 @@ def test_watchdog_off_by_argument(app: Path, recorder: NotifyRecorder) -> None:
     with run_server("waitress", app, recorder, env=env) as server:
         _serve_and_check(server)
         time.sleep(0.5)
+    recorder.barrier()
     assert recorder.values("WATCHDOG") == []
 
 
@@ -293,11 +286,12 @@ def test_reloader_parent_sends_ready_once_its_child_serves(
         status, child = http_get(ready_address(ready), "/pid")
         assert status == 200 and int(child) != server.pid  # the child serves
         time.sleep(0.2)
+        recorder.barrier()
         assert [m for m in recorder.messages if m.pid == int(child)] == []  # the child is silent
         assert len(recorder.values("READY")) == 1
         server.signal(signal.SIGTERM)  # werkzeug's reloader turns SIGTERM into sys.exit(0)
         server.wait()
-        _settle(recorder)
+        recorder.barrier()
     assert "READY waits until a GET (http:/) answers below 500" in server.output()
     assert _from(recorder, server.pid, "STOPPING") == ["1"]
 
@@ -362,8 +356,8 @@ def test_flask_cli_commands_send_nothing(
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    _settle(recorder)
-    assert recorder.messages == []
+    recorder.barrier()
+    assert [m.text for m in recorder.messages] == ["BARRIER=1"]  # the barrier's own only
     assert "does not serve" in result.stderr  # the DEBUG line saying why
     if cli[0] == "sdready":
         assert recorder.address in result.stdout
