@@ -17,9 +17,12 @@ begins the delay if no signal did. Signal handlers: main thread only.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import signal
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -38,6 +41,8 @@ _LOOP_HANDLERS = "asyncio.unix_events"
 #: How often :meth:`ShutdownDelay.gate` looks whether the delay is over (hypercorn polls
 #: its own shutdown event as often).
 _GATE_POLL = 0.1
+#: What the delay's thread hears: begin, quit (uninstalled); a signal's number ends it.
+_BEGIN, _QUIT = b"b", b"q"
 
 
 class ShutdownDelay:
@@ -48,9 +53,12 @@ class ShutdownDelay:
         self._seconds = seconds
         self._previous: dict[int, object] = {}
         self._pid = os.getpid()
-        self._over = threading.Event()  # set: the delay ends now
-        self._lock = threading.Lock()  # the timer's release against the gate's arrival
-        self._begun = False
+        self._lock = threading.Lock()  # the release against the gate's arrival; no handler's
+        # The signal handler only writes a byte here: it interrupts the main thread anywhere,
+        # maybe inside the engine's or the notifier's lock, so the engine is told from the
+        # delay's own thread (a handler taking that lock would wait for itself forever).
+        self._wakeup: int | None = None  # the pipe's writing end
+        self._begun = False  # asked for, by a signal or the gate
         self._held: int | None = None
         self._gated = False  # the server's own stop trigger fired and waits at the gate
         self._released = False
@@ -83,17 +91,21 @@ class ShutdownDelay:
                 else "this process has no SIGTERM handler of the server's (its parent stops it)",
             )
             return False
+        self._start_thread()
         for signum in _SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
         return True
 
     def uninstall(self) -> None:
         """Put the previous handlers back (those still ours); a running delay ends."""
-        self._over.set()
         for signum, previous in self._previous.items():
             if signal.getsignal(signum) == self._handle:
                 signal.signal(signum, previous)  # type: ignore[arg-type]
         self._previous = {}
+        self._tell(_QUIT)
+        writer, self._wakeup = self._wakeup, None
+        if writer is not None:
+            os.close(writer)
 
     @property
     def delaying(self) -> bool:
@@ -113,36 +125,64 @@ class ShutdownDelay:
             self._gated = True
         if not self._begun:
             with contained("starting the shutdown delay"):
-                self._begin("the server's stop")
+                self._start_thread()
+                self._begun = True
+                self._tell(_BEGIN)
         while self._begun and not self._released:
             await sleep(_GATE_POLL)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if os.getpid() != self._pid or self._released:
             pass_on(self._previous.get(signum, signal.SIG_DFL), signum, frame)
-        elif self._begun:
-            logger.info("%s during the shutdown delay: stopping now", signal.Signals(signum).name)
-            self._over.set()  # the waiting thread ends the delay
-        elif signum == signal.SIGTERM and self._engine.ever_ready:
+        elif self._held is not None or (self._begun and signum == signal.SIGINT):
+            self._tell(bytes([signum]))  # ends the delay
+        elif signum == signal.SIGTERM and (self._begun or self._engine.ever_ready):
+            # Begun already by the gate: the same stop, reaching this process as well
+            # (systemd signals every process of the unit), is no second SIGTERM.
             self._held = signum
-            with contained("starting the shutdown delay"):
-                self._begin("SIGTERM")
+            if not self._begun:
+                self._begun = True
+                self._tell(_BEGIN)
         else:  # SIGINT, or nothing was ever served: no traffic to move away
             pass_on(self._previous.get(signum, signal.SIG_DFL), signum, frame)
 
-    def _begin(self, cause: str) -> None:
-        self._begun = True
+    def _start_thread(self) -> None:
+        if self._wakeup is not None:
+            return
+        reader, writer = os.pipe()
+        os.set_blocking(writer, False)
+        self._wakeup = writer
+        threading.Thread(
+            target=self._run, args=(reader,), name="sdready-shutdown-delay", daemon=True
+        ).start()
+
+    def _tell(self, what: bytes) -> None:
+        if self._wakeup is not None:
+            with contextlib.suppress(OSError):  # full, or the thread is gone: it heard enough
+                os.write(self._wakeup, what)
+
+    def _run(self, reader: int) -> None:
+        # The writing end stays open until uninstall(): a handler may write at any time.
+        try:
+            if os.read(reader, 1) == _BEGIN:
+                self._delay(reader)
+        finally:
+            os.close(reader)
+
+    def _delay(self, reader: int) -> None:
         logger.info(
             "%s: readiness answers 503 and the server keeps serving for the shutdown "
             "delay of %g s, then stops",
-            cause,
+            "SIGTERM" if self._held is not None else "the server's stop",
             self._seconds,
         )
-        self._engine.stopping(delay=self._seconds)
-        threading.Thread(target=self._wait, name="sdready-shutdown-delay", daemon=True).start()
-
-    def _wait(self) -> None:
-        self._over.wait(self._seconds)
+        with contained("starting the shutdown delay"):
+            self._engine.stopping(delay=self._seconds)
+        deadline = time.monotonic() + self._seconds
+        while (heard := _next(reader, deadline - time.monotonic())) == _BEGIN:
+            pass  # the gate after a SIGTERM: the same stop
+        if heard not in (None, b"", _QUIT):
+            logger.info("%s during the shutdown delay: stopping now", signal.Signals(heard[0]).name)
         with self._lock:
             self._released = True
             pass_signal = self._held is not None and not self._gated
@@ -152,3 +192,10 @@ class ShutdownDelay:
             # Raised again rather than handled from here: Python runs it in the main thread,
             # where the previous handler (the server's) expects to run.
             os.kill(self._pid, self._held)
+
+
+def _next(reader: int, timeout: float) -> bytes | None:
+    """The next byte written to the pipe (``b""`` once closed), or None after *timeout*."""
+    if timeout <= 0 or not select.select([reader], [], [], timeout)[0]:
+        return None
+    return os.read(reader, 1)
