@@ -347,7 +347,11 @@ class _Process:
         atexit.register(self._at_exit)
         self._watch_uncaught()
         if self.gunicorn:  # gunicorn owns its signals; a worker's exit is no stop
-            self._no_delay("gunicorn owns the signals (its arbiter stops the workers)")
+            if "sdready.plugins.gunicorn" not in sys.modules:  # its arbiter holds SIGTERM
+                self._no_delay(
+                    "gunicorn's arbiter stops the workers; sdready's gunicorn plugin "
+                    "(gunicorn -c python:sdready.plugins.gunicorn) holds its SIGTERM"
+                )
             return
         if threading.current_thread() is not threading.main_thread():
             logger.debug("init_app outside the main thread: no STOPPING on signals")

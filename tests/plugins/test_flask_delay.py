@@ -95,3 +95,15 @@ def test_with_the_reloader_a_warning_says_the_delay_does_not_apply(
         assert "shutdown_delay=60 is not applied by the Flask extension here: werkzeug's " in (
             server.output()
         )
+
+
+def test_under_stock_gunicorn_a_warning_names_the_gunicorn_plugin(
+    tmp_path: Path, notify_socket: NotifyRecorder
+) -> None:
+    # Its arbiter stops the workers: a worker cannot hold the unit's SIGTERM.
+    app = write_app(tmp_path)
+    with run_server("gunicorn", app, notify_socket, env=DELAY) as server:
+        server.wait_ready()
+        assert "shutdown_delay=60 is not applied by the Flask extension here: gunicorn's " in (
+            server.output()
+        )
