@@ -17,7 +17,8 @@ hypercorn's trio worker, a pre-fork parent): only then ``READY=1``.
 Outside systemd (no ``NOTIFY_SOCKET``) it is inert: it forwards everything untouched and
 starts nothing, unless ``ready_path`` or ``shutdown_delay`` is set (Kubernetes): then the
 phase moves as under systemd and ``GET <ready_path>`` answers from it, with nothing sent.
-``shutdown_delay`` holds uvicorn's SIGTERM (:class:`~sdready.integration.ShutdownDelay`).
+``shutdown_delay`` holds uvicorn's SIGTERM and hypercorn's stop trigger
+(:class:`~sdready.integration.ShutdownDelay`).
 A notify failure never reaches the app; a failed startup never gets READY.
 """
 
@@ -158,6 +159,7 @@ class LifespanCycle:
         self._app_task: Any = None  # asyncio.Task running the app's lifespan, when cancellable
         self._stopped_by: str | None = None  # the stop signal that cancelled its startup
         self._delay: ShutdownDelay | None = None
+        self._ungate: Callable[[], None] | None = None  # undoes hypercorn's gate
         self._server_handler: object = None  # SIGTERM's handler before ours: the server's
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -205,7 +207,10 @@ class LifespanCycle:
 
         call = self.app(scope, self._wrapped_receive, self._wrapped_send)
         if not self._cancellable():
-            await call
+            try:
+                await call
+            finally:
+                self._end_delay()
             return True
         self._app_task = task = asyncio.ensure_future(call)
         loop = asyncio.get_running_loop()
@@ -225,8 +230,7 @@ class LifespanCycle:
             die_of(signal.Signals[self._stopped_by])
             return False  # not reached, unless the signal is blocked
         finally:
-            if self._delay is not None:
-                self._delay.uninstall()  # first: it chained on top of the startup's handlers
+            self._end_delay()  # first: it chained on top of the startup's handlers
             for undo in unchain:
                 if undo is not None:
                     undo()
@@ -301,12 +305,9 @@ class LifespanCycle:
                 with contained("starting the listener wait"):
                     self._background.start_waiter()
             delay = self.readiness.options.shutdown_delay
-            if delay > 0 and self._app_task is not None:
-                # The server installed its signal handlers before the lifespan (uvicorn):
-                # chained now, ours run first and hold its SIGTERM for the delay.
+            if delay > 0:
                 with contained("installing the shutdown delay"):
-                    self._delay = ShutdownDelay(self.readiness, delay)
-                    self._delay.install(self._server_handler)
+                    self._install_delay(delay)
         elif kind == "lifespan.startup.failed" and self._stopped_by is not None:
             return  # our cancellation, which the app reports (Starlette): we end the process
         elif kind == "lifespan.startup.failed":
@@ -321,6 +322,29 @@ class LifespanCycle:
             self._shutdown_answered = True
             self.readiness.drained()  # the app's shutdown is over: its progress buys no time
         await self._send(message)  # hypercorn raises here on *.failed: let it
+
+    def _install_delay(self, seconds: float) -> None:
+        delay = ShutdownDelay(self.readiness, seconds)
+        ungate = _compat.gate_hypercorn_stop(delay.gate)
+        if ungate is not None:
+            # hypercorn: its stop trigger (its parent's event, its loop's signal handler)
+            # awaits the gate. Signals sent to this process too (systemd's to the whole
+            # unit) are held, so that the worker does not die of its default action.
+            self._delay, self._ungate = delay, ungate
+            if threading.current_thread() is threading.main_thread():
+                delay.install(signal.getsignal(signal.SIGTERM), gated=True)
+        elif self._app_task is not None:
+            # The server installed its signal handlers before the lifespan (uvicorn):
+            # chained now, ours run first and hold its SIGTERM for the delay.
+            self._delay = delay
+            delay.install(self._server_handler)
+
+    def _end_delay(self) -> None:
+        if self._delay is not None:
+            self._delay.uninstall()
+        if self._ungate is not None:
+            self._ungate()
+        self._delay = self._ungate = None
 
     def _startup_failed(self, error: Exception | str) -> None:
         self._failed = True

@@ -46,6 +46,7 @@ from sdready.integration import (
     Probes,
     Readiness,
     ReadyOptions,
+    ShutdownDelay,
     WSGIProbeApp,
     chain_signal,
     contained,
@@ -77,7 +78,7 @@ _CONFIG_DEFAULTS: dict[str, object] = {
 }
 _OPTION_NAMES = tuple(name for name in OPTIONS if name not in _GUNICORN_ONLY)
 # Options that decide the one READY of the process (health/watchdog are combined per app).
-_READINESS_FIELDS = ("ready_timeout", "on_timeout", "expect", "probe", "notifier")
+_READINESS_FIELDS = ("ready_timeout", "on_timeout", "expect", "probe", "notifier", "shutdown_delay")
 # A STOPPING that met a full queue is retried from a thread: give it this long before the
 # process dies of the signal (normally it was sent at once and this costs nothing).
 _STOPPING_FLUSH = 0.25
@@ -118,8 +119,8 @@ class SystemdNotify:
         callable run in an app context that gates each watchdog ping),
         ``SDREADY_NOTIFIER`` (None: from ``NOTIFY_SOCKET``), ``SDREADY_READY_PATH`` and
         ``SDREADY_LIVE_PATH`` (None: the endpoints, answered by a WSGI wrapper; set, the
-        extension runs without ``NOTIFY_SOCKET`` too), ``SDREADY_SHUTDOWN_DELAY`` (0; not
-        applied here: a WARNING says so).
+        extension runs without ``NOTIFY_SOCKET`` too), ``SDREADY_SHUTDOWN_DELAY`` (0: seconds
+        the server keeps serving after SIGTERM, with ``ready_path`` answering 503).
 
         Raises :class:`RuntimeError` if already registered on *app*, :class:`ValueError`
         for an invalid option value.
@@ -167,11 +168,6 @@ def _register(app: Flask, state: _AppState) -> None:
 def _attach(app: Flask, state: _AppState) -> None:
     process = _attach_process(app, state)
     probes = Probes(state.options, health=_in_app_context(app, state.options.health))
-    if state.options.shutdown_delay > 0:
-        logger.warning(
-            "shutdown_delay is not applied by the Flask extension (waitress and werkzeug "
-            "stop on SIGTERM at once); use uvicorn with the ASGI plugin for a delay"
-        )
     if not probes:
         return
     if process is None:
@@ -307,6 +303,7 @@ class _Process:
         #: The uncaught exception that is ending this process, if any (see _at_exit).
         self.uncaught: BaseException | None = None
         self.readiness = Readiness(first.options, accepts_early=_werkzeug_socket)
+        self.delay: ShutdownDelay | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -328,12 +325,41 @@ class _Process:
         atexit.register(self._at_exit)
         self._watch_uncaught()
         if self.gunicorn:  # gunicorn owns its signals; a worker's exit is no stop
+            if "sdready.plugins.gunicorn" not in sys.modules:  # its arbiter holds SIGTERM
+                self._no_delay(
+                    "gunicorn's arbiter stops the workers; sdready's gunicorn plugin "
+                    "(gunicorn -c python:sdready.plugins.gunicorn) holds its SIGTERM"
+                )
             return
         if threading.current_thread() is not threading.main_thread():
             logger.debug("init_app outside the main thread: no STOPPING on signals")
+            self._no_delay("init_app ran outside the main thread, where signals are handled")
             return
+        server_handler = signal.getsignal(signal.SIGTERM)
         for signum in (signal.SIGTERM, signal.SIGINT):
             chain_signal(signum, self._on_signal, only_default=True)
+        self._hold_sigterm(server_handler)
+
+    def _hold_sigterm(self, server_handler: object) -> None:
+        # waitress and werkzeug install no SIGTERM handler: dying of it is their stop, so
+        # the held signal, passed on after the delay, stops them as it would have at once.
+        seconds = self.readiness.options.shutdown_delay
+        if seconds <= 0:
+            return
+        if _flask_run_reloads():
+            self._no_delay(
+                "werkzeug's reloader (flask run --debug/--reload) replaces SIGTERM's handler"
+            )
+            return
+        self.delay = ShutdownDelay(self.readiness, seconds)
+        self.delay.install(server_handler, default_stops=True)
+
+    def _no_delay(self, why: str) -> None:
+        seconds = self.readiness.options.shutdown_delay
+        if seconds > 0:
+            logger.warning(
+                "shutdown_delay=%g is not applied by the Flask extension here: %s", seconds, why
+            )
 
     def attach(self, app: Flask, state: _AppState) -> None:
         first = self.apps[0][1].options if self.apps else None

@@ -148,6 +148,9 @@ def command(kind: str, app: Path, args: Sequence[str] = ()) -> list[str]:
     python = sys.executable
     if kind in ("werkzeug", "waitress", "waitress-fd", "two-apps"):
         return [python, str(app), kind, *args]
+    if kind == "waitress-serve":
+        listen = f"--listen=127.0.0.1:{args[0] if args else 0}"
+        return [python, "-m", "waitress", listen, "--threads=2", f"{APP_MODULE}:app"]
     if kind in ("flask-run", "flask-run-debug"):
         port = args[0] if args else "0"
         debug = ["--debug"] if kind == "flask-run-debug" else []

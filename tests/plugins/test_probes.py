@@ -149,18 +149,3 @@ def test_outside_systemd_without_the_options_everything_stays_inert(
         assert middleware._cycle.readiness.phase is Phase.NEW
 
     asyncio.run(lifespan())
-
-
-def test_hypercorn_says_the_delay_does_not_apply() -> None:
-    # hypercorn's worker is stopped by its parent, which runs no app: nothing to hold, and
-    # a STOPPING=1 promising a delay would be a lie.
-    with (
-        reserved_port() as port,
-        run_server(
-            "hypercorn-asyncio", FASTAPI, env=_options(shutdown_delay=LONG_DELAY), port=port
-        ) as run,
-    ):
-        run.wait_ready()
-        wait_until(lambda: "shutdown_delay=60 does not apply" in run.log(), timeout=10)
-        run.signal(signal.SIGTERM)
-        run.wait(timeout=20)  # not LONG_DELAY: the server's own stop, at once
