@@ -172,11 +172,6 @@ class Readiness:
         """The last STATUS text sent (READY's included)."""
         return self._tell.last_status
 
-    @property
-    def is_main(self) -> bool:
-        """True when this process speaks for the unit (its main pid, or took over as such)."""
-        return self._tell.is_main
-
     def time_left(self) -> float:
         """Seconds until ``ready_timeout`` runs out for this generation (0 once it has)."""
         return self._clock.time_left()
@@ -277,6 +272,11 @@ class Readiness:
         with self._lock:
             if self._move(Event.ABANDON):
                 logger.debug("READY abandoned: %s", reason)
+
+    @property
+    def is_main(self) -> bool:
+        """True when this process speaks for the unit (its main pid, or took over as such)."""
+        return self._tell.is_main
 
     def handed_over(self) -> None:
         """Another process is the unit's main one now (a USR2 successor took over)."""
