@@ -87,6 +87,10 @@ class Messenger:
         """True when this process speaks for the unit (its main pid, or took over as such)."""
         return is_main_process() if self._main is None else self._main
 
+    def took_over(self, previous_main: int) -> None:
+        """This process replaces main pid *previous_main* (its first READY says so)."""
+        self.took_over_from = previous_main
+
     def handed_over(self) -> None:
         """Another process is the unit's main one now."""
         self._main = False

@@ -250,12 +250,12 @@ class Readiness:
         sends no READY and says why (a later :meth:`ready` may still come), ``"ready"``
         sends READY quietly."""
         policy = self._options.on_timeout
+        timeout = self._options.ready_timeout
         with self._lock:
             if not self.awaiting_timeout:
                 return False
             if policy == "fail":
                 self._move(Event.TIME_OUT)
-        timeout = self._options.ready_timeout
         text = timeout_status(policy, self.timeout_texts, timeout, self.pid, reason)
         if policy == "fail":
             self.status(text)
@@ -286,7 +286,7 @@ class Readiness:
 
     def took_over(self, previous_main: int) -> None:
         """This process replaces main pid *previous_main*: READY carries ``MAINPID=``."""
-        self._tell.took_over_from = previous_main
+        self._tell.took_over(previous_main)
 
     @property
     def took_over_from(self) -> int | None:
