@@ -10,7 +10,7 @@ Policy, in one place:
 * Programming errors (a malformed field, a message that cannot fit the manager's buffer)
   raise :class:`ValueError` at the call, from :func:`._protocol.encode`.
 * State changes (READY, RELOADING, STOPPING, ERRNO, EXIT_STATUS, FDSTORE, ...) are never
-  lost to a momentarily full queue: :mod:`._delivery` keeps them in order and
+  lost to a momentarily full queue: :mod:`._transport` keeps them in order and
   :mod:`._retry` delivers them off the caller's path.
 """
 
@@ -23,7 +23,6 @@ import time
 # The C modules where the Python ones would load more (logging, dataclasses and typing are
 # not loaded either): `sdready notify` sends in a few ms (benchmarks/cli_startup.py).
 from ._cstd import TYPE_CHECKING, allocate_lock, weakref
-from ._delivery import Delivery
 from ._env import main_pid, notify_socket, oci_container
 from ._exceptions import NotifyError
 from ._log import WarnOnce, logger
@@ -43,6 +42,7 @@ from ._protocol import (
     ready_apart,
     timeout_usec,
 )
+from ._transport import Delivery
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
