@@ -17,7 +17,16 @@ import sys
 
 from ._cstd import TYPE_CHECKING, allocate_lock
 
-__all__ = ["DEBUG", "ERROR", "INFO", "WARNING", "logger", "report_error", "stderr_log"]
+__all__ = [
+    "DEBUG",
+    "ERROR",
+    "INFO",
+    "WARNING",
+    "WarnOnce",
+    "logger",
+    "report_error",
+    "stderr_log",
+]
 
 DEBUG = 10
 INFO = 20
@@ -145,6 +154,22 @@ def _traceback(exc_info: object) -> str:
     import traceback
 
     return "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+
+
+class WarnOnce:
+    """Log each distinct problem once: ``warn_once(key, msg, *args, level=WARNING)``, where
+    *key* names the problem (``("send", errno)``), so that a fault repeated on every call
+    is said once and a different one is still said."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: set[object] = set()
+
+    def __call__(self, key: object, msg: str, *args: object, level: int = WARNING) -> None:
+        if key not in self._seen:
+            self._seen.add(key)
+            logger.log(level, msg, *args)
 
 
 def report_error(command: str, message: str) -> None:

@@ -7,7 +7,8 @@ Every front end drives a :class:`Readiness` and decides nothing itself: the ASGI
 FastAPI plugins, Flask and Django (this process's own sockets), ``sdready exec`` (another
 process tree's sockets), gunicorn's arbiter (readiness pushed by its workers). The engine's
 state is one :class:`~sdready._engine._phase.Phase` moved through one table
-(:mod:`sdready._engine._phase`); what systemd is told follows from the move:
+(:mod:`sdready._engine._phase`); what systemd is told follows from the move, and is said by
+:mod:`sdready._engine._messenger`:
 
 - the STATUS texts (from :mod:`sdready.texts`) and the timeout policy (``on_timeout``);
 - READY at most once per generation, never after a failed or abandoned startup, with
@@ -45,10 +46,8 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import NamedTuple
 
 from .. import texts
-from .._env import is_main_process
 from .._listen._listeners import Listener, ListenerSource
 from .._log import logger
 from .._notify._notifier import Notifier
@@ -56,6 +55,13 @@ from .._notify._protocol import encode, timeout_usec
 from .._options import ReadyOptions
 from ._drain import Drain
 from ._extend import GenerationClock
+from ._messenger import (
+    EXPECTED_TIMEOUTS,
+    LISTENER_TIMEOUTS,
+    Messenger,
+    TimeoutTexts,
+    timeout_status,
+)
 from ._phase import PENDING, STOPPED_PHASES, Event, Phase, PhaseMachine
 from ._pinger import Pinger
 from ._progress import progress, register_engine, relay_progress
@@ -63,26 +69,6 @@ from ._selfcheck import start_self_check
 from ._waiter import ListenerWaiter
 
 __all__ = ["Readiness", "ReadyOptions", "TimeoutTexts", "progress", "relay_progress"]
-
-
-class TimeoutTexts(NamedTuple):
-    """What the timeout policy says: STATUS texts ``warn`` (``.format(timeout=, pid=)``)
-    and ``fail`` (``.format(timeout=)``), and ``awaited``, for the log: what was not seen."""
-
-    warn: str
-    fail: str
-    awaited: str
-
-
-#: Seconds beyond a shutdown delay that its stop timeout extension leaves the server's own
-#: graceful shutdown (systemd only ever lengthens a timeout with EXTEND_TIMEOUT_USEC=).
-DELAY_MARGIN = 5.0
-
-LISTENER_TIMEOUTS = TimeoutTexts(texts.TIMEOUT_WARN, texts.TIMEOUT_FAIL, "listening socket")
-#: With ``expect``: another socket may listen, so "none seen" would be untrue.
-EXPECTED_TIMEOUTS = TimeoutTexts(
-    texts.TIMEOUT_WARN_EXPECTED, texts.TIMEOUT_FAIL_EXPECTED, "listener matching expect="
-)
 
 
 class Readiness:
@@ -122,10 +108,8 @@ class Readiness:
         self._machine = PhaseMachine()
         self._on_move: Callable[[Phase], object] | None = None
         self._lock = threading.RLock()
-        self._status = ""
+        self._tell = Messenger(self.notifier)  # what systemd is told, and how
         self._clock = GenerationClock(self._options.ready_timeout)
-        self._took_over: int | None = None  # the main pid this process replaced (MAINPID=)
-        self._main: bool | None = None  # None: as SYSTEMD_EXEC_PID says
         self._stop_started = 0.0
         self._drain: Drain | None = None
         #: The watchdog pinger (:mod:`sdready._engine._pinger`): fed until STOPPING.
@@ -187,12 +171,7 @@ class Readiness:
     @property
     def last_status(self) -> str:
         """The last STATUS text sent (READY's included)."""
-        return self._status
-
-    @property
-    def is_main(self) -> bool:
-        """True when this process speaks for the unit (its main pid, or took over as such)."""
-        return is_main_process() if self._main is None else self._main
+        return self._tell.last_status
 
     def time_left(self) -> float:
         """Seconds until ``ready_timeout`` runs out for this generation (0 once it has)."""
@@ -260,39 +239,26 @@ class Readiness:
         For front ends that learn readiness themselves (gunicorn's arbiter).
         """
         with self._lock:
-            if not self.active:
+            if not self.active or not self._machine.allows(Event.READY):
                 return False
-            if not self._machine.allows(Event.READY):
-                return False
-            takes_over = self._took_over is not None and not self.ever_ready
+            first = not self.ever_ready
             if self.enabled:
                 encode({"STATUS": status})  # a text the protocol refuses raises before the move
             # The phase moves before the datagram goes: whoever sees READY (systemd, a
             # balancer told by it) must find the endpoint answering 200 already.
             self._move(Event.READY)
-            if not self.enabled:
-                pass  # no systemd (Kubernetes): the phase alone answers the probes
-            elif takes_over:
-                # This process replaces the unit's main one (gunicorn's USR2 master): systemd
-                # must track it from now on (accepted only with NotifyAccess=all).
-                self.notifier.send({"MAINPID": os.getpid(), "READY": 1, "STATUS": status})
-                self._main = True
-            else:
-                self.notifier.ready(status)
+            self._tell.ready(status, first=first)
             self.listeners = list(listeners or [])
-            self._status = status
         logger.debug("READY %s: %s", "sent" if self.enabled else "reached (no systemd)", status)
         self.watchdog.restate()
         return True
 
     def timed_out(self, reason: object) -> bool:
-        """Apply the ``on_timeout`` policy once per generation; True when READY was sent.
-
-        ``"warn"`` logs an error and sends READY with a STATUS saying nothing was seen (a
-        unit that is up beats one killed by ``TimeoutStartSec=`` when detection is what
-        failed); ``"fail"`` sends no READY and says why (a later :meth:`ready` may still
-        come); ``"ready"`` sends READY quietly.
-        """
+        """Apply the ``on_timeout`` policy once per generation; True when READY was sent:
+        ``"warn"`` logs an error and sends READY saying nothing was seen (a unit that is up
+        beats one killed by ``TimeoutStartSec=`` when detection is what failed), ``"fail"``
+        sends no READY and says why (a later :meth:`ready` may still come), ``"ready"``
+        sends READY quietly."""
         policy = self._options.on_timeout
         timeout = self._options.ready_timeout
         with self._lock:
@@ -300,19 +266,11 @@ class Readiness:
                 return False
             if policy == "fail":
                 self._move(Event.TIME_OUT)
+        text = timeout_status(policy, self.timeout_texts, timeout, self.pid, reason)
         if policy == "fail":
-            logger.error("not sending READY: %s", reason)
-            self.status(self.timeout_texts.fail.format(timeout=timeout))
+            self.status(text)
             return False
-        if policy == "warn":
-            logger.error(
-                "sending READY although no %s was seen (on_timeout='warn'): %s",
-                self.timeout_texts.awaited,
-                reason,
-            )
-            return self.ready(self.timeout_texts.warn.format(timeout=timeout, pid=self.pid))
-        logger.debug("sending READY after the wait timed out (on_timeout='ready'): %s", reason)
-        return self.ready(texts.READY_UNCHECKED.format(pid=self.pid))
+        return self.ready(text)
 
     def abandon(self, reason: str) -> None:
         """READY would be a lie from now on (this process will never serve): never send it.
@@ -325,20 +283,25 @@ class Readiness:
             if self._move(Event.ABANDON):
                 logger.debug("READY abandoned: %s", reason)
 
+    @property
+    def is_main(self) -> bool:
+        """True when this process speaks for the unit (its main pid, or took over as such)."""
+        return self._tell.is_main
+
     def handed_over(self) -> None:
         """Another process is the unit's main one now (a USR2 successor took over)."""
         self.abandon("another process is the unit's main one now")
-        self._main = False
+        self._tell.handed_over()
         self.watchdog.stop()
 
     def took_over(self, previous_main: int) -> None:
         """This process replaces main pid *previous_main*: READY carries ``MAINPID=``."""
-        self._took_over = previous_main
+        self._tell.took_over(previous_main)
 
     @property
     def took_over_from(self) -> int | None:
         """The main pid this process replaces (see :meth:`took_over`), or None."""
-        return self._took_over
+        return self._tell.took_over_from
 
     def startup_failed(self, message: str | BaseException, errno: int | None = None) -> None:
         """Report a failed startup (``STATUS=Startup failed: …``, ``ERRNO=``); never READY after.
@@ -346,13 +309,10 @@ class Readiness:
         *message* may be the exception itself: its one-line text, and the errno of an
         :class:`OSError` in its causes (:func:`sdready.texts.failure`).
         """
-        if isinstance(message, BaseException):
-            message, found = texts.failure(message)
-            errno = errno or found
         with self._lock:
             moved = self._move(Event.FAIL)
         if moved:
-            self.status(texts.STARTUP_FAILED.format(message=_one_line(message)), errno=errno)
+            self._tell.startup_failed(message, errno)
 
     def reloading(self, status: str) -> None:
         """A new generation begins: ``RELOADING=1`` (with ``MONOTONIC_USEC``) if the previous
@@ -366,8 +326,7 @@ class Readiness:
             self._clock.begin(self._options.ready_timeout)
             self.waiter.reset(self._options)
             if was_ready:
-                self._status = status
-                self.notifier.reloading(status)
+                self._tell.reloading(status)
                 return
         self.status(status)
 
@@ -375,14 +334,7 @@ class Readiness:
         """``STATUS=text`` (one line, :data:`sdready.texts.STATUS_BUDGET` at most), with
         ``ERRNO=`` for a failure's *errno*; not when it says what the last one said, nor
         once stopping began."""
-        text = texts.one_line(text)
-        with self._lock:
-            if not self.enabled or text == self._status or self.stopping_began:
-                return False
-            self._status = text
-        if errno is not None and errno > 0:
-            return self.notifier.send({"STATUS": text, "ERRNO": errno})
-        return self.notifier.status(text)
+        return not self.stopping_began and self._tell.status(text, errno=errno)
 
     def progress(self, text: str, *, extend: float | None = None) -> bool:
         """``STATUS=text``, plus ``EXTEND_TIMEOUT_USEC=`` while the service demonstrably
@@ -401,13 +353,10 @@ class Readiness:
                 self._machine.phase, seconds, main=self.is_main, drain_limit=drain
             )
             if allowed is None and (
-                text == self._status or (self.stopping_began and extend is None)
+                text == self._tell.last_status or (self.stopping_began and extend is None)
             ):
                 return False
-            self._status = text
-        if allowed is None:
-            return self.notifier.status(text)
-        return self.notifier.progress(text, extend=allowed)
+        return self._tell.progress(text, allowed)
 
     # -- the stop ------------------------------------------------------------------------------
 
@@ -415,46 +364,23 @@ class Readiness:
         """Send ``STOPPING=1`` with ``STATUS=Stopping…``; a pending READY is abandoned.
 
         Not from a worker (``SYSTEMD_EXEC_PID`` names another process) nor from a master
-        that handed over: a server restarting one of its workers is not the service
-        stopping, and with ``NotifyAccess=all`` systemd would take it as such. With a
-        shutdown *delay* (seconds the server keeps serving first), the stop timeout is
-        extended by the delay plus :data:`DELAY_MARGIN` for the server's own shutdown.
+        that handed over: with ``NotifyAccess=all`` systemd would take a worker's restart for
+        the service stopping. A shutdown *delay* (seconds the server keeps serving first)
+        extends the stop timeout (:meth:`sdready._engine._messenger.Messenger.stopping`).
         """
         with self._lock:
             if not self.active or not self._move(Event.STOP):
                 return False
             self._stop_started = time.monotonic()
         self.watchdog.stop()
-        if not self.enabled:
-            return False
-        if not self.is_main:
-            logger.debug(
-                "pid %d is a worker, not the unit's main process: no STOPPING=1", os.getpid()
-            )
-            return False
-        if delay > 0:
-            self._status = texts.STOPPING_DELAYED.format(delay=delay)
-            return self.notifier.send(
-                {
-                    "STOPPING": 1,
-                    "STATUS": self._status,
-                    "EXTEND_TIMEOUT_USEC": timeout_usec(delay + DELAY_MARGIN),
-                }
-            )
-        self._status = texts.STOPPING
-        return self.notifier.stopping(texts.STOPPING)
+        return self._tell.stopping(delay)
 
     def drain(self, remaining: Callable[[], int], budget: float) -> bool:
-        """The server drains in-flight work after :meth:`stopping`: extend the stop timeout
-        while it demonstrably does, within the server's own *budget*
-        (:mod:`sdready._engine._drain`).
-
-        *remaining* says how much is still draining (gunicorn: its workers still alive);
-        *budget*, the seconds the server itself allows from the stop on (gunicorn's
-        ``graceful_timeout``). Starts only after a ``STOPPING=1`` from the main process of
-        a service that was ready, and for a positive, finite budget; returns True if it
-        started.
-        """
+        """After :meth:`stopping`, extend the stop timeout while the server demonstrably
+        drains (*remaining* says how much: gunicorn's live workers), within its own positive,
+        finite *budget* of seconds from the stop (``graceful_timeout``;
+        :mod:`sdready._engine._drain`). Only from the unit's main process, once the service
+        was ready; True if it started."""
         if not 0 < budget < float("inf"):
             return False  # gunicorn's graceful_timeout 0: nothing is waited for
         with self._lock:
@@ -462,26 +388,19 @@ class Readiness:
                 return False  # nothing was served (a failed start): nothing to drain
             if not self._move(Event.DRAIN):
                 return False
+            # The drain's extensions end with it, and it ends before the phase moves on.
             self._drain = Drain(
-                remaining, budget, self._stop_started, self._drain_extend, self.drained
+                remaining, budget, self._stop_started, self._tell.progress, self.drained
             )
         self._drain.start()
         return True
 
-    def _drain_extend(self, text: str, seconds: float) -> None:
-        with self._lock:
-            if self._machine.phase is not Phase.DRAINING:
-                return
-            self._status = text
-        self.notifier.progress(text, extend=seconds)
-
     def drained(self) -> None:
         """The drain (or the app's own shutdown) is over: no extension from now on."""
         with self._lock:
+            if self._drain is not None:
+                self._drain.end()
             self._move(Event.DRAINED)
-            drain = self._drain
-        if drain is not None:
-            drain.end()
 
     # -- the unit check ------------------------------------------------------------------------
 
@@ -489,10 +408,4 @@ class Readiness:
         """Start the unit self-check in the background, once per process
         (:mod:`sdready._engine._selfcheck`); front ends call it even when inert, which also says
         once why a ``NOTIFY_SOCKET`` that is set cannot be used."""
-        if not self.enabled:
-            self.notifier.report_invalid()
         start_self_check(self)
-
-
-def _one_line(text: str) -> str:
-    return texts.one_line(text) or "(no message)"

@@ -38,11 +38,14 @@ _CONTAINER_SAID: list[bool] = []
 def start_self_check(engine: Engine) -> None:
     """Start the check for *engine* unless this process did already, or it cannot apply.
 
-    In an OCI container first says once, at WARNING, which messages its notify proxy drops.
-    The check runs only under systemd (``INVOCATION_ID``) and from a process that notifies
-    or is the unit's main one (``Type=simple``: front ends stay inert there, and the check
-    says why). Returns at once: READY never waits for it; its failures stay at DEBUG.
+    First says once, at WARNING, why a ``NOTIFY_SOCKET`` that is set cannot be used, and
+    in an OCI container which messages its notify proxy drops. The check runs only under
+    systemd (``INVOCATION_ID``) and from a process that notifies or is the unit's main one
+    (``Type=simple``: front ends stay inert there, and the check says why). Returns at
+    once: READY never waits for it; its failures stay at DEBUG.
     """
+    if not engine.enabled:
+        engine.notifier.report_invalid()
     container = engine.notifier.container if engine.enabled else None
     if container is not None and not _CONTAINER_SAID:
         # In a container podman passes no INVOCATION_ID: said here, before that check.

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from .. import texts
 from .._env import fdstore_max, listen_fds, unset_listen_fds
-from .._log import logger
+from .._log import WarnOnce, logger
 from .._notify._notifier import Notifier
 from ._expect import Expectation, parse_expectations
 from ._sockets import AF_UNIX, Listener, inspect_socket, listener
@@ -135,7 +135,8 @@ class _Passed:
         self._taken = False
         self._fds: dict[int, str] = {}  # unclaimed: fd -> FDNAME
         self.kept: set[str] = set()  # FDNAMEs stored by this process
-        self._warned: set[str] = set()
+        #: One warning per problem (the fd store full, ...).
+        self.warn_once = WarnOnce()
 
     def claim(
         self, address: BindAddress, name: str, notifier: Notifier
@@ -210,13 +211,6 @@ class _Passed:
             rest = sorted(self._fds.items())
             self._fds.clear()
         return rest
-
-    def warn_once(self, key: str, message: str, *args: object) -> None:
-        with self._lock:
-            if key in self._warned:
-                return
-            self._warned.add(key)
-        logger.warning(message, *args)
 
 
 _passed = _Passed()

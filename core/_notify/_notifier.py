@@ -10,8 +10,8 @@ Policy, in one place:
 * Programming errors (a malformed field, a message that cannot fit the manager's buffer)
   raise :class:`ValueError` at the call, from :func:`._protocol.encode`.
 * State changes (READY, RELOADING, STOPPING, ERRNO, EXIT_STATUS, FDSTORE, ...) are never
-  lost to a momentarily full queue: :mod:`._retry` delivers them, in order, off the
-  caller's path.
+  lost to a momentarily full queue: :mod:`._transport` keeps them in order and
+  :mod:`._retry` delivers them off the caller's path.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import time
 from .._cstd import TYPE_CHECKING, allocate_lock, weakref
 from .._env import main_pid, notify_socket, oci_container
 from .._exceptions import NotifyError
-from .._log import WARNING, logger
+from .._log import WarnOnce, logger
 from ._protocol import (
     NOTIFY_BUFFER_MAX,
     READY_ALONE,
@@ -42,13 +42,11 @@ from ._protocol import (
     ready_apart,
     timeout_usec,
 )
-from ._transport import Transport
+from ._transport import Delivery
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Iterable
     from typing import ClassVar
-
-    from ._retry import RetryQueue
 
 # The protocol names are re-exported: the CLI and the test kit import them from here.
 __all__ = [
@@ -122,7 +120,8 @@ class Notifier:
             os.environ.pop("NOTIFY_SOCKET", None)
         self._raw_address = address
         self._strict = strict
-        self._transport: Transport | None = None  # None: disabled
+        self._warn_once = WarnOnce()
+        self._delivery: Delivery | None = None  # None: disabled
         self._invalid: str | None = None
         if address is not None:
             try:
@@ -132,12 +131,7 @@ class Notifier:
                     raise NotifyError(str(exc)) from exc
                 self._invalid = str(exc)
             else:
-                self._transport = _transport_for(self, parsed)
-        self._fast_send: Callable[[bytes], int] | None = None
-        self._lock = allocate_lock()
-        self._retry: RetryQueue | None = None  # made when a message first has to wait
-        self._congested = False
-        self._warned: set[object] = set()
+                self._delivery = Delivery(parsed, address, self._warn_once)
         self._exec_pid_checked = False
         #: In an OCI container (podman, runc): READY=1 goes in a datagram of its own.
         self.container = oci_container() if address is not None else None
@@ -154,14 +148,14 @@ class Notifier:
 
     def __del__(self) -> None:
         # A notifier dropped without close() must not leak its socket (or warn about it).
-        transport = getattr(self, "_transport", None)  # None: __init__ raised before it
-        if transport is not None:
-            transport.closer()
+        delivery = getattr(self, "_delivery", None)  # None: __init__ raised before it
+        if delivery is not None:
+            delivery.transport.closer()
 
     @property
     def enabled(self) -> bool:
         """True when there is a valid notify socket address to send to."""
-        return self._transport is not None
+        return self._delivery is not None
 
     @property
     def address(self) -> str | None:
@@ -178,7 +172,7 @@ class Notifier:
         :param pid: send on behalf of another process (sd_pid_notify); if the kernel
             refuses the credentials, the message is sent with our own, as libsystemd does.
         """
-        if self._transport is None:
+        if self._delivery is None:
             return self._disabled()
         data, state = encode(fields)
         fd_numbers = fd_list(fds) if fds else []
@@ -195,7 +189,7 @@ class Notifier:
 
     def status(self, text: str) -> bool:
         """Set the one-line status shown by ``systemctl status`` (truncated to fit)."""
-        fast = self._fast_send
+        fast = self._delivery.fast_send if self._delivery is not None else None
         if fast is not None:
             try:
                 # One C-level check: newline and NUL are not printable. Tabs, other control
@@ -207,7 +201,7 @@ class Notifier:
                         return True
             except (AttributeError, OSError, UnicodeError):
                 pass
-        if self._transport is None:
+        if self._delivery is None:
             return self._disabled()
         return self.send({"STATUS": text})
 
@@ -222,14 +216,14 @@ class Notifier:
 
     def watchdog(self) -> bool:
         """Ping the watchdog: ``WATCHDOG=1``. A lost ping is acceptable; it is not retried."""
-        fast = self._fast_send
+        fast = self._delivery.fast_send if self._delivery is not None else None
         if fast is not None:
             try:
                 fast(WATCHDOG_PING)
                 return True
             except OSError:
                 pass
-        if self._transport is None:
+        if self._delivery is None:
             return self._disabled()
         return self._submit(Message(WATCHDOG_PING, False, [], None))
 
@@ -260,7 +254,7 @@ class Notifier:
                 load(shard)
         """
         usec = timeout_usec(extend)
-        if self._transport is None:
+        if self._delivery is None:
             return self._disabled()
         data, _state = encode({"STATUS": text, "EXTEND_TIMEOUT_USEC": usec})
         return self._submit(Message(data, False, [], None))
@@ -283,19 +277,20 @@ class Notifier:
         Sends ``BARRIER=1`` with the write end of a pipe and waits for the manager to close
         it. Returns ``True`` when it did, ``False`` when disabled, on failure or on timeout.
         """
-        if self._transport is None:
+        if self._delivery is None:
             return self._disabled()
         deadline = time.monotonic() + timeout
         if not self.flush(timeout):
             return False
         read_end, write_end = os.pipe()
         try:
+            message = Message(b"BARRIER=1", False, [write_end], None)
             try:
-                sent = self._send_now(Message(b"BARRIER=1", False, [write_end], None), deadline)
+                error = self._delivery.send_now(message, deadline, self)
             finally:
                 os.close(write_end)  # only the manager's copy may keep the pipe open
-            if not sent:
-                return False
+            if error is not None:
+                return self._failed(message, error)
             poller = select.poll()
             poller.register(read_end, select.POLLHUP)
             remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
@@ -305,14 +300,14 @@ class Notifier:
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait up to *timeout* seconds for retried state changes to be delivered."""
-        return True if self._retry is None else self._retry.flush(timeout)
+        return True if self._delivery is None else self._delivery.flush(timeout)
 
     def close(self) -> None:
         """Close the socket (it is reopened on the next send)."""
-        with self._lock:
-            self._discard_socket()
+        if self._delivery is not None:
+            self._delivery.close()
 
-    # -- delivery -----------------------------------------------------------------------
+    # -- the error policy -----------------------------------------------------------------
 
     def report_invalid(self) -> bool:
         """True (and one WARNING) when ``NOTIFY_SOCKET`` is set but no address systemd
@@ -330,95 +325,12 @@ class Notifier:
             )
         return False
 
-    def _update_fast_path(self) -> None:
-        # The hot path (STATUS, WATCHDOG) is one check of this cached bound method, set
-        # only while the socket is open, nothing is queued and the queue is not congested.
-        # A call racing a concurrent state change has no defined order anyway; a socket
-        # closed under it raises, and the caller then takes the full path.
-        sock = self._transport.sock if self._transport is not None else None
-        usable = sock is not None and not self._waiting() and not self._congested
-        self._fast_send = sock.send if usable and sock is not None else None
-
     def _submit(self, message: Message) -> bool:
         if not self._exec_pid_checked:
             self._check_exec_pid(message.pid)
-        with self._lock:
-            if self._waiting():  # a state change is waiting: nothing may overtake it
-                self._enqueue(message)
-                return True
-            error = self._attempt(message)
-            if error is None:
-                self._congested = False
-                self._update_fast_path()
-                return True
-            if is_full(error):
-                if not self._congested:
-                    deadline = time.monotonic() + self.FULL_QUEUE_WAIT
-                    error = self._transport_of().wait_for_room(message, deadline)
-                    if error is None:
-                        self._update_fast_path()
-                        return True
-                    self._congested = True  # fail fast until a send succeeds again
-                    self._update_fast_path()
-                if message.state:
-                    self._enqueue(message)
-                    return True
-        return self._failed(message, error)
-
-    def _send_now(self, message: Message, deadline: float) -> bool:
-        """Send bypassing the retry queue, waiting for room until *deadline* (barrier)."""
-        with self._lock:
-            error = self._attempt(message)
-            if error is not None and is_full(error):
-                error = self._transport_of().wait_for_room(message, deadline)
+        assert self._delivery is not None  # callers checked enabled
+        error = self._delivery.submit(message, self)
         return True if error is None else self._failed(message, error)
-
-    def _attempt(self, message: Message) -> OSError | None:
-        """One non-blocking send (the lock held); the error instead of raising it."""
-        return self._transport_of().attempt(message, self.FULL_QUEUE_WAIT)
-
-    def _transport_of(self) -> Transport:
-        transport = self._transport
-        assert transport is not None  # callers checked enabled
-        return transport
-
-    def _discard_socket(self) -> None:
-        if self._transport is not None:
-            self._transport.discard()
-
-    def _waiting(self) -> bool:
-        """Whether messages wait in the retry queue (nothing may overtake them)."""
-        return self._retry is not None and bool(self._retry.messages)
-
-    def _enqueue(self, message: Message) -> None:
-        # Called with the lock held.
-        wait = self.RETRY_DEADLINE if message.state else self.LOSSY_DEADLINE
-        self._fast_send = None
-        if self._retry is None:
-            from ._retry import RetryQueue  # only a full queue needs it (and its thread)
-
-            self._retry = RetryQueue(self._lock, self._raw_address)
-        self._retry.add(
-            message,
-            time.monotonic() + wait,
-            limit=self.MAX_PENDING,
-            attempt=self._attempt,
-            idle=self._retry_idle,
-        )
-        if message.state:
-            self._warn_once(
-                ("retrying",),
-                "the notify queue of %s is full; delivering %s (and what follows) "
-                "in order from a background thread",
-                self._raw_address,
-                message.describe(),
-            )
-
-    def _retry_idle(self, delivered: bool) -> None:
-        # Called with the lock held, once the retry queue is empty again.
-        if delivered:
-            self._congested = False
-        self._update_fast_path()
 
     def _failed(self, message: Message, error: OSError) -> bool:
         if self._strict:
@@ -440,11 +352,6 @@ class Notifier:
             )
         return False
 
-    def _warn_once(self, key: object, msg: str, *args: object, level: int = WARNING) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            logger.log(level, msg, *args)
-
     def _check_exec_pid(self, pid: int | None) -> None:
         self._exec_pid_checked = True
         exec_pid = main_pid()
@@ -458,31 +365,9 @@ class Notifier:
             )
 
     def _after_fork(self) -> None:
-        # The parent's lock may have been held by another thread at fork time, and its
-        # pending messages are the parent's to deliver: start afresh in the child.
-        self._lock = allocate_lock()
-        self._retry = None
-        self._congested = False
         self._exec_pid_checked = False
-        self._discard_socket()
-
-
-def _transport_for(notifier: Notifier, address: NotifyAddress) -> Transport:
-    # Weakly: a notifier dropped without close() is freed (and its socket closed) at once,
-    # not when a cycle collection finds it.
-    ref = weakref.ref(notifier)
-
-    def changed() -> None:
-        alive = ref()
-        if alive is not None:
-            alive._update_fast_path()
-
-    def warn_once(key: object, msg: str, *args: object, level: int = WARNING) -> None:
-        alive = ref()
-        if alive is not None:
-            alive._warn_once(key, msg, *args, level=level)
-
-    return Transport(address, changed, warn_once)
+        if self._delivery is not None:
+            self._delivery.after_fork()
 
 
 def _with_status(fields: dict[str, FieldValue], status: str | None) -> dict[str, FieldValue]:

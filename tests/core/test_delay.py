@@ -115,7 +115,7 @@ if sys.argv[1] == "delay":
     ShutdownDelay(readiness, 60).install(lambda signum, frame: None)
 else:  # the naive handler: the engine told inside the signal handler
     signal.signal(signal.SIGTERM, lambda signum, frame: readiness.stopping())
-with readiness.notifier._lock:
+with readiness.notifier._delivery.lock:  # the lock every send takes
     signal.raise_signal(signal.SIGTERM)
 print("survived", flush=True)
 time.sleep(30)  # while the delay's thread tells the engine; the test ends it sooner

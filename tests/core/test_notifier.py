@@ -418,8 +418,8 @@ def test_forked_child_gets_its_own_socket(notify_socket: NotifyRecorder) -> None
             os.write(
                 write_end,
                 str(
-                    notifier._transport.sock.fileno()
-                    if notifier._transport and notifier._transport.sock
+                    notifier._delivery.transport.sock.fileno()
+                    if notifier._delivery and notifier._delivery.transport.sock
                     else -1
                 ).encode(),
             )
