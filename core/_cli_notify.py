@@ -14,7 +14,6 @@ import time
 from ._cli_fast import Found, duration_of, last, read
 from ._cstd import TYPE_CHECKING
 from ._env import notify_socket
-from ._exceptions import NotifyError
 from ._notifier import Notifier
 from ._protocol import NOTIFY_BUFFER_MAX, encode
 
@@ -117,7 +116,11 @@ def deliver(
                     f"the service manager did not confirm the message within {timeout:g} s "
                     "(BARRIER)"
                 )
-    except NotifyError as exc:
+    except Exception as exc:
+        from ._exceptions import NotifyError  # a failure's import: not every notify's
+
+        if not isinstance(exc, NotifyError):
+            raise
         return EXIT_SEND_FAILED, str(exc)
     return EXIT_OK, None
 

@@ -17,15 +17,12 @@ Policy, in one place:
 from __future__ import annotations
 
 import os
-import select
 import time
 
 # The C modules where the Python ones would load more (logging, dataclasses and typing are
 # not loaded either): `sdready notify` sends in a few ms (benchmarks/cli_startup.py).
-from ._cstd import TYPE_CHECKING, allocate_lock, weakref
+from ._cstd import TYPE_CHECKING, allocate_lock, socket, weakref
 from ._env import main_pid, notify_socket, oci_container
-from ._exceptions import NotifyError
-from ._log import WARNING, logger
 from ._protocol import (
     NOTIFY_BUFFER_MAX,
     READY_ALONE,
@@ -129,6 +126,8 @@ class Notifier:
                 parsed = NotifyAddress.parse(address)
             except ValueError as exc:
                 if strict:
+                    from ._exceptions import NotifyError  # a failure's import: see _failed
+
                     raise NotifyError(str(exc)) from exc
                 self._invalid = str(exc)
             else:
@@ -280,7 +279,7 @@ class Notifier:
     def barrier(self, timeout: float = 5.0) -> bool:
         """Wait until the manager has processed every message sent so far (sd_notify_barrier).
 
-        Sends ``BARRIER=1`` with the write end of a pipe and waits for the manager to close
+        Sends ``BARRIER=1`` with one end of a socket pair and waits for the manager to close
         it. Returns ``True`` when it did, ``False`` when disabled, on failure or on timeout.
         """
         if self._transport is None:
@@ -288,20 +287,24 @@ class Notifier:
         deadline = time.monotonic() + timeout
         if not self.flush(timeout):
             return False
-        read_end, write_end = os.pipe()
+        # libsystemd sends a pipe; the manager closes whatever descriptor comes with BARRIER=1,
+        # and a socket's own timeout waits for that without loading select (notify's start-up).
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             try:
-                sent = self._send_now(Message(b"BARRIER=1", False, [write_end], None), deadline)
+                message = Message(b"BARRIER=1", False, [theirs.fileno()], None)
+                sent = self._send_now(message, deadline)
             finally:
-                os.close(write_end)  # only the manager's copy may keep the pipe open
+                theirs.close()  # only the manager's copy may keep the pair open
             if not sent:
                 return False
-            poller = select.poll()
-            poller.register(read_end, select.POLLHUP)
-            remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
-            return bool(poller.poll(remaining_ms))
+            ours.settimeout(max(0.0, deadline - time.monotonic()))
+            try:
+                return ours.recv(1) == b""  # end of file: the manager closed its copy
+            except OSError:  # TimeoutError, or nothing yet with no time left
+                return False
         finally:
-            os.close(read_end)
+            ours.close()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait up to *timeout* seconds for retried state changes to be delivered."""
@@ -421,7 +424,11 @@ class Notifier:
         self._update_fast_path()
 
     def _failed(self, message: Message, error: OSError) -> bool:
+        # The error class and the log are imported by a failure, not by every sender:
+        # `sdready notify` starts faster without them (benchmarks/cli_startup.py).
         if self._strict:
+            from ._exceptions import NotifyError
+
             raise NotifyError(f"cannot notify {self._raw_address!r}: {error}") from error
         if is_full(error):
             self._warn_once(
@@ -440,16 +447,21 @@ class Notifier:
             )
         return False
 
-    def _warn_once(self, key: object, msg: str, *args: object, level: int = WARNING) -> None:
+    def _warn_once(self, key: object, msg: str, *args: object, level: int | None = None) -> None:
+        """Log *msg* once per *key*, at *level* (None: WARNING)."""
         if key not in self._warned:
             self._warned.add(key)
-            logger.log(level, msg, *args)
+            from ._log import WARNING, logger
+
+            logger.log(WARNING if level is None else level, msg, *args)
 
     def _check_exec_pid(self, pid: int | None) -> None:
         self._exec_pid_checked = True
         exec_pid = main_pid()
         sender = pid if pid is not None else os.getpid()
         if exec_pid is not None and exec_pid != sender:
+            from ._log import logger
+
             logger.info(
                 "pid %d is not the unit's main process (SYSTEMD_EXEC_PID=%s): systemd ignores "
                 "its notifications unless the unit sets NotifyAccess=all",
@@ -477,7 +489,7 @@ def _transport_for(notifier: Notifier, address: NotifyAddress) -> Transport:
         if alive is not None:
             alive._update_fast_path()
 
-    def warn_once(key: object, msg: str, *args: object, level: int = WARNING) -> None:
+    def warn_once(key: object, msg: str, *args: object, level: int | None = None) -> None:
         alive = ref()
         if alive is not None:
             alive._warn_once(key, msg, *args, level=level)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 
 from ._cstd import Iterable, Mapping, allocate_lock, socket
-from ._log import logger
 from ._record import Record
 
 __all__ = [
@@ -221,6 +220,8 @@ def _check_name(name: object) -> None:
         if name in _unknown_logged:
             return
         _unknown_logged.add(name)
+    from ._log import logger  # only a new name or a cut loads the log (notify's start-up)
+
     logger.debug(
         "sending sd_notify field %s, which sdready does not know (newer, or a typo?); "
         "a systemd that does not know it either ignores it",
@@ -250,6 +251,8 @@ def _truncate_status(pairs: list[tuple[str, str]], status_index: int, size: int)
         )
     # Cut on a character boundary: "ignore" drops a trailing partial UTF-8 sequence.
     shortened = status[:room].decode("utf-8", "ignore")
+    from ._log import logger
+
     logger.debug(
         "STATUS truncated from %d to %d bytes to fit the manager's buffer", len(status), room
     )

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-import select
 import sys
 import time
 
 from ._cstd import TYPE_CHECKING, socket
-from ._log import DEBUG
 from ._protocol import Message, NotifyAddress, is_full
 
 if TYPE_CHECKING:
@@ -97,6 +95,8 @@ class Transport:
         On a connected datagram socket POLLOUT means the receiver's queue has room again:
         the kernel wakes us, no sleeping and guessing.
         """
+        import select  # only a full queue waits: `sdready notify` does not load it
+
         poller = select.poll()
         registered: socket.socket | None = None
         while True:
@@ -148,6 +148,8 @@ class Transport:
             except OSError as exc:
                 if exc.errno not in (_errno.EPERM, _errno.ESRCH, _errno.EINVAL):
                     raise
+                from ._log import DEBUG  # a rare path: notify's start-up does not load the log
+
                 self._warn_once(
                     ("credentials", exc.errno),
                     "the kernel refused to send credentials of pid %d (%s); sending as pid %d",

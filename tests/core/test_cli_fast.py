@@ -6,6 +6,7 @@ the engine, ``wait-listen`` loading nothing heavy.
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import socket
 import subprocess
@@ -168,6 +169,47 @@ def test_a_usage_error_spawns_nothing(
     code, out = spawn_report("sdready.__main__", ["exec", *argv], notify_socket)
     assert code == 2
     assert "loaded at spawn" not in out and not marker.exists()
+
+
+#: All that ``sdready notify`` may load: the sending path, nothing for a failure it may never
+#: meet (the log, the error class, select for a full queue). A new entry costs start-up.
+NOTIFY_LOADS = {
+    "__future__",
+    "_collections",
+    "_socket",
+    "errno",
+    "sdready",
+    "sdready.__main__",
+    "sdready._cli_fast",
+    "sdready._cli_notify",
+    "sdready._cstd",
+    "sdready._env",
+    "sdready._notifier",
+    "sdready._protocol",
+    "sdready._record",
+    "sdready._transport",
+}
+
+
+def notify_loads(env: dict[str, str]) -> tuple[str, set[str]]:
+    """``sdready notify --status x``'s exit status and the modules it loaded."""
+    code = (
+        "import sys; before = set(sys.modules); sys.argv = ['sdready', 'notify', '--status', 'x']; "
+        "from sdready.__main__ import main; status = main(); "
+        "print(status, sorted(set(sys.modules) - before))"
+    )
+    status, loaded = python("-c", code, env=env).stdout.split(" ", 1)
+    return status, set(ast.literal_eval(loaded))
+
+
+def test_notify_loads_only_what_sending_needs(notify_socket: NotifyRecorder) -> None:
+    code, loaded = notify_loads(notify_socket.env)
+    assert (code, loaded - NOTIFY_LOADS) == ("0", set())  # the interpreter may have loaded some
+    notify_socket.wait_for("STATUS=x", 2)
+    # The control: a failure loads what reports it (and the probe sees it).
+    code, loaded = notify_loads({**notify_socket.env, "NOTIFY_SOCKET": "/nonexistent/notify"})
+    assert code == "3"
+    assert {"sdready._exceptions", "sdready._log"} <= loaded - NOTIFY_LOADS
 
 
 def test_wait_listen_loads_none_of_the_heavy_modules() -> None:
