@@ -37,7 +37,6 @@ import os
 import time
 
 from ._cstd import TYPE_CHECKING
-from ._env import started_by_systemd
 from ._log import logger
 from ._sockdiag import SockDiag, same_network_namespace
 from ._sockets import AF_UNIX, Address, Listener, inspect_socket, listener
@@ -153,6 +152,8 @@ def _service_cgroup_pids() -> list[int] | None:
     Reading one ``cgroup.procs`` is much cheaper than scanning all of ``/proc`` on a busy
     host, and a service's descendants all live in its cgroup (without ``Delegate=``).
     """
+    from ._env import started_by_systemd  # only --pid walks: wait-listen's start-up skips it
+
     if not started_by_systemd() or not _own_cgroup().endswith(".service"):
         return None
     return cgroup_pids()

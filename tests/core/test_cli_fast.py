@@ -175,7 +175,6 @@ def test_a_usage_error_spawns_nothing(
 #: meet (the log, the error class, select for a full queue). A new entry costs start-up.
 NOTIFY_LOADS = {
     "__future__",
-    "_collections",
     "_socket",
     "errno",
     "sdready",
