@@ -1,7 +1,5 @@
 """``python -m sdready`` and the ``sdready`` console script (see :mod:`sdready._cli`)."""
 
-from __future__ import annotations
-
 import sys
 
 

@@ -7,8 +7,6 @@ which :mod:`.__main__` tries first: it reads the common forms with :mod:`._cli_f
 this module imports only what sending needs (no argparse, logging, dataclasses or typing).
 """
 
-from __future__ import annotations
-
 import time
 
 from ._cli_fast import Found, duration_of, last, read
@@ -58,7 +56,7 @@ _FLAGS = {
 _VALUES = {"--status": "status", "--timeout": "timeout"}
 
 
-def fields_of(options: Options) -> dict[str, str | int]:
+def fields_of(options: "Options") -> dict[str, str | int]:
     """The message the command line's *options* ask for; :class:`ValueError` for a usage
     error."""
     fields: dict[str, str | int] = {}

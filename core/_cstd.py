@@ -11,8 +11,6 @@ tests/core/test_cli_fast.py checks what the commands load; tests/core/test_cstd.
 name here is the public module's own.
 """
 
-from __future__ import annotations
-
 #: ``typing.TYPE_CHECKING`` without importing typing (true only for type checkers).
 TYPE_CHECKING = False
 if TYPE_CHECKING:

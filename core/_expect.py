@@ -5,8 +5,6 @@ A port, ``"host:port"`` (``*`` any address, ``localhost`` for 127.0.0.1 or ::1),
 exactly; names are never resolved.
 """
 
-from __future__ import annotations
-
 from ._cstd import TYPE_CHECKING, Callable, Iterable, socket
 
 # Light on purpose: sdready exec checks --expect with this before it spawns its command,
@@ -18,9 +16,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Expect", "ExpectEntry", "Expectation", "parse_expectations"]
 
-ExpectEntry: TypeAlias = int | str | Callable[["Listener"], bool]
+ExpectEntry: "TypeAlias" = int | str | Callable[["Listener"], bool]
 #: A port, ``"host:port"``, a unix path, ``"@abstract"``, a predicate, or an iterable of those.
-Expect: TypeAlias = ExpectEntry | Iterable[ExpectEntry]
+Expect: "TypeAlias" = ExpectEntry | Iterable[ExpectEntry]
 
 
 class Expectation:
@@ -28,7 +26,7 @@ class Expectation:
 
     __slots__ = ("matches", "text")
 
-    def __init__(self, text: str, matches: Callable[[Listener], bool]) -> None:
+    def __init__(self, text: str, matches: "Callable[[Listener], bool]") -> None:
         self.text = text
         self.matches = matches
 
@@ -118,7 +116,7 @@ def _port_expectation(port: int, hosts: frozenset[str] | None, text: str) -> Exp
     if not 0 < port < 65536:
         raise ValueError(f"expect: port {port} is out of range 1-65535")
 
-    def matches(item: Listener) -> bool:
+    def matches(item: "Listener") -> bool:
         if item.port != port:
             return False
         return hosts is None or _host_of(item) in hosts
@@ -126,6 +124,6 @@ def _port_expectation(port: int, hosts: frozenset[str] | None, text: str) -> Exp
     return Expectation(text, matches)
 
 
-def _host_of(item: Listener) -> str | None:
+def _host_of(item: "Listener") -> str | None:
     host = item.address.rpartition(":")[0]
     return _normal_host(host[1:-1] if host.startswith("[") else host)

@@ -14,8 +14,6 @@ Policy, in one place:
   caller's path.
 """
 
-from __future__ import annotations
-
 import os
 import time
 
@@ -69,7 +67,7 @@ __all__ = [
 PROGRESS_EXTEND = 30.0
 
 # Every notifier, weakly: a WeakSet's own mechanism, without loading weakref.
-_live: set[weakref.ReferenceType[Notifier]] = set()
+_live: "set[weakref.ReferenceType[Notifier]]" = set()
 
 
 def _after_fork_in_child() -> None:
@@ -102,13 +100,13 @@ class Notifier:
     """
 
     #: How long a state change that met a full queue is retried before giving up.
-    RETRY_DEADLINE: ClassVar[float] = 90.0
+    RETRY_DEADLINE: "ClassVar[float]" = 90.0
     #: How long a STATUS or WATCHDOG stuck behind a pending state change is kept.
-    LOSSY_DEADLINE: ClassVar[float] = 5.0
+    LOSSY_DEADLINE: "ClassVar[float]" = 5.0
     #: The longest a caller waits for room in a full queue before failing fast.
-    FULL_QUEUE_WAIT: ClassVar[float] = 0.05
+    FULL_QUEUE_WAIT: "ClassVar[float]" = 0.05
     #: Messages waiting for the background retry, at most (oldest STATUS dropped first).
-    MAX_PENDING: ClassVar[int] = 256
+    MAX_PENDING: "ClassVar[int]" = 256
 
     def __init__(
         self, address: str | None = None, *, strict: bool = False, unset_environment: bool = False
@@ -145,7 +143,7 @@ class Notifier:
     def __repr__(self) -> str:
         return f"<Notifier address={self._raw_address!r} enabled={self.enabled}>"
 
-    def __enter__(self) -> Notifier:
+    def __enter__(self) -> "Notifier":
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -169,7 +167,7 @@ class Notifier:
 
     # -- the protocol -------------------------------------------------------------------
 
-    def send(self, fields: Fields, *, fds: Iterable[object] = (), pid: int | None = None) -> bool:
+    def send(self, fields: Fields, *, fds: "Iterable[object]" = (), pid: int | None = None) -> bool:
         """Send one message: a mapping of fields or a preformatted ``"A=1\\nB=2"`` string.
 
         :param fds: file descriptors (ints or objects with ``fileno()``) passed with
@@ -523,7 +521,7 @@ def _process_notifier() -> Notifier:
     return current
 
 
-def notify(fields: Fields, *, fds: Iterable[object] = (), pid: int | None = None) -> bool:
+def notify(fields: Fields, *, fds: "Iterable[object]" = (), pid: int | None = None) -> bool:
     """Send *fields* with the process-wide notifier (see :meth:`Notifier.send`)."""
     return _process_notifier().send(fields, fds=fds, pid=pid)
 

@@ -5,8 +5,6 @@ the kernel's word is enough for most services; these probes are for users who wa
 app itself to have answered. Both use plain sockets: no HTTP client library.
 """
 
-from __future__ import annotations
-
 import time
 
 from ._cstd import TYPE_CHECKING, socket
@@ -54,7 +52,7 @@ def parse_probe(probe: str | None) -> Probe | None:
     )
 
 
-def probe_blocking(listener: Listener, probe: Probe, timeout: float) -> str | None:
+def probe_blocking(listener: "Listener", probe: Probe, timeout: float) -> str | None:
     """Run *probe* against *listener* within *timeout*; return None if it passed, else why not."""
     import socket
 
@@ -84,7 +82,7 @@ def probe_blocking(listener: Listener, probe: Probe, timeout: float) -> str | No
     return response.verdict(timeout)
 
 
-async def probe_async(listener: Listener, probe: Probe, timeout: float) -> str | None:
+async def probe_async(listener: "Listener", probe: Probe, timeout: float) -> str | None:
     """Like :func:`probe_blocking`, without blocking the running event loop."""
     import asyncio  # only here: importing sdready must not import asyncio
     import socket
@@ -118,7 +116,7 @@ async def probe_async(listener: Listener, probe: Probe, timeout: float) -> str |
     return response.verdict(timeout)
 
 
-def _request(listener: Listener, path: str) -> bytes:
+def _request(listener: "Listener", path: str) -> bytes:
     target = listener.connect_address
     if isinstance(target, tuple):
         host = f"[{target[0]}]" if listener.family == socket.AF_INET6 else target[0]

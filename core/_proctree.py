@@ -30,8 +30,6 @@ answers, else ``pidfd`` where the interpreter, the architecture (the syscall num
 known) and the kernel allow it, and falls back to ``proc`` for a process that refuses.
 """
 
-from __future__ import annotations
-
 import errno as _errno
 import os
 import time
@@ -62,7 +60,7 @@ __all__ = [
     "socket_inodes",
 ]
 
-METHODS: tuple[Method, ...] = ("auto", "sockdiag", "pidfd", "proc")
+METHODS: "tuple[Method, ...]" = ("auto", "sockdiag", "pidfd", "proc")
 
 #: How often a sock_diag watch may be polled: a dump costs ~30-60 us, so 1 ms is ~5 % of
 #: a core while waiting, and READY follows listen() within about a millisecond.
@@ -258,7 +256,7 @@ def _unix_socket(pid: int, fd: int, inode: int) -> bool:
 
 # -- pidfd_getfd ---------------------------------------------------------------------------
 
-_syscall: Callable[..., int] | None = None
+_syscall: "Callable[..., int] | None" = None
 _support: tuple[bool, str] | None = None
 
 
@@ -409,7 +407,7 @@ class TreeListeners:
         watch.close()
     """
 
-    def __init__(self, root: int, method: Method = "auto") -> None:
+    def __init__(self, root: int, method: "Method" = "auto") -> None:
         if method not in METHODS:
             raise ValueError(
                 f"method must be one of {', '.join(map(repr, METHODS))}, not {method!r}"
@@ -594,7 +592,7 @@ class TreeListeners:
             os.close(pidfd)
         self._pidfds.clear()
 
-    def __enter__(self) -> TreeListeners:
+    def __enter__(self) -> "TreeListeners":
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -657,7 +655,7 @@ class TreeListeners:
                 self._never.add(inode)
 
 
-def claim_abstract(name: str, held: list[socket.socket]) -> bool:
+def claim_abstract(name: str, held: "list[socket.socket]") -> bool:
     """True when this process is the first of its service (its cgroup) to claim the
     abstract unix name *name*; the claiming socket goes into *held*, kept while it lives.
 

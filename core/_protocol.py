@@ -5,8 +5,6 @@ fits the manager's 4096-byte buffer, checks the descriptors passed with it and p
 ``NOTIFY_SOCKET``. Sending (``_notifier``) builds on it; nothing here opens a socket.
 """
 
-from __future__ import annotations
-
 # The C modules behind socket, threading and collections.abc: those three would load enum,
 # selectors, functools and collections, milliseconds that `sdready notify` does not spend.
 import errno
@@ -114,12 +112,12 @@ class NotifyAddress(Record):
     ) -> None:
         self._set(family=family, type=type, sockaddr=sockaddr, text=text)
 
-    def with_type(self, kind: int) -> NotifyAddress:
+    def with_type(self, kind: int) -> "NotifyAddress":
         """The same address with another socket type (vsock's seqpacket fallback)."""
         return NotifyAddress(self.family, kind, self.sockaddr, self.text)
 
     @classmethod
-    def parse(cls, value: str) -> NotifyAddress:
+    def parse(cls, value: str) -> "NotifyAddress":
         """Parse *value* the way libsystemd does; raise :class:`ValueError` if it is invalid.
 
         Accepted: an absolute path, ``@abstract``, ``vsock:CID:PORT`` and the typed

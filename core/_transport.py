@@ -6,8 +6,6 @@ a seqpacket connection per message, as libsystemd does. What is sent and when is
 notifier's business (:mod:`._notifier`); this only moves bytes and reports errors.
 """
 
-from __future__ import annotations
-
 import errno as _errno
 import os
 import sys
@@ -43,8 +41,8 @@ class Transport:
     def __init__(
         self,
         address: NotifyAddress,
-        changed: Callable[[], None],
-        warn_once: Callable[..., None],
+        changed: "Callable[[], None]",
+        warn_once: "Callable[..., None]",
     ) -> None:
         self.address = address
         self.sock: socket.socket | None = None
@@ -114,7 +112,7 @@ class Transport:
             if error is None or not is_full(error):
                 return error
 
-    def _open(self, address: NotifyAddress) -> socket.socket:
+    def _open(self, address: NotifyAddress) -> "socket.socket":
         flags = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
         sock = socket.socket(address.family, flags)
         try:
@@ -127,7 +125,7 @@ class Transport:
         self._changed()
         return sock
 
-    def _sendmsg(self, sock: socket.socket, message: Message) -> None:
+    def _sendmsg(self, sock: "socket.socket", message: Message) -> None:
         ancillary = []
         if message.fds:
             fds = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in message.fds)

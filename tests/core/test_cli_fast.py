@@ -174,7 +174,6 @@ def test_a_usage_error_spawns_nothing(
 #: All that ``sdready notify`` may load: the sending path, nothing for a failure it may never
 #: meet (the log, the error class, select for a full queue). A new entry costs start-up.
 NOTIFY_LOADS = {
-    "__future__",
     "_socket",
     "errno",
     "sdready",
@@ -209,6 +208,53 @@ def test_notify_loads_only_what_sending_needs(notify_socket: NotifyRecorder) -> 
     code, loaded = notify_loads({**notify_socket.env, "NOTIFY_SOCKET": "/nonexistent/notify"})
     assert code == "3"
     assert {"sdready._exceptions", "sdready._log"} <= loaded - NOTIFY_LOADS
+
+
+#: Prints the sdready modules loaded when the command forks its child (exec) or ends.
+LOADED_PROBE = """
+import os, sys
+real = os.fork
+
+def spawn(*args, **kwargs):
+    print(sorted(m for m in sys.modules if m.startswith("sdready")), flush=True)
+    os._exit(0)
+
+os.fork = spawn
+sys.argv = ["sdready", *{args!r}]
+from sdready.__main__ import main
+main()
+print(sorted(m for m in sys.modules if m.startswith("sdready")), flush=True)
+"""
+
+
+def imports_future(module: str) -> bool:
+    """Whether *module*'s source has ``from __future__ import ...``."""
+    path = Path(__import__(module, fromlist=["_"]).__file__ or "")
+    return any(
+        isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        for node in ast.parse(path.read_text()).body
+    )
+
+
+def test_no_module_on_the_fast_paths_imports_future(notify_socket: NotifyRecorder) -> None:
+    """``from __future__ import annotations`` loads ``__future__`` (about 0.3 ms of start-up):
+    the modules the commands load before their work is done evaluate their annotations."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        commands = [
+            ["notify", "--status", "x"],
+            ["wait-listen", "--expect", f"127.0.0.1:{server.getsockname()[1]}"],
+            ["exec", "-q", "--", "true"],
+        ]
+        loaded: set[str] = set()
+        for args in commands:
+            done = python("-c", LOADED_PROBE.format(args=args), env=notify_socket.env)
+            loaded |= set(ast.literal_eval(done.stdout.splitlines()[0]))
+    assert {"sdready._cli_notify", "sdready._cli_wait", "sdready._spawn"} <= loaded
+    assert [module for module in sorted(loaded) if imports_future(module)] == []
+    # The control: the engine, loaded once exec's command runs, does import it.
+    assert imports_future("sdready._options")
 
 
 def test_wait_listen_loads_none_of_the_heavy_modules() -> None:
