@@ -17,7 +17,6 @@ or more), and the engine loads in :meth:`Supervisor.supervise` while the command
 """
 
 import errno as _errno
-import fcntl
 import os
 import sys
 import time
@@ -295,6 +294,8 @@ class Supervisor:
         (and LISTEN_FDS, LISTEN_FDNAMES): ``(our copy, its number in the child)``."""
         if not self.sockets:
             return []
+        import fcntl  # only --listen passes sockets: exec's start-up does without it
+
         fds = [(s.fileno(), name) for s, name in self.sockets] + self.passed
         count = len(fds)
         # Copies above the target range first: dup2 onto itself would keep FD_CLOEXEC.
