@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -43,15 +44,23 @@ from sdready.testing import NotifyRecorder
 CORE = Path(__file__).resolve().parent.parent / "core"
 WRAPPER = """#!{python}
 import sys
-from sdready.__main__ import main
+from sdready.__main__ import {entry}
 if __name__ == '__main__':
     sys.argv[0] = sys.argv[0].removesuffix('.exe')
-    sys.exit(main())
+    sys.exit({entry}())
 """
 EXEC_START = "sdready exec -- date: until date runs"
 TARGETS = {"sdready notify --status x": 1.3, EXEC_START: 1.5}
 #: Rows timed until the command's output, a timestamp, rather than until its exit.
 STAMPED = frozenset({EXEC_START, "date +%s%N: until it runs"})
+
+
+def entry_point(core: Path) -> str:
+    """The function the ``sdready`` script calls, as that checkout's pyproject.toml names it."""
+    pyproject = core.parent / "pyproject.toml"
+    text = pyproject.read_text() if pyproject.exists() else ""
+    found = re.search(r'^sdready = "sdready\.__main__:(\w+)"', text, re.M)
+    return found[1] if found else "main"
 
 
 def environment(root: Path, core: Path = CORE) -> tuple[str, str]:
@@ -71,7 +80,7 @@ def environment(root: Path, core: Path = CORE) -> tuple[str, str]:
         (package / source.name).symlink_to(source)
     compileall.compile_dir(str(package), quiet=1)  # writes even with PYTHONDONTWRITEBYTECODE
     script = root / "bin" / "sdready"
-    script.write_text(WRAPPER.format(python=python))
+    script.write_text(WRAPPER.format(python=python, entry=entry_point(core)))
     script.chmod(0o755)
     return python, str(script)
 

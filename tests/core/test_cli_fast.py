@@ -257,6 +257,32 @@ def test_no_module_on_the_fast_paths_imports_future(notify_socket: NotifyRecorde
     assert imports_future("sdready._options")
 
 
+#: The console script (``run``) in a process that says whether the interpreter's teardown ran.
+RUN_PROBE = """
+import atexit, sys
+atexit.register(print, "teardown ran", flush=True)
+{preload}
+sys.argv = ["sdready", *{args!r}]
+from sdready.__main__ import run
+run()
+"""
+
+
+def test_the_script_skips_the_teardown_of_a_command_that_left_nothing_to_run() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        args = ["wait-listen", "--expect", f"127.0.0.1:{server.getsockname()[1]}"]
+        done = python("-c", RUN_PROBE.format(preload="", args=args))
+        # The control: with threading loaded (a thread might have work left), the usual exit.
+        control = python("-c", RUN_PROBE.format(preload="import threading", args=args))
+    assert (done.returncode, done.stdout) == (0, "")
+    assert (control.returncode, control.stdout) == (0, "teardown ran\n")
+    # The output was flushed all the same.
+    assert done.stderr.startswith("sdready wait-listen: listening on 127.0.0.1:")
+    assert done.stderr.split(" after")[0] == control.stderr.split(" after")[0]
+
+
 def test_wait_listen_loads_none_of_the_heavy_modules() -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
