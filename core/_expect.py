@@ -5,10 +5,11 @@ A port, ``"host:port"`` (``*`` any address, ``localhost`` for 127.0.0.1 or ::1),
 exactly; names are never resolved.
 """
 
-from ._cstd import TYPE_CHECKING, Callable, Iterable, socket
+from ._cstd import TYPE_CHECKING, Callable, Iterable
 
 # Light on purpose: sdready exec checks --expect with this before it spawns its command,
-# so nothing here imports typing, dataclasses or the socket module.
+# so nothing here imports typing, dataclasses or the socket module; _socket itself only
+# where an address is parsed (`exec -- cmd` starts its command without it).
 if TYPE_CHECKING:
     from typing import TypeAlias
 
@@ -65,6 +66,8 @@ def _parse_entry(entry: object) -> Expectation:
 
 
 def _parse_string(text: str) -> Expectation:
+    from ._cstd import socket
+
     if text.startswith("/"):
         return Expectation(
             text, lambda item: item.address == text and item.family == socket.AF_UNIX
@@ -102,6 +105,8 @@ def _normal_host(host: str) -> str | None:
     """One spelling per address (``::FFFF:127.0.0.1`` is ``::ffff:127.0.0.1``, as the kernel
     writes it); None if not an IP address. The C library's parser, not ``ipaddress``: it
     accepts the same addresses and costs ``sdready`` nothing at start-up."""
+    from ._cstd import socket
+
     bare, _, scope = host.partition("%")
     for family in (socket.AF_INET, socket.AF_INET6):
         try:

@@ -7,7 +7,7 @@ app itself to have answered. Both use plain sockets: no HTTP client library.
 
 import time
 
-from ._cstd import TYPE_CHECKING, socket
+from ._cstd import TYPE_CHECKING
 from ._record import Record
 
 # Light on purpose: sdready exec checks --probe with parse_probe before it spawns its
@@ -117,6 +117,8 @@ async def probe_async(listener: "Listener", probe: Probe, timeout: float) -> str
 
 
 def _request(listener: "Listener", path: str) -> bytes:
+    import socket  # the probe that asks has loaded it
+
     target = listener.connect_address
     if isinstance(target, tuple):
         host = f"[{target[0]}]" if listener.family == socket.AF_INET6 else target[0]
