@@ -29,9 +29,9 @@ def main() -> int:
         code = fast_main(argv)
     if code is not None:
         return code
-    from ._cli import main as run  # only the command pays for argparse and friends
+    from ._cli import main as full_main  # only the command pays for argparse and friends
 
-    return run()
+    return full_main()
 
 
 def run() -> "NoReturn":
@@ -46,8 +46,9 @@ def run() -> "NoReturn":
     code = main()
     if "threading" not in sys.modules and "logging" not in sys.modules:
         try:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:  # None: started with that descriptor closed
+                    stream.flush()
         except OSError:  # a closed pipe: the usual exit reports it
             pass
         else:
