@@ -17,7 +17,11 @@ machine; the figures are medians, ratios to ``python -c pass`` of the same round
 
 Targets (issue 16): notify <= 1.3x ``python -c pass``; exec and wait-listen <= 1.5x.
 
-Run: ``python benchmarks/cli_startup.py [--quick] [--rounds N]``. Prints a markdown table.
+With ``--beside OLD/core`` the same commands of another ``core/`` (an older release) run in
+the same rounds, in a venv of their own, so both sides' ratios come from one machine state.
+
+Run: ``python benchmarks/cli_startup.py [--quick] [--rounds N] [--beside OLD/core]``.
+Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -39,15 +44,23 @@ from sdready.testing import NotifyRecorder
 CORE = Path(__file__).resolve().parent.parent / "core"
 WRAPPER = """#!{python}
 import sys
-from sdready.__main__ import main
+from sdready.__main__ import {entry}
 if __name__ == '__main__':
     sys.argv[0] = sys.argv[0].removesuffix('.exe')
-    sys.exit(main())
+    sys.exit({entry}())
 """
 EXEC_START = "sdready exec -- date: until date runs"
 TARGETS = {"sdready notify --status x": 1.3, EXEC_START: 1.5}
 #: Rows timed until the command's output, a timestamp, rather than until its exit.
 STAMPED = frozenset({EXEC_START, "date +%s%N: until it runs"})
+
+
+def entry_point(core: Path) -> str:
+    """The function the ``sdready`` script calls, as that checkout's pyproject.toml names it."""
+    pyproject = core.parent / "pyproject.toml"
+    text = pyproject.read_text() if pyproject.exists() else ""
+    found = re.search(r'^sdready = "sdready\.__main__:(\w+)"', text, re.M)
+    return found[1] if found else "main"
 
 
 def environment(root: Path, core: Path = CORE) -> tuple[str, str]:
@@ -68,13 +81,13 @@ def environment(root: Path, core: Path = CORE) -> tuple[str, str]:
             (package / source.name).symlink_to(source)
     compileall.compile_dir(str(package), quiet=1)  # writes even with PYTHONDONTWRITEBYTECODE
     script = root / "bin" / "sdready"
-    script.write_text(WRAPPER.format(python=python))
+    script.write_text(WRAPPER.format(python=python, entry=entry_point(core)))
     script.chmod(0o755)
     return python, str(script)
 
 
 def commands(python: str, script: str, port: int) -> dict[str, list[str]]:
-    found = {
+    found: dict[str, list[str]] = {
         "python -c pass": [python, "-c", "pass"],
         "sdready notify --status x": [script, "notify", "--status", "x"],
         EXEC_START: [script, "exec", "-q", "--", "date", "+%s%N"],
@@ -92,6 +105,16 @@ def commands(python: str, script: str, port: int) -> dict[str, list[str]]:
     return found
 
 
+def beside(runs: dict[str, list[str]], script: str, other: str) -> dict[str, list[str]]:
+    """*runs* with each sdready command followed by the same with *other*'s sdready."""
+    both: dict[str, list[str]] = {}
+    for name, command in runs.items():
+        both[name] = command
+        if command[0] == script:
+            both[f"{name} [beside]"] = [other, *command[1:]]
+    return both
+
+
 def measure(runs: dict[str, list[str]], rounds: int, env: dict[str, str]) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
@@ -102,7 +125,7 @@ def measure(runs: dict[str, list[str]], rounds: int, env: dict[str, str]) -> dic
             took = time.perf_counter() - began
             if done.returncode != 0:
                 raise SystemExit(f"{name} failed ({done.returncode}): {done.stderr.decode()}")
-            if name in STAMPED:
+            if name.removesuffix(" [beside]") in STAMPED:
                 took = (int(done.stdout.split()[0]) - began_ns) / 1e9
             times[name].append(took * 1000)
     return times
@@ -115,6 +138,11 @@ def main() -> int:
     parser.add_argument(
         "--core", type=Path, default=CORE, help="another core/ to measure (an older version)"
     )
+    parser.add_argument(
+        "--beside",
+        type=Path,
+        help="also time this core/'s sdready commands in the same rounds (rows marked [beside])",
+    )
     args = parser.parse_args()
     rounds = 10 if args.quick else max(3, args.rounds)
     root = Path(tempfile.mkdtemp(prefix="sdready-startup-"))
@@ -124,6 +152,9 @@ def main() -> int:
             server.bind(("127.0.0.1", 0))
             server.listen()
             runs = commands(python, script, server.getsockname()[1])
+            if args.beside is not None:
+                _, other = environment(root / "beside", args.beside.resolve())
+                runs = beside(runs, script, other)
             env = {**os.environ, "NOTIFY_SOCKET": recorder.address}
             times = measure(runs, 2, env)  # warm the page cache first
             times = measure(runs, rounds, env)
@@ -137,19 +168,22 @@ def main() -> int:
     for name, values in times.items():
         median = statistics.median(values)
         quartiles = statistics.quantiles(values, n=4)
-        target = TARGETS.get(name, 1.5 if "wait-listen" in name else None)
+        mine = name.removesuffix(" [beside]")
+        target = TARGETS.get(mine, 1.5 if "wait-listen" in mine else None)
         verdict = (
             ""
             if target is None
             else f"<= {target:g}x: " + ("yes" if median / base <= target else "NO")
         )
-        if target is not None:
+        if target is not None and mine == name:
             ratio = f"{median / base:.2f}x python -c pass"
             targets.append(f"target: `{name}` start-up: {ratio}, {verdict}")
         print(
             f"| `{name}` | {median:.1f} | {quartiles[0]:.1f} | {quartiles[2]:.1f} | "
             f"{median / base:.2f}x | {verdict} |"
         )
+    if args.beside is not None:
+        print(f"\n[beside]: the same commands with {args.beside}, in the same rounds.")
     print(
         f"\nPython {sys.version.split()[0]}, bytecode cached, a fresh venv without .pth files; "
         "sdready notify waits for the recorder's BARRIER confirmation, as by default."

@@ -4,8 +4,6 @@ The core is standard library only and never imports asyncio or a web framework; 
 framework adapters live in ``sdready.plugins``.
 """
 
-from __future__ import annotations
-
 from ._cstd import TYPE_CHECKING
 
 # Every other public name is imported on first use (PEP 562): `sdready notify` in a shell

@@ -1,8 +1,12 @@
 """``python -m sdready`` and the ``sdready`` console script (see :mod:`sdready._commands._cli`)."""
 
-from __future__ import annotations
-
+import os
 import sys
+
+from ._cstd import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 
 def main() -> int:
@@ -25,10 +29,32 @@ def main() -> int:
         code = fast_main(argv)
     if code is not None:
         return code
-    from ._commands._cli import main as run  # only the command pays for argparse and friends
+    from ._commands._cli import main as full_main  # only the command pays for argparse and friends
 
-    return run()
+    return full_main()
+
+
+def run() -> "NoReturn":
+    """The console script: run :func:`main` and exit with its status.
+
+    A command that loaded neither ``threading`` nor ``logging`` left nothing to run at exit
+    (no thread to join, no ``atexit`` handler: sdready's retry queue and logging bring
+    theirs with those modules), so once its output is flushed it ends with ``os._exit``:
+    the interpreter's teardown (2-3 ms here) is longer than all of ``sdready notify``'s
+    work, and a shell script waits for it at every step (benchmarks/cli_startup.py).
+    """
+    code = main()
+    if "threading" not in sys.modules and "logging" not in sys.modules:
+        try:
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:  # None: started with that descriptor closed
+                    stream.flush()
+        except OSError:  # a closed pipe: the usual exit reports it
+            pass
+        else:
+            os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

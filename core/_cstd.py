@@ -11,8 +11,6 @@ tests/core/test_cli_fast.py checks what the commands load; tests/core/test_cstd.
 name here is the public module's own.
 """
 
-from __future__ import annotations
-
 #: ``typing.TYPE_CHECKING`` without importing typing (true only for type checkers).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,7 +23,6 @@ if TYPE_CHECKING:
     from threading import Lock as allocate_lock
 else:
     import _weakref as weakref
-    from _collections import deque
     from _collections_abc import Callable, Iterable, Mapping
     from _thread import allocate_lock
 
@@ -46,15 +43,25 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     # Loaded when a module first takes them: _socket and _struct are shared libraries
-    # (~0.4 ms each), and `import sdready` itself needs neither (nor notify struct/signal).
+    # (~0.4 ms each), and `import sdready` itself needs neither (nor notify struct/signal;
+    # only the retry queue needs deque).
     if name in _LAZY:
-        module = __import__(_LAZY[name])
-        globals()[name] = module
-        return module
+        module, _, attribute = _LAZY[name].partition(".")
+        value = __import__(module)
+        if attribute:
+            value = getattr(value, attribute)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_LAZY = {"signal": "_signal", "socket": "_socket", "struct": "_struct"}
+#: Each lazy name: its C module, or ``module.attribute``.
+_LAZY = {
+    "deque": "_collections.deque",
+    "signal": "_signal",
+    "socket": "_socket",
+    "struct": "_struct",
+}
 
 
 def c_types() -> object:

@@ -4,8 +4,6 @@ sockets, the main pid, the invocation; and whether this process runs in a contai
 The one reader of systemd's variables: every other module asks here.
 """
 
-from __future__ import annotations
-
 import os
 
 from ._cstd import TYPE_CHECKING
@@ -47,7 +45,7 @@ _PROXIED_ENGINES = frozenset({"podman", "oci", "docker", "crio", "crun", "runc"}
 
 
 def watchdog_interval(
-    environ: Mapping[str, str] | None = None, *, taking_over: int | None = None
+    environ: "Mapping[str, str] | None" = None, *, taking_over: int | None = None
 ) -> float | None:
     """Return systemd's watchdog period in seconds, or ``None`` when the watchdog is off.
 
@@ -66,7 +64,7 @@ def watchdog_interval(
     return period
 
 
-def watchdog_setting(environ: Mapping[str, str] | None = None) -> tuple[float | None, int | None]:
+def watchdog_setting(environ: "Mapping[str, str] | None" = None) -> tuple[float | None, int | None]:
     """``WatchdogSec=`` in seconds (None: off, infinite or unparsable) and the pid
     ``WATCHDOG_PID`` names (None: unset or unparsable), whoever the watchdog is for."""
     env = os.environ if environ is None else environ
@@ -78,13 +76,13 @@ def watchdog_setting(environ: Mapping[str, str] | None = None) -> tuple[float | 
     return int(usec_text) / 1_000_000, pid
 
 
-def notify_socket(environ: Mapping[str, str] | None = None) -> str | None:
+def notify_socket(environ: "Mapping[str, str] | None" = None) -> str | None:
     """``NOTIFY_SOCKET`` as systemd set it (None: not started as ``Type=notify``)."""
     env = os.environ if environ is None else environ
     return env.get("NOTIFY_SOCKET")
 
 
-def watchdog_elsewhere(environ: Mapping[str, str] | None = None) -> int | None:
+def watchdog_elsewhere(environ: "Mapping[str, str] | None" = None) -> int | None:
     """The pid ``WATCHDOG_PID`` names when ``WatchdogSec=`` is set for another process than
     this one (uvicorn ``--workers``: the supervisor), else None."""
     env = os.environ if environ is None else environ
@@ -94,7 +92,7 @@ def watchdog_elsewhere(environ: Mapping[str, str] | None = None) -> int | None:
     return int(pid_text)
 
 
-def listen_fdnames(environ: Mapping[str, str] | None = None) -> dict[int, str]:
+def listen_fdnames(environ: "Mapping[str, str] | None" = None) -> dict[int, str]:
     """The names ``LISTEN_FDNAMES`` gives the passed descriptors, by fd (3, 4, …), read on
     their own: gunicorn consumes ``LISTEN_FDS`` and ``LISTEN_PID`` but leaves the names."""
     env = os.environ if environ is None else environ
@@ -102,13 +100,13 @@ def listen_fdnames(environ: Mapping[str, str] | None = None) -> dict[int, str]:
     return {LISTEN_FDS_START + i: name for i, name in enumerate(names) if name}
 
 
-def started_by_systemd(environ: Mapping[str, str] | None = None) -> bool:
+def started_by_systemd(environ: "Mapping[str, str] | None" = None) -> bool:
     """True when a service manager started this process tree (``INVOCATION_ID`` is set)."""
     env = os.environ if environ is None else environ
     return bool(env.get("INVOCATION_ID"))
 
 
-def listen_fds_count(environ: Mapping[str, str] | None = None) -> int:
+def listen_fds_count(environ: "Mapping[str, str] | None" = None) -> int:
     """Return how many sockets systemd passed (``LISTEN_FDS``) to this process.
 
     Like sd_listen_fds(3): 0 unless ``LISTEN_PID`` names this process (systemd always sets
@@ -164,7 +162,7 @@ def pidfd_inode_id() -> int | None:
     return found
 
 
-def listen_fds(environ: Mapping[str, str] | None = None) -> list[tuple[int, str]]:
+def listen_fds(environ: "Mapping[str, str] | None" = None) -> list[tuple[int, str]]:
     """``(fd, name)`` for each socket systemd passed to this process, from fd 3 on.
 
     Names come from ``LISTEN_FDNAMES`` (``"unknown"`` where it gives none, as
@@ -179,7 +177,7 @@ def listen_fds(environ: Mapping[str, str] | None = None) -> list[tuple[int, str]
     ]
 
 
-def unset_listen_fds(environ: MutableMapping[str, str] | None = None) -> None:
+def unset_listen_fds(environ: "MutableMapping[str, str] | None" = None) -> None:
     """Remove ``LISTEN_PID``, ``LISTEN_PIDFDID``, ``LISTEN_FDS`` and ``LISTEN_FDNAMES``
     (children must not take sockets meant for this process)."""
     env = os.environ if environ is None else environ
@@ -187,7 +185,7 @@ def unset_listen_fds(environ: MutableMapping[str, str] | None = None) -> None:
         env.pop(name, None)
 
 
-def fdstore_max(environ: Mapping[str, str] | None = None) -> int:
+def fdstore_max(environ: "Mapping[str, str] | None" = None) -> int:
     """``$FDSTORE``: how many descriptors the unit's fd store holds (systemd >= 254 sets it
     when ``FileDescriptorStoreMax=`` is above 0); 0 when unset or unparsable."""
     env = os.environ if environ is None else environ
@@ -195,7 +193,7 @@ def fdstore_max(environ: Mapping[str, str] | None = None) -> int:
     return int(text) if text.isdigit() else 0
 
 
-def main_pid(environ: Mapping[str, str] | None = None) -> int | None:
+def main_pid(environ: "Mapping[str, str] | None" = None) -> int | None:
     """The unit's main pid as systemd named it (``SYSTEMD_EXEC_PID``), or None.
 
     None outside systemd, or where the variable is missing or unparsable (systemd < 248).
@@ -205,7 +203,7 @@ def main_pid(environ: Mapping[str, str] | None = None) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def invocation_id(environ: Mapping[str, str] | None = None) -> str | None:
+def invocation_id(environ: "Mapping[str, str] | None" = None) -> str | None:
     """This unit start's id (``INVOCATION_ID``) when systemd started us, else None.
 
     None too when ``NOTIFY_SOCKET`` is set but is not a service manager's (``…/systemd/notify``):
@@ -220,13 +218,13 @@ def invocation_id(environ: Mapping[str, str] | None = None) -> str | None:
     return invocation
 
 
-def user_manager(environ: Mapping[str, str] | None = None) -> bool:
+def user_manager(environ: "Mapping[str, str] | None" = None) -> bool:
     """True when a user manager started this process (it sets ``MANAGERPID``)."""
     env = os.environ if environ is None else environ
     return env.get("MANAGERPID", "").isdigit()
 
 
-def is_main_process(environ: Mapping[str, str] | None = None, pid: int | None = None) -> bool:
+def is_main_process(environ: "Mapping[str, str] | None" = None, pid: int | None = None) -> bool:
     """False when systemd names another process than *pid* (default: this one) as the
     unit's main one; True when it names none (see :func:`main_pid`)."""
     main = main_pid(environ)
@@ -234,7 +232,7 @@ def is_main_process(environ: Mapping[str, str] | None = None, pid: int | None = 
 
 
 def container(
-    environ: Mapping[str, str] | None = None, containerenv: str | None = None
+    environ: "Mapping[str, str] | None" = None, containerenv: str | None = None
 ) -> str | None:
     """The container this process runs in: ``$container`` (systemd's convention, set by
     podman, systemd-nspawn, LXC…), else ``"podman"`` when *containerenv* exists; None on a host."""
@@ -246,7 +244,7 @@ def container(
 
 
 def oci_container(
-    environ: Mapping[str, str] | None = None, containerenv: str | None = None
+    environ: "Mapping[str, str] | None" = None, containerenv: str | None = None
 ) -> str | None:
     """The engine when this process runs in an OCI container (podman, CRI-O, crun, runc),
     else None. There a ``NOTIFY_SOCKET`` is conmon's or the runtime's proxy, which passes on

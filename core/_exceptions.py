@@ -11,8 +11,6 @@ default: they are logged once and the call returns ``False``. Programming errors
 inside STATUS, an unknown field name) raise :class:`ValueError` at the call.
 """
 
-from __future__ import annotations
-
 __all__ = ["NotifyError", "missing_framework", "require_framework"]
 
 

@@ -11,8 +11,6 @@ stderr as ``sdready COMMAND: message``, and ``logging`` is never imported. The l
 constants are the values ``logging`` defines, named here without importing it.
 """
 
-from __future__ import annotations
-
 import sys
 
 from ._cstd import TYPE_CHECKING, allocate_lock
@@ -65,11 +63,11 @@ else:
 
     logger = _Logger()
 
-_sink: stderr_log | None = None  # the running command's log
-_real_logger: logging.Logger | None = None
+_sink: "stderr_log | None" = None  # the running command's log
+_real_logger: "logging.Logger | None" = None
 
 
-def _real() -> logging.Logger:
+def _real() -> "logging.Logger":
     global _real_logger  # noqa: PLW0603  (found once, on the first record outside a command)
     if _real_logger is None:
         import logging
@@ -102,7 +100,7 @@ class stderr_log:
         global _sink  # noqa: PLW0603
         _sink = self._previous
 
-    def method(self, name: str) -> Callable[..., object] | None:
+    def method(self, name: str) -> "Callable[..., object] | None":
         """The logger method *name* writing to this log; None for one it does not replace."""
         level = _LEVELS.get(name)
         if level is not None:

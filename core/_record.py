@@ -7,8 +7,6 @@ from :class:`Record` instead, which gives what ``@dataclass(frozen=True, slots=T
 them: immutability, equality and hashing by value, a dataclass-like ``repr``, pickling.
 """
 
-from __future__ import annotations
-
 __all__ = ["Record"]
 
 
@@ -51,5 +49,5 @@ class Record:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__match_args__)
         return f"{type(self).__name__}({fields})"
 
-    def __reduce__(self) -> tuple[type[Record], tuple[object, ...]]:
+    def __reduce__(self) -> "tuple[type[Record], tuple[object, ...]]":
         return self.__class__, self._values()

@@ -6,8 +6,6 @@ The light half of :mod:`._options`: no typing, dataclasses or socket module, so 
 engine. :class:`~sdready.ReadyOptions` runs :func:`check` when it is made.
 """
 
-from __future__ import annotations
-
 from ._cstd import TYPE_CHECKING
 from ._listen._expect import parse_expectations
 from ._listen._probe import DEFAULT_PROBE_TIMEOUT, parse_probe  # the probe's own bound
@@ -33,7 +31,7 @@ __all__ = [
 #: Seconds to wait for the server's listener (or gunicorn's workers) after app startup.
 DEFAULT_READY_TIMEOUT = 30.0
 #: What happens when that runs out (see :class:`~sdready.ReadyOptions`), and the choices.
-DEFAULT_ON_TIMEOUT: Literal["warn"] = "warn"
+DEFAULT_ON_TIMEOUT: 'Literal["warn"]' = "warn"
 ON_TIMEOUT = ("warn", "fail", "ready")
 #: ``probe="auto"``: an HTTP probe only for sockets that already listened when startup began.
 AUTO_PROBE = "auto"
@@ -162,7 +160,7 @@ def _parse_workers(name: str, text: str) -> int | str:
 
 
 #: How each option is read from a string setting (``name`` is as the user wrote it).
-PARSERS: dict[str, Callable[[str, str], object]] = {
+PARSERS: "dict[str, Callable[[str, str], object]]" = {
     "ready_timeout": parse_duration,
     "watchdog": parse_bool,
     "expect": _parse_expect,

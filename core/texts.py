@@ -3,8 +3,6 @@
 Match on them in tests and monitoring; they change only with a CHANGELOG entry.
 """
 
-from __future__ import annotations
-
 from ._cstd import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -260,7 +258,7 @@ KEEP_STORE_UNKNOWN = (
 _MAX_SHOWN = 4
 
 
-def format_addresses(listeners: Iterable[object]) -> str:
+def format_addresses(listeners: "Iterable[object]") -> str:
     """``"127.0.0.1:8000, [::]:8000"`` for up to four listeners, then ``"and N more"``;
     control characters in a name are escaped (``\\n``).
 

@@ -6,8 +6,6 @@
 then :func:`run` spawns the command before the engine loads (see :mod:`._exec`).
 """
 
-from __future__ import annotations
-
 from .._cstd import TYPE_CHECKING
 from .._log import logger, stderr_log
 from ._cli_fast import Found, duration_of, expect_of, last, log_level, probe_of, read
@@ -64,7 +62,7 @@ def fast_main(argv: list[str]) -> int | None:
         return run(chosen)
 
 
-def _ready_of(found: Found) -> ReadyKeywords:
+def _ready_of(found: Found) -> "ReadyKeywords":
     ready: ReadyKeywords = {
         "watchdog": "watchdog" in found,
         "probe": probe_of(found),

@@ -11,8 +11,6 @@ usage error goes to :mod:`._cli`, which handles it as it always did: the same ch
 on both paths, so the outcome is the same. See ``benchmarks/cli_startup.py``.
 """
 
-from __future__ import annotations
-
 from .._cstd import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -37,8 +35,8 @@ Found = dict[str, "bool | list[str]"]
 
 def read(
     argv: list[str],
-    flags: Mapping[str, str],
-    values: Mapping[str, str],
+    flags: "Mapping[str, str]",
+    values: "Mapping[str, str]",
     *,
     remainder: bool = False,
 ) -> tuple[Found, list[str]] | None:

@@ -7,13 +7,10 @@ which :mod:`.__main__` tries first: it reads the common forms with :mod:`._cli_f
 this module imports only what sending needs (no argparse, logging, dataclasses or typing).
 """
 
-from __future__ import annotations
-
 import time
 
 from .._cstd import TYPE_CHECKING
 from .._env import notify_socket
-from .._exceptions import NotifyError
 from .._notify._notifier import Notifier
 from .._notify._protocol import NOTIFY_BUFFER_MAX, encode
 from ._cli_fast import Found, duration_of, last, read
@@ -59,7 +56,7 @@ _FLAGS = {
 _VALUES = {"--status": "status", "--timeout": "timeout"}
 
 
-def fields_of(options: Options) -> dict[str, str | int]:
+def fields_of(options: "Options") -> dict[str, str | int]:
     """The message the command line's *options* ask for; :class:`ValueError` for a usage
     error."""
     fields: dict[str, str | int] = {}
@@ -117,7 +114,11 @@ def deliver(
                     f"the service manager did not confirm the message within {timeout:g} s "
                     "(BARRIER)"
                 )
-    except NotifyError as exc:
+    except Exception as exc:
+        from .._exceptions import NotifyError  # a failure's import: not every notify's
+
+        if not isinstance(exc, NotifyError):
+            raise
         return EXIT_SEND_FAILED, str(exc)
     return EXIT_OK, None
 

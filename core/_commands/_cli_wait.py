@@ -7,8 +7,6 @@ start about as fast as the interpreter: nothing on this path imports typing, log
 dataclasses or the socket module (see ``benchmarks/cli_startup.py``).
 """
 
-from __future__ import annotations
-
 import time
 
 from .. import texts
@@ -40,7 +38,7 @@ def wait_listen(
     pid: int | None,
     timeout: float,
     probe: str | None,
-    method: Method = "auto",
+    method: "Method" = "auto",
 ) -> int:
     """Wait for *expect* (in *pid*'s tree, else anywhere in this network namespace); log
     the outcome and return the exit status. Without *pid*, *expect* must be given, and
@@ -52,7 +50,7 @@ def wait_listen(
         source = namespace_listeners
         if method == "proc":  # the /proc/net tables even where netlink answers
 
-            def source() -> list[Listener]:
+            def source() -> "list[Listener]":
                 return namespace_listeners(tables=True)
     else:
         if not alive(pid):

@@ -16,10 +16,7 @@ The command starts first: :meth:`Supervisor.start` needs only what this module i
 or more), and the engine loads in :meth:`Supervisor.supervise` while the command boots.
 """
 
-from __future__ import annotations
-
 import errno as _errno
-import fcntl
 import os
 import sys
 import time
@@ -129,11 +126,11 @@ class Supervisor:
     def __init__(  # noqa: PLR0913  (keyword-only, one per command-line option)
         self,
         argv: list[str],
-        ready: ReadyKeywords,
+        ready: "ReadyKeywords",
         *,
         pass_notify: bool,
-        method: Method,
-        listen: Sequence[str] = (),
+        method: "Method",
+        listen: "Sequence[str]" = (),
         ready_address: str | None = None,
         shutdown_delay: float = 0,
     ) -> None:
@@ -176,7 +173,7 @@ class Supervisor:
         self.exit_code: int | None = None
 
     @property
-    def notifier(self) -> Notifier:
+    def notifier(self) -> "Notifier":
         """The notifier for ``$NOTIFY_SOCKET``, made at first use (after the spawn, usually)."""
         if self._notifier is None:
             from .._notify._notifier import Notifier
@@ -246,7 +243,7 @@ class Supervisor:
             # The rest is not sdready's (a .socket unit's, the app's own state): the command's.
             self.passed = unclaimed_fds()
 
-    def _spawn(self, child_mask: Iterable[int]) -> int:
+    def _spawn(self, child_mask: "Iterable[int]") -> int:
         env = dict(os.environ)
         if self.pass_notify:
             # WATCHDOG_PID names us: without it the command's own library may feed the watchdog.
@@ -297,6 +294,8 @@ class Supervisor:
         (and LISTEN_FDS, LISTEN_FDNAMES): ``(our copy, its number in the child)``."""
         if not self.sockets:
             return []
+        import fcntl  # only --listen passes sockets: exec's start-up does without it
+
         fds = [(s.fileno(), name) for s, name in self.sockets] + self.passed
         count = len(fds)
         # Copies above the target range first: dup2 onto itself would keep FD_CLOEXEC.
@@ -362,7 +361,7 @@ class Supervisor:
                 probes.server_close()
         return self.exit_code
 
-    def _relay_ready(self, readiness: Readiness) -> None:
+    def _relay_ready(self, readiness: "Readiness") -> None:
         if self.relay is None or not self.relay.ready():
             return
         logger.info("pid %d sent READY=1 itself: its app serves", self.pid)
@@ -370,7 +369,7 @@ class Supervisor:
         readiness.ready(texts.READY.format(addresses=addresses, pid=self.pid))
 
     @staticmethod
-    def _step(readiness: Readiness) -> float | None:
+    def _step(readiness: "Readiness") -> float | None:
         try:
             return readiness.waiter.step()
         except Exception as exc:  # a discovery bug must not orphan the command: stop waiting
@@ -382,7 +381,7 @@ class Supervisor:
             readiness.abandon("listener discovery failed")
             return None
 
-    def _log_ready(self, readiness: Readiness, started: float, method: str) -> None:
+    def _log_ready(self, readiness: "Readiness", started: float, method: str) -> None:
         logger.info(
             "%s after %.0f ms: %s (sockets seen through %s)",
             "READY=1 sent" if self.notifier.enabled else "ready (no notify socket)",
@@ -391,7 +390,7 @@ class Supervisor:
             method,
         )
 
-    def _check_watchdog(self, options: ReadyOptions, period: float | None) -> None:
+    def _check_watchdog(self, options: "ReadyOptions", period: float | None) -> None:
         if options.watchdog:
             if period is None:
                 logger.info("--watchdog: no WatchdogSec= for this process, nothing to feed")
@@ -482,7 +481,7 @@ class _Discovery:
     """The command's tree as the engine's listener source (made at the first poll), its
     failures, from the first, as :class:`_DiscoveryError`."""
 
-    def __init__(self, pid: int, method: Method) -> None:
+    def __init__(self, pid: int, method: "Method") -> None:
         self.pid = pid
         self.requested: Method = method
         self.watch: TreeListeners | None = None
@@ -495,7 +494,7 @@ class _Discovery:
     def method(self) -> str:
         return self.requested if self.watch is None else self.watch.method
 
-    def __call__(self) -> list[Listener]:
+    def __call__(self) -> "list[Listener]":
         from .._listen._proctree import TreeListeners
 
         try:
@@ -515,7 +514,7 @@ def _first_line(error: BaseException) -> str:
     return (text[0] if text else type(error).__name__)[:200]
 
 
-def _listen_expect(listen: list[str], expect: Expect | None) -> list[ExpectEntry]:
+def _listen_expect(listen: list[str], expect: "Expect | None") -> "list[ExpectEntry]":
     """--listen's addresses, and the --expect ones (a list from the command line)."""
     if expect is None:
         return [*listen]

@@ -22,8 +22,6 @@ SIGTERM outlives a SIGKILLed sdready; it would ignore sdready's forwarded stop a
 ``call_function`` are CPython internals, named only here, with ``ctypes`` as the fallback.
 """
 
-from __future__ import annotations
-
 import errno as _errno
 import os
 
@@ -33,14 +31,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from typing import Any
 
-__all__ = ["DEATH_SIGNAL", "spawn"]
+__all__ = ["DEATH_SIGNAL", "execvpe", "spawn"]
 
 _PR_SET_PDEATHSIG = 1
 DEATH_SIGNAL = signal.SIGTERM
 _EXIT_FAILED = 127  # the child's status when execve failed (reported through the pipe)
 
 
-def _prctl() -> Callable[[int, int], object] | None:
+def _prctl() -> "Callable[[int, int], object] | None":
     """``prctl(option, arg)`` of the C library, or None where there is none (not Linux)."""
     try:
         _ctypes: Any = c_types()
@@ -54,7 +52,7 @@ def _prctl() -> Callable[[int, int], object] | None:
     return lambda option, arg: call(address, (option, arg, 0, 0, 0))
 
 
-def _prctl_ctypes() -> Callable[[int, int], object] | None:
+def _prctl_ctypes() -> "Callable[[int, int], object] | None":
     try:
         import ctypes
 
@@ -66,12 +64,12 @@ def _prctl_ctypes() -> Callable[[int, int], object] | None:
 
 
 def spawn(  # noqa: PLR0913  (posix_spawn's set of options, by keyword)
-    argv: Sequence[str],
+    argv: "Sequence[str]",
     env: dict[str, str],
     *,
-    dups: Sequence[tuple[int, int]],
-    mask: Iterable[int],
-    reset: Iterable[int],
+    dups: "Sequence[tuple[int, int]]",
+    mask: "Iterable[int]",
+    reset: "Iterable[int]",
     listen_pid: bool = False,
 ) -> int:
     """Run *argv* (``PATH`` searched) as a child that dies with us; return its pid.
@@ -108,13 +106,33 @@ def spawn(  # noqa: PLR0913  (posix_spawn's set of options, by keyword)
     raise OSError(code, os.strerror(code))
 
 
+def execvpe(argv: "Sequence[str]", env: dict[str, str]) -> None:
+    """``os.execvpe(argv[0], argv, env)``: the same search of ``PATH`` (``os.defpath`` when
+    unset) and the same error when it fails, without ``os.get_exec_path``, which imports
+    ``warnings`` (about 0.5 ms, in the child before the command could start)."""
+    file, args = argv[0], list(argv)
+    if "/" in file:
+        os.execve(file, args, env)
+    first: OSError | None = None  # the first error other than "not there", as os raises it
+    last: OSError = FileNotFoundError(_errno.ENOENT, os.strerror(_errno.ENOENT), file)
+    for directory in env.get("PATH", os.defpath).split(os.pathsep):
+        try:
+            os.execve(os.path.join(directory, file), args, env)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            last = exc
+        except OSError as exc:
+            last = exc
+            first = first or exc
+    raise first or last
+
+
 def _child(  # noqa: PLR0913, PLR0917  (spawn's arguments, passed through the fork)
-    argv: Sequence[str],
+    argv: "Sequence[str]",
     env: dict[str, str],
-    dups: Sequence[tuple[int, int]],
+    dups: "Sequence[tuple[int, int]]",
     mask: set[int],
     reset: tuple[int, ...],
-    prctl: Callable[[int, int], object] | None,
+    prctl: "Callable[[int, int], object] | None",
     parent: int,
     report: int,
 ) -> None:
@@ -130,7 +148,7 @@ def _child(  # noqa: PLR0913, PLR0917  (spawn's arguments, passed through the fo
         for fd, target in dups:
             os.dup2(fd, target)  # the copy is inheritable; the original stays close-on-exec
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        os.execvpe(argv[0], list(argv), env)
+        execvpe(argv, env)
     except OSError as exc:
         code = exc.errno or _errno.EINVAL
     except BaseException:

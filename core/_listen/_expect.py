@@ -5,12 +5,11 @@ A port, ``"host:port"`` (``*`` any address, ``localhost`` for 127.0.0.1 or ::1),
 exactly; names are never resolved.
 """
 
-from __future__ import annotations
-
-from .._cstd import TYPE_CHECKING, Callable, Iterable, socket
+from .._cstd import TYPE_CHECKING, Callable, Iterable
 
 # Light on purpose: sdready exec checks --expect with this before it spawns its command,
-# so nothing here imports typing, dataclasses or the socket module.
+# so nothing here imports typing, dataclasses or the socket module; _socket itself only
+# where an address is parsed (`exec -- cmd` starts its command without it).
 if TYPE_CHECKING:
     from typing import TypeAlias
 
@@ -18,9 +17,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Expect", "ExpectEntry", "Expectation", "parse_expectations"]
 
-ExpectEntry: TypeAlias = int | str | Callable[["Listener"], bool]
+ExpectEntry: "TypeAlias" = int | str | Callable[["Listener"], bool]
 #: A port, ``"host:port"``, a unix path, ``"@abstract"``, a predicate, or an iterable of those.
-Expect: TypeAlias = ExpectEntry | Iterable[ExpectEntry]
+Expect: "TypeAlias" = ExpectEntry | Iterable[ExpectEntry]
 
 
 class Expectation:
@@ -28,7 +27,7 @@ class Expectation:
 
     __slots__ = ("matches", "text")
 
-    def __init__(self, text: str, matches: Callable[[Listener], bool]) -> None:
+    def __init__(self, text: str, matches: "Callable[[Listener], bool]") -> None:
         self.text = text
         self.matches = matches
 
@@ -67,6 +66,8 @@ def _parse_entry(entry: object) -> Expectation:
 
 
 def _parse_string(text: str) -> Expectation:
+    from .._cstd import socket
+
     if text.startswith("/"):
         return Expectation(
             text, lambda item: item.address == text and item.family == socket.AF_UNIX
@@ -104,6 +105,8 @@ def _normal_host(host: str) -> str | None:
     """One spelling per address (``::FFFF:127.0.0.1`` is ``::ffff:127.0.0.1``, as the kernel
     writes it); None if not an IP address. The C library's parser, not ``ipaddress``: it
     accepts the same addresses and costs ``sdready`` nothing at start-up."""
+    from .._cstd import socket
+
     bare, _, scope = host.partition("%")
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
@@ -118,7 +121,7 @@ def _port_expectation(port: int, hosts: frozenset[str] | None, text: str) -> Exp
     if not 0 < port < 65536:
         raise ValueError(f"expect: port {port} is out of range 1-65535")
 
-    def matches(item: Listener) -> bool:
+    def matches(item: "Listener") -> bool:
         if item.port != port:
             return False
         return hosts is None or _host_of(item) in hosts
@@ -126,6 +129,6 @@ def _port_expectation(port: int, hosts: frozenset[str] | None, text: str) -> Exp
     return Expectation(text, matches)
 
 
-def _host_of(item: Listener) -> str | None:
+def _host_of(item: "Listener") -> str | None:
     host = item.address.rpartition(":")[0]
     return _normal_host(host[1:-1] if host.startswith("[") else host)

@@ -5,11 +5,9 @@ the kernel's word is enough for most services; these probes are for users who wa
 app itself to have answered. Both use plain sockets: no HTTP client library.
 """
 
-from __future__ import annotations
-
 import time
 
-from .._cstd import TYPE_CHECKING, socket
+from .._cstd import TYPE_CHECKING
 from .._record import Record
 
 # Light on purpose: sdready exec checks --probe with parse_probe before it spawns its
@@ -57,7 +55,7 @@ def parse_probe(probe: str | None) -> Probe | None:
     )
 
 
-def probe_blocking(listener: Listener, probe: Probe, timeout: float) -> str | None:
+def probe_blocking(listener: "Listener", probe: Probe, timeout: float) -> str | None:
     """Run *probe* against *listener* within *timeout*; return None if it passed, else why not."""
     import socket
 
@@ -87,7 +85,7 @@ def probe_blocking(listener: Listener, probe: Probe, timeout: float) -> str | No
     return response.verdict(timeout)
 
 
-async def probe_async(listener: Listener, probe: Probe, timeout: float) -> str | None:
+async def probe_async(listener: "Listener", probe: Probe, timeout: float) -> str | None:
     """Like :func:`probe_blocking`, without blocking the running event loop."""
     import asyncio  # only here: importing sdready must not import asyncio
     import socket
@@ -121,7 +119,9 @@ async def probe_async(listener: Listener, probe: Probe, timeout: float) -> str |
     return response.verdict(timeout)
 
 
-def _request(listener: Listener, path: str) -> bytes:
+def _request(listener: "Listener", path: str) -> bytes:
+    import socket  # the probe that asks has loaded it
+
     target = listener.connect_address
     if isinstance(target, tuple):
         host = f"[{target[0]}]" if listener.family == socket.AF_INET6 else target[0]

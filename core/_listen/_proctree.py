@@ -30,14 +30,11 @@ answers, else ``pidfd`` where the interpreter, the architecture (the syscall num
 known) and the kernel allow it, and falls back to ``proc`` for a process that refuses.
 """
 
-from __future__ import annotations
-
 import errno as _errno
 import os
 import time
 
 from .._cstd import TYPE_CHECKING
-from .._env import started_by_systemd
 from .._log import logger
 from ._sockdiag import SockDiag, same_network_namespace
 from ._sockets import AF_UNIX, Address, Listener, inspect_socket, listener
@@ -63,7 +60,7 @@ __all__ = [
     "socket_inodes",
 ]
 
-METHODS: tuple[Method, ...] = ("auto", "sockdiag", "pidfd", "proc")
+METHODS: "tuple[Method, ...]" = ("auto", "sockdiag", "pidfd", "proc")
 
 #: How often a sock_diag watch may be polled: a dump costs ~30-60 us, so 1 ms is ~5 % of
 #: a core while waiting, and READY follows listen() within about a millisecond.
@@ -153,6 +150,8 @@ def _service_cgroup_pids() -> list[int] | None:
     Reading one ``cgroup.procs`` is much cheaper than scanning all of ``/proc`` on a busy
     host, and a service's descendants all live in its cgroup (without ``Delegate=``).
     """
+    from .._env import started_by_systemd  # only --pid walks: wait-listen's start-up skips it
+
     if not started_by_systemd() or not _own_cgroup().endswith(".service"):
         return None
     return cgroup_pids()
@@ -257,7 +256,7 @@ def _unix_socket(pid: int, fd: int, inode: int) -> bool:
 
 # -- pidfd_getfd ---------------------------------------------------------------------------
 
-_syscall: Callable[..., int] | None = None
+_syscall: "Callable[..., int] | None" = None
 _support: tuple[bool, str] | None = None
 
 
@@ -408,7 +407,7 @@ class TreeListeners:
         watch.close()
     """
 
-    def __init__(self, root: int, method: Method = "auto") -> None:
+    def __init__(self, root: int, method: "Method" = "auto") -> None:
         if method not in METHODS:
             raise ValueError(
                 f"method must be one of {', '.join(map(repr, METHODS))}, not {method!r}"
@@ -593,7 +592,7 @@ class TreeListeners:
             os.close(pidfd)
         self._pidfds.clear()
 
-    def __enter__(self) -> TreeListeners:
+    def __enter__(self) -> "TreeListeners":
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -656,7 +655,7 @@ class TreeListeners:
                 self._never.add(inode)
 
 
-def claim_abstract(name: str, held: list[socket.socket]) -> bool:
+def claim_abstract(name: str, held: "list[socket.socket]") -> bool:
     """True when this process is the first of its service (its cgroup) to claim the
     abstract unix name *name*; the claiming socket goes into *held*, kept while it lives.
 

@@ -16,17 +16,14 @@ Only listeners are reported: a socket that listens has its final address, so the
 needs no follow-up question to the socket's owner.
 """
 
-from __future__ import annotations
-
 import errno
 import os
 
-from .._cstd import TYPE_CHECKING, socket, struct
+from .._cstd import TYPE_CHECKING, Callable, socket, struct
 from ._sockets import Address, describe
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-    from typing import TypeAlias
+    from collections.abc import Iterator
 
 __all__ = ["SockDiag", "same_network_namespace"]
 
@@ -66,10 +63,10 @@ _TIMEOUT = 1.0  # seconds
 
 #: socket cookie -> (inode, (family, address))
 #: A socket's inode and (family, address), by the kernel's cookie for it.
-_Entry: TypeAlias = "tuple[int, tuple[int, Address]]"
-_Seen: TypeAlias = "dict[bytes, _Entry]"
+_Entry = tuple[int, tuple[int, Address]]
+_Seen = dict[bytes, _Entry]
 #: Reads one reply payload: (cookie, entry), or None for a socket that never counts.
-_Parse: TypeAlias = "Callable[[memoryview, _Seen], tuple[bytes, _Entry] | None]"
+_Parse = Callable[[memoryview, _Seen], tuple[bytes, _Entry] | None]
 
 
 def same_network_namespace(pid: int) -> bool:
@@ -118,7 +115,7 @@ class SockDiag:
     def close(self) -> None:
         self._sock.close()
 
-    def __enter__(self) -> SockDiag:
+    def __enter__(self) -> "SockDiag":
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -188,7 +185,7 @@ class SockDiag:
                 seen.update(entries)
                 return None
 
-    def _payloads(self, chunks: list[bytes], request: bytes) -> Iterator[memoryview]:
+    def _payloads(self, chunks: list[bytes], request: bytes) -> "Iterator[memoryview]":
         """The payloads of a dump's reply up to ``NLMSG_DONE``: those in *chunks*, then in
         further reads, which are appended to *chunks*."""
         seq = self._seqs[request]

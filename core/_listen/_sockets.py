@@ -9,8 +9,6 @@ They are asked here, once, on the C socket type, which wraps a descriptor withou
 it: the descriptor always belongs to someone else.
 """
 
-from __future__ import annotations
-
 import os
 
 from .._cstd import TYPE_CHECKING, socket
@@ -44,9 +42,9 @@ FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6, AF_UNIX})
 # socket.socket, and detach() hands the descriptor back without closing it.
 _RawSocket = socket.socket
 
-ConnectAddress: TypeAlias = str | bytes | tuple[str, int] | tuple[str, int, int, int]
+ConnectAddress: "TypeAlias" = str | bytes | tuple[str, int] | tuple[str, int, int, int]
 #: ``(readable address, connect address, port)``, as :func:`describe` returns it.
-Address: TypeAlias = tuple[str, ConnectAddress, "int | None"]
+Address: "TypeAlias" = tuple[str, ConnectAddress, "int | None"]
 
 
 class Listener(Record):
@@ -89,7 +87,7 @@ class Listener(Record):
         )
 
     @property
-    def family(self) -> socket.AddressFamily:
+    def family(self) -> "socket.AddressFamily":
         """``socket.AF_INET``, ``socket.AF_INET6`` or ``AF_UNIX``."""
         import socket  # here, not at import: see the module's imports
 
@@ -171,7 +169,7 @@ def inspect_socket(  # noqa: PLR0911  (each early return is one answer the kerne
         sock.detach()  # never close: the descriptor belongs to the app
 
 
-def _wrap(fd: int, family: int) -> socket.socket | None:
+def _wrap(fd: int, family: int) -> "socket.socket | None":
     try:
         # CPython checks the descriptor with getsockname(): it may be gone by now.
         return _RawSocket(family, socket.SOCK_STREAM | _SOCK_NONBLOCK, 0, fd)

@@ -18,8 +18,6 @@ waiting begins):
 An ``expect`` replaces the rule: every entry must match a listener, wherever it came from.
 """
 
-from __future__ import annotations
-
 import time
 
 from .._cstd import TYPE_CHECKING, Callable
@@ -95,7 +93,7 @@ class ListenerSnapshot(Record):
     def __contains__(self, item: object) -> bool:
         return isinstance(item, Listener) and item.inode in self._inodes
 
-    def __iter__(self) -> Iterator[Listener]:
+    def __iter__(self) -> "Iterator[Listener]":
         return iter(self.listeners)
 
     def __len__(self) -> int:
@@ -113,8 +111,8 @@ class ListenTimeoutError(NotifyError, TimeoutError):
         self,
         message: str,
         *,
-        found: Sequence[Listener] = (),
-        missing: Sequence[str] = (),
+        found: "Sequence[Listener]" = (),
+        missing: "Sequence[str]" = (),
         probe_failure: str | None = None,
     ) -> None:
         super().__init__(message)
@@ -123,14 +121,14 @@ class ListenTimeoutError(NotifyError, TimeoutError):
         self.probe_failure = probe_failure
 
 
-def validate_wait_options(expect: Expect | None = None, probe: str | None = None) -> None:
+def validate_wait_options(expect: "Expect | None" = None, probe: str | None = None) -> None:
     """Raise :class:`ValueError` now for an ``expect`` or ``probe`` the waiters would refuse."""
     if expect is not None:
         validate_expect(expect)
     parse_probe(probe)
 
 
-def validate_expect(expect: Expect) -> None:
+def validate_expect(expect: "Expect") -> None:
     """Raise :class:`ValueError` now for an ``expect`` the waiters would refuse."""
     parse_expectations(expect)
 
@@ -149,7 +147,7 @@ class _Wait:
     def __init__(  # noqa: PLR0913  (the public waiters' options, passed through)
         self,
         timeout: float | None,
-        expect: Expect | None,
+        expect: "Expect | None",
         baseline: ListenerSnapshot | None,
         probe: str | None,
         probe_timeout: float,
@@ -255,7 +253,7 @@ class _Wait:
 
     def run_blocking(
         self,
-        stop: Event | None = None,
+        stop: "Event | None" = None,
         *,
         inspect: Callable[[list[Listener]], None] | None = None,
         proceed: Callable[[], bool] | None = None,
@@ -306,7 +304,7 @@ class _Wait:
                 return selected
             delay = self.next_delay()
 
-    def probe_round(self, selected: list[Listener]) -> _ProbeRound:
+    def probe_round(self, selected: list[Listener]) -> "_ProbeRound":
         return _ProbeRound(self, selected)
 
     def probe_result(

@@ -14,18 +14,14 @@ Policy, in one place:
   :mod:`._retry` delivers them off the caller's path.
 """
 
-from __future__ import annotations
-
 import os
-import select
 import time
 
 # The C modules where the Python ones would load more (logging, dataclasses and typing are
 # not loaded either): `sdready notify` sends in a few ms (benchmarks/cli_startup.py).
-from .._cstd import TYPE_CHECKING, allocate_lock, weakref
+from .._cstd import TYPE_CHECKING, allocate_lock, socket, weakref
 from .._env import main_pid, notify_socket, oci_container
-from .._exceptions import NotifyError
-from .._log import WarnOnce, logger
+from .._log import WarnOnce
 from ._protocol import (
     NOTIFY_BUFFER_MAX,
     READY_ALONE,
@@ -70,7 +66,7 @@ __all__ = [
 PROGRESS_EXTEND = 30.0
 
 # Every notifier, weakly: a WeakSet's own mechanism, without loading weakref.
-_live: set[weakref.ReferenceType[Notifier]] = set()
+_live: "set[weakref.ReferenceType[Notifier]]" = set()
 
 
 def _after_fork_in_child() -> None:
@@ -103,13 +99,13 @@ class Notifier:
     """
 
     #: How long a state change that met a full queue is retried before giving up.
-    RETRY_DEADLINE: ClassVar[float] = 90.0
+    RETRY_DEADLINE: "ClassVar[float]" = 90.0
     #: How long a STATUS or WATCHDOG stuck behind a pending state change is kept.
-    LOSSY_DEADLINE: ClassVar[float] = 5.0
+    LOSSY_DEADLINE: "ClassVar[float]" = 5.0
     #: The longest a caller waits for room in a full queue before failing fast.
-    FULL_QUEUE_WAIT: ClassVar[float] = 0.05
+    FULL_QUEUE_WAIT: "ClassVar[float]" = 0.05
     #: Messages waiting for the background retry, at most (oldest STATUS dropped first).
-    MAX_PENDING: ClassVar[int] = 256
+    MAX_PENDING: "ClassVar[int]" = 256
 
     def __init__(
         self, address: str | None = None, *, strict: bool = False, unset_environment: bool = False
@@ -128,6 +124,8 @@ class Notifier:
                 parsed = NotifyAddress.parse(address)
             except ValueError as exc:
                 if strict:
+                    from .._exceptions import NotifyError  # a failure's import: see _failed
+
                     raise NotifyError(str(exc)) from exc
                 self._invalid = str(exc)
             else:
@@ -140,7 +138,7 @@ class Notifier:
     def __repr__(self) -> str:
         return f"<Notifier address={self._raw_address!r} enabled={self.enabled}>"
 
-    def __enter__(self) -> Notifier:
+    def __enter__(self) -> "Notifier":
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -164,7 +162,7 @@ class Notifier:
 
     # -- the protocol -------------------------------------------------------------------
 
-    def send(self, fields: Fields, *, fds: Iterable[object] = (), pid: int | None = None) -> bool:
+    def send(self, fields: Fields, *, fds: "Iterable[object]" = (), pid: int | None = None) -> bool:
         """Send one message: a mapping of fields or a preformatted ``"A=1\\nB=2"`` string.
 
         :param fds: file descriptors (ints or objects with ``fileno()``) passed with
@@ -274,7 +272,7 @@ class Notifier:
     def barrier(self, timeout: float = 5.0) -> bool:
         """Wait until the manager has processed every message sent so far (sd_notify_barrier).
 
-        Sends ``BARRIER=1`` with the write end of a pipe and waits for the manager to close
+        Sends ``BARRIER=1`` with one end of a socket pair and waits for the manager to close
         it. Returns ``True`` when it did, ``False`` when disabled, on failure or on timeout.
         """
         if self._delivery is None:
@@ -282,21 +280,24 @@ class Notifier:
         deadline = time.monotonic() + timeout
         if not self.flush(timeout):
             return False
-        read_end, write_end = os.pipe()
+        # libsystemd sends a pipe; the manager closes whatever descriptor comes with BARRIER=1,
+        # and a socket's own timeout waits for that without loading select (notify's start-up).
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
-            message = Message(b"BARRIER=1", False, [write_end], None)
+            message = Message(b"BARRIER=1", False, [theirs.fileno()], None)
             try:
                 error = self._delivery.send_now(message, deadline, self)
             finally:
-                os.close(write_end)  # only the manager's copy may keep the pipe open
+                theirs.close()  # only the manager's copy may keep the pair open
             if error is not None:
                 return self._failed(message, error)
-            poller = select.poll()
-            poller.register(read_end, select.POLLHUP)
-            remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
-            return bool(poller.poll(remaining_ms))
+            ours.settimeout(max(0.0, deadline - time.monotonic()))
+            try:
+                return ours.recv(1) == b""  # end of file: the manager closed its copy
+            except OSError:  # TimeoutError, or nothing yet with no time left
+                return False
         finally:
-            os.close(read_end)
+            ours.close()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait up to *timeout* seconds for retried state changes to be delivered."""
@@ -333,7 +334,11 @@ class Notifier:
         return True if error is None else self._failed(message, error)
 
     def _failed(self, message: Message, error: OSError) -> bool:
+        # The error class and the log are imported by a failure, not by every sender:
+        # `sdready notify` starts faster without them (benchmarks/cli_startup.py).
         if self._strict:
+            from .._exceptions import NotifyError
+
             raise NotifyError(f"cannot notify {self._raw_address!r}: {error}") from error
         if is_full(error):
             self._warn_once(
@@ -357,6 +362,8 @@ class Notifier:
         exec_pid = main_pid()
         sender = pid if pid is not None else os.getpid()
         if exec_pid is not None and exec_pid != sender:
+            from .._log import logger
+
             logger.info(
                 "pid %d is not the unit's main process (SYSTEMD_EXEC_PID=%s): systemd ignores "
                 "its notifications unless the unit sets NotifyAccess=all",
@@ -396,7 +403,7 @@ def _process_notifier() -> Notifier:
     return current
 
 
-def notify(fields: Fields, *, fds: Iterable[object] = (), pid: int | None = None) -> bool:
+def notify(fields: Fields, *, fds: "Iterable[object]" = (), pid: int | None = None) -> bool:
     """Send *fields* with the process-wide notifier (see :meth:`Notifier.send`)."""
     return _process_notifier().send(fields, fds=fds, pid=pid)
 

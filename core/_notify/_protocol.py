@@ -5,14 +5,11 @@ fits the manager's 4096-byte buffer, checks the descriptors passed with it and p
 ``NOTIFY_SOCKET``. Sending (``_notifier``) builds on it; nothing here opens a socket.
 """
 
-from __future__ import annotations
-
 # The C modules behind socket, threading and collections.abc: those three would load enum,
 # selectors, functools and collections, milliseconds that `sdready notify` does not spend.
 import errno
 
 from .._cstd import Iterable, Mapping, allocate_lock, socket
-from .._log import logger
 from .._record import Record
 
 __all__ = [
@@ -115,12 +112,12 @@ class NotifyAddress(Record):
     ) -> None:
         self._set(family=family, type=type, sockaddr=sockaddr, text=text)
 
-    def with_type(self, kind: int) -> NotifyAddress:
+    def with_type(self, kind: int) -> "NotifyAddress":
         """The same address with another socket type (vsock's seqpacket fallback)."""
         return NotifyAddress(self.family, kind, self.sockaddr, self.text)
 
     @classmethod
-    def parse(cls, value: str) -> NotifyAddress:
+    def parse(cls, value: str) -> "NotifyAddress":
         """Parse *value* the way libsystemd does; raise :class:`ValueError` if it is invalid.
 
         Accepted: an absolute path, ``@abstract``, ``vsock:CID:PORT`` and the typed
@@ -221,6 +218,8 @@ def _check_name(name: object) -> None:
         if name in _unknown_logged:
             return
         _unknown_logged.add(name)
+    from .._log import logger  # only a new name or a cut loads the log (notify's start-up)
+
     logger.debug(
         "sending sd_notify field %s, which sdready does not know (newer, or a typo?); "
         "a systemd that does not know it either ignores it",
@@ -250,6 +249,8 @@ def _truncate_status(pairs: list[tuple[str, str]], status_index: int, size: int)
         )
     # Cut on a character boundary: "ignore" drops a trailing partial UTF-8 sequence.
     shortened = status[:room].decode("utf-8", "ignore")
+    from .._log import logger
+
     logger.debug(
         "STATUS truncated from %d to %d bytes to fit the manager's buffer", len(status), room
     )

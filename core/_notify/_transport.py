@@ -16,16 +16,12 @@ One module for both: ``sdready notify`` loads every module on its path, and a mo
 more start-up than these two classes' code.
 """
 
-from __future__ import annotations
-
 import errno as _errno
 import os
-import select
 import sys
 import time
 
 from .._cstd import TYPE_CHECKING, allocate_lock, socket, weakref
-from .._log import DEBUG
 from ._protocol import Message, NotifyAddress, is_full
 
 if TYPE_CHECKING:
@@ -67,8 +63,8 @@ class Transport:
     def __init__(
         self,
         address: NotifyAddress,
-        changed: Callable[[], None],
-        warn_once: Callable[..., None],
+        changed: "Callable[[], None]",
+        warn_once: "Callable[..., None]",
     ) -> None:
         self.address = address
         self.sock: socket.socket | None = None
@@ -119,6 +115,8 @@ class Transport:
         On a connected datagram socket POLLOUT means the receiver's queue has room again:
         the kernel wakes us, no sleeping and guessing.
         """
+        import select  # only a full queue waits: `sdready notify` does not load it
+
         poller = select.poll()
         registered: socket.socket | None = None
         while True:
@@ -170,6 +168,8 @@ class Transport:
             except OSError as exc:
                 if exc.errno not in (_errno.EPERM, _errno.ESRCH, _errno.EINVAL):
                     raise
+                from .._log import DEBUG  # a rare path: notify's start-up does not load the log
+
                 self._warn_once(
                     ("credentials", exc.errno),
                     "the kernel refused to send credentials of pid %d (%s); sending as pid %d",
@@ -204,7 +204,9 @@ class Delivery:
     to report. *warn_once* ``(key, msg, *args, level=)`` reports a problem once.
     """
 
-    def __init__(self, address: NotifyAddress, target: str, warn_once: Callable[..., None]) -> None:
+    def __init__(
+        self, address: NotifyAddress, target: str, warn_once: "Callable[..., None]"
+    ) -> None:
         self.lock = allocate_lock()
         self.transport = _transport_for(self, address, warn_once)
         #: ``sock.send`` while STATUS and WATCHDOG may take it directly, else None.
@@ -214,7 +216,7 @@ class Delivery:
         self._retry: RetryQueue | None = None  # made when a message first has to wait
         self._congested = False
 
-    def submit(self, message: Message, limits: Limits) -> OSError | None:
+    def submit(self, message: Message, limits: "Limits") -> OSError | None:
         """Send *message*, or queue it (None); the error of a message that could not go."""
         with self.lock:
             if self._waiting():  # a state change is waiting: nothing may overtake it
@@ -239,7 +241,7 @@ class Delivery:
                     return None
         return error
 
-    def send_now(self, message: Message, deadline: float, limits: Limits) -> OSError | None:
+    def send_now(self, message: Message, deadline: float, limits: "Limits") -> OSError | None:
         """Send bypassing the retry queue, waiting for room until *deadline* (the barrier)."""
         with self.lock:
             error = self.transport.attempt(message, limits.FULL_QUEUE_WAIT)
@@ -277,7 +279,7 @@ class Delivery:
         """Whether messages wait in the retry queue (nothing may overtake them)."""
         return self._retry is not None and bool(self._retry.messages)
 
-    def _enqueue(self, message: Message, limits: Limits) -> None:
+    def _enqueue(self, message: Message, limits: "Limits") -> None:
         # Called with the lock held.
         wait = limits.RETRY_DEADLINE if message.state else limits.LOSSY_DEADLINE
         self.fast_send = None
@@ -310,7 +312,7 @@ class Delivery:
 
 
 def _transport_for(
-    delivery: Delivery, address: NotifyAddress, warn_once: Callable[..., None]
+    delivery: Delivery, address: NotifyAddress, warn_once: "Callable[..., None]"
 ) -> Transport:
     # Weakly: a notifier dropped without close() is freed (and its socket closed) at once,
     # not when a cycle collection finds it.

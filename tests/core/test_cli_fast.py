@@ -6,6 +6,7 @@ starting its command before loading the engine, ``wait-listen`` loading nothing 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import socket
 import subprocess
@@ -170,6 +171,122 @@ def test_a_usage_error_spawns_nothing(
     code, out = spawn_report("sdready.__main__", ["exec", *argv], notify_socket)
     assert code == 2
     assert "loaded at spawn" not in out and not marker.exists()
+
+
+#: All that ``sdready notify`` may load: the sending path, nothing for a failure it may never
+#: meet (the log, the error class, select for a full queue). A new entry costs start-up.
+NOTIFY_LOADS = {
+    "_socket",
+    "errno",
+    "sdready",
+    "sdready.__main__",
+    "sdready._commands._cli_fast",
+    "sdready._commands._cli_notify",
+    "sdready._cstd",
+    "sdready._env",
+    "sdready._notify._notifier",
+    "sdready._notify._protocol",
+    "sdready._record",
+    "sdready._notify._transport",
+}
+
+
+def notify_loads(env: dict[str, str]) -> tuple[str, set[str]]:
+    """``sdready notify --status x``'s exit status and the modules it loaded."""
+    code = (
+        "import sys; before = set(sys.modules); sys.argv = ['sdready', 'notify', '--status', 'x']; "
+        "from sdready.__main__ import main; status = main(); "
+        "print(status, sorted(set(sys.modules) - before))"
+    )
+    status, loaded = python("-c", code, env=env).stdout.split(" ", 1)
+    return status, set(ast.literal_eval(loaded))
+
+
+def test_notify_loads_only_what_sending_needs(notify_socket: NotifyRecorder) -> None:
+    code, loaded = notify_loads(notify_socket.env)
+    assert (code, loaded - NOTIFY_LOADS) == ("0", set())  # the interpreter may have loaded some
+    notify_socket.wait_for("STATUS=x", 2)
+    # The control: a failure loads what reports it (and the probe sees it).
+    code, loaded = notify_loads({**notify_socket.env, "NOTIFY_SOCKET": "/nonexistent/notify"})
+    assert code == "3"
+    assert {"sdready._exceptions", "sdready._log"} <= loaded - NOTIFY_LOADS
+
+
+#: Prints the sdready modules loaded when the command forks its child (exec) or ends.
+LOADED_PROBE = """
+import os, sys
+real = os.fork
+
+def spawn(*args, **kwargs):
+    print(sorted(m for m in sys.modules if m.startswith("sdready")), flush=True)
+    os._exit(0)
+
+os.fork = spawn
+sys.argv = ["sdready", *{args!r}]
+from sdready.__main__ import main
+main()
+print(sorted(m for m in sys.modules if m.startswith("sdready")), flush=True)
+"""
+
+
+def imports_future(module: str) -> bool:
+    """Whether *module*'s source has ``from __future__ import ...``."""
+    path = Path(__import__(module, fromlist=["_"]).__file__ or "")
+    return any(
+        isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        for node in ast.parse(path.read_text()).body
+    )
+
+
+def test_no_module_on_the_fast_paths_imports_future(notify_socket: NotifyRecorder) -> None:
+    """``from __future__ import annotations`` loads ``__future__`` (about 0.3 ms of start-up):
+    the modules the commands load before their work is done evaluate their annotations."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        commands = [
+            ["notify", "--status", "x"],
+            ["wait-listen", "--expect", f"127.0.0.1:{server.getsockname()[1]}"],
+            ["exec", "-q", "--", "true"],
+        ]
+        loaded: set[str] = set()
+        for args in commands:
+            done = python("-c", LOADED_PROBE.format(args=args), env=notify_socket.env)
+            loaded |= set(ast.literal_eval(done.stdout.splitlines()[0]))
+    assert {
+        "sdready._commands._cli_notify",
+        "sdready._commands._cli_wait",
+        "sdready._commands._spawn",
+    } <= loaded
+    assert [module for module in sorted(loaded) if imports_future(module)] == []
+    # The control: the engine, loaded once exec's command runs, does import it.
+    assert imports_future("sdready._options")
+
+
+#: The console script (``run``) in a process that says whether the interpreter's teardown ran.
+RUN_PROBE = """
+import atexit, sys
+atexit.register(print, "teardown ran", flush=True)
+{preload}
+sys.argv = ["sdready", *{args!r}]
+from sdready.__main__ import run
+run()
+"""
+
+
+def test_the_script_skips_the_teardown_of_a_command_that_left_nothing_to_run() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        args = ["wait-listen", "--expect", f"127.0.0.1:{server.getsockname()[1]}"]
+        done = python("-c", RUN_PROBE.format(preload="", args=args))
+        # The control: with threading loaded (a thread might have work left), the usual exit.
+        control = python("-c", RUN_PROBE.format(preload="import threading", args=args))
+    assert (done.returncode, done.stdout) == (0, "")
+    assert (control.returncode, control.stdout) == (0, "teardown ran\n")
+    # The output was flushed all the same.
+    assert done.stderr.startswith("sdready wait-listen: listening on 127.0.0.1:")
+    assert done.stderr.split(" after")[0] == control.stderr.split(" after")[0]
 
 
 def test_wait_listen_loads_none_of_the_heavy_modules() -> None:
