@@ -21,7 +21,6 @@ import time
 # not loaded either): `sdready notify` sends in a few ms (benchmarks/cli_startup.py).
 from .._cstd import TYPE_CHECKING, allocate_lock, socket, weakref
 from .._env import main_pid, notify_socket, oci_container
-from .._log import WarnOnce
 from ._protocol import (
     NOTIFY_BUFFER_MAX,
     READY_ALONE,
@@ -41,8 +40,11 @@ from ._protocol import (
 from ._transport import Delivery
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from typing import ClassVar
+
+    from .._log import WarnOnce
+
 
 # The protocol names are re-exported: the CLI and the test kit import them from here.
 __all__ = [
@@ -116,7 +118,7 @@ class Notifier:
             os.environ.pop("NOTIFY_SOCKET", None)
         self._raw_address = address
         self._strict = strict
-        self._warn_once = WarnOnce()
+        self._warn_once = _warn_once_lazily()
         self._delivery: Delivery | None = None  # None: disabled
         self._invalid: str | None = None
         if address is not None:
@@ -431,3 +433,21 @@ def reloading(status: str | None = None) -> bool:
 def watchdog() -> bool:
     """Send ``WATCHDOG=1`` with the process-wide notifier."""
     return _process_notifier().watchdog()
+
+
+def _warn_once_lazily() -> "Callable[..., None]":
+    """A :class:`~sdready._log.WarnOnce` made at the first warning (`sdready notify`'s
+    start-up does not load the log); holds no reference to its notifier."""
+    made: list[WarnOnce] = []
+
+    def warn_once(key: object, msg: str, *args: object, level: "int | None" = None) -> None:
+        if not made:
+            from .._log import WarnOnce
+
+            made.append(WarnOnce())
+        if level is None:
+            made[0](key, msg, *args)
+        else:
+            made[0](key, msg, *args, level=level)
+
+    return warn_once

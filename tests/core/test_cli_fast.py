@@ -180,10 +180,12 @@ NOTIFY_LOADS = {
     "errno",
     "sdready",
     "sdready.__main__",
+    "sdready._commands",  # the subpackages' own __init__, a docstring each
     "sdready._commands._cli_fast",
     "sdready._commands._cli_notify",
     "sdready._cstd",
     "sdready._env",
+    "sdready._notify",
     "sdready._notify._notifier",
     "sdready._notify._protocol",
     "sdready._record",
