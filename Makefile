@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # pytest-xdist: the slow tests mostly wait on real servers and systemd, so 4 workers pay off on 2 cores.
 PYTEST_ARGS ?= -n 4
 
-.PHONY: venv test test-unit test-oldest lint demo bench dist clean systemd254
+.PHONY: venv test test-unit test-oldest oldest-venvs lint demo bench dist dist-prepare clean systemd254
 
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 comma := ,
@@ -79,7 +79,10 @@ build/oldest-%.txt: pyproject.toml .ci/oldest.py
 	$(@D)/bin/python -m pip install --quiet --disable-pip-version-check -e . --group test -c $<
 	touch $@
 
-test-oldest: .venv-oldest-fastapi/.installed .venv-oldest-starlette/.installed
+# The two venvs alone (CI installs them while the suite runs).
+oldest-venvs: .venv-oldest-fastapi/.installed .venv-oldest-starlette/.installed
+
+test-oldest: oldest-venvs
 	.venv-oldest-fastapi/bin/python -c '$(OLDEST_SHOW)'
 	.venv-oldest-starlette/bin/python -c '$(OLDEST_SHOW)'
 	status=0; \
@@ -121,7 +124,18 @@ SDIST_PYTHON ?= $(PYTHON)
 SDIST_CHECK := build/sdist-check
 SDIST_VENV := build/sdist-venv
 SDIST_PY := $(abspath $(SDIST_VENV))/bin/python
-dist: venv $(VENV)/.installed-release
+dist: $(if $(SDIST_PREPARED),,dist-prepare)
+	# All but the real-systemd tests (`make test` ran those); the checkout's systemd 254 tree
+	# (.ci/systemd254) lets the unit snippets with newer settings be verified there too. The
+	# statistical tests run 3 rounds each: this run asks whether the package works as shipped,
+	# `make test` runs their 30.
+	cd $(SDIST_CHECK) && SDREADY_SYSTEMD_ROOT=$${SDREADY_SYSTEMD_ROOT:-$(CURDIR)/.cache/systemd-254/root} \
+		SDREADY_TEST_ROUNDS=3 $(SDIST_PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) -q -m "not systemd"
+	rm -rf $(SDIST_CHECK) $(SDIST_VENV)
+
+# The packages built and checked, the sdist unpacked and installed into its venv: `make dist`
+# runs it first, CI while the suite runs (then `make dist SDIST_PREPARED=1` only tests).
+dist-prepare: venv $(VENV)/.installed-release
 	rm -rf dist $(SDIST_CHECK) $(SDIST_VENV)
 	$(PY) -m build --quiet --outdir dist .
 	$(VENV)/bin/twine check --strict dist/*
@@ -130,13 +144,6 @@ dist: venv $(VENV)/.installed-release
 	$(SDIST_PYTHON) -m venv $(SDIST_VENV)
 	$(SDIST_PY) -m pip install --quiet --disable-pip-version-check 'pip>=25.1'
 	cd $(SDIST_CHECK) && $(SDIST_PY) -m pip install --quiet --disable-pip-version-check . --group test
-	# All but the real-systemd tests (`make test` ran those); the checkout's systemd 254 tree
-	# (.ci/systemd254) lets the unit snippets with newer settings be verified there too. The
-	# statistical tests run 3 rounds each: this run asks whether the package works as shipped,
-	# `make test` runs their 30.
-	cd $(SDIST_CHECK) && SDREADY_SYSTEMD_ROOT=$${SDREADY_SYSTEMD_ROOT:-$(CURDIR)/.cache/systemd-254/root} \
-		SDREADY_TEST_ROUNDS=3 $(SDIST_PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) -q -m "not systemd"
-	rm -rf $(SDIST_CHECK) $(SDIST_VENV)
 
 clean:
 	rm -rf $(VENV) .venv310 .venv-oldest-* build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
