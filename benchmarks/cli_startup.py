@@ -76,9 +76,16 @@ def environment(root: Path, core: Path = CORE) -> tuple[str, str]:
     ).stdout.strip()
     package = Path(site) / "sdready"
     package.mkdir()
-    for source in core.iterdir():  # the modules and the private subpackages
-        if source.suffix == ".py" or (source / "__init__.py").is_file():
+    # The modules and the private subpackages, as real directories of links: compileall
+    # does not descend into a linked directory, and an uncompiled subpackage would be timed
+    # compiling its sources.
+    for source in core.iterdir():
+        if source.suffix == ".py":
             (package / source.name).symlink_to(source)
+        elif (source / "__init__.py").is_file():
+            (package / source.name).mkdir()
+            for module in source.glob("*.py"):
+                (package / source.name / module.name).symlink_to(module)
     compileall.compile_dir(str(package), quiet=1)  # writes even with PYTHONDONTWRITEBYTECODE
     script = root / "bin" / "sdready"
     script.write_text(WRAPPER.format(python=python, entry=entry_point(core)))
