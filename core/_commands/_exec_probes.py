@@ -13,7 +13,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from .._engine._probes import Probes
+from .._engine._probes import HEADERS, Probes
 from .._log import logger
 from .._options import ReadyOptions
 
@@ -47,9 +47,9 @@ def serve_probes(address: tuple[str, int], readiness: Readiness) -> ThreadingHTT
                 return
             answer = probes.answer_blocking(kind, readiness)
             self.send_response(answer.status)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            for name, value in HEADERS:
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(answer.body)))
-            self.send_header("Cache-Control", "no-store")
             self.end_headers()
             self.wfile.write(answer.body)
 
