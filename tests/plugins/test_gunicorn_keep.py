@@ -3,6 +3,8 @@ fd store, under which names, and when (the restarts themselves: test_gunicorn_ke
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 from pathlib import Path
 
@@ -47,6 +49,11 @@ def test_fdstore_decides_by_default(
     args = ["--bind", f"127.0.0.1:{free_port()}", "wsgi_app:app"]
     with Gunicorn(args, apps=apps, recorder=notify_socket, env=env) as gunicorn:
         gunicorn.wait_for("READY=1", timeout=30)
+        # A barrier: sdready keeps the sockets under its lock right after READY, and the
+        # STATUS for a second worker comes under the same lock, so after it. A stop sent
+        # before that point may rightly find nothing left to keep.
+        os.kill(gunicorn.pid, signal.SIGTTIN)
+        gunicorn.wait_for(lambda m: m.get("STATUS", "").startswith("Workers: 1/2"), timeout=30)
         gunicorn.stop()
     assert bool(notify_socket.values("FDSTORE")) is kept
 
