@@ -425,6 +425,7 @@ class TreeListeners:
         self._foreign: set[int] = set()  # sockdiag: listeners the tree did not hold
         self._members: list[int] = []  # sockdiag: the tree at the last walk
         self._walked = -_SOCKDIAG_REWALK
+        self._diag_polls = 0
         self._pidfds: dict[int, int] = {}
         self._refused: set[int] = set()  # pids that refused pidfd_getfd: use /proc for them
         self._unreadable: set[int] = set()
@@ -491,7 +492,11 @@ class TreeListeners:
     def _poll_sockdiag(self, diag: SockDiag) -> list[Listener] | None:
         """One dump; the tree's descriptors only when a listener not known to be the
         tree's (or not to be) appeared, or it is time to look again. None: fall back."""
-        listening = diag.listeners()
+        # Each dump costs about as much as the other: TCP listeners, by far the most
+        # common, are looked for at every poll, unix ones at every other, so that the poll
+        # is cheap and the duty cap lets it come often (a unix listener waits a poll more).
+        self._diag_polls += 1
+        listening = diag.listeners(unix=self._diag_polls % 2 == 1)
         now = time.monotonic()
         unknown = [i for i in listening if i not in self._owned and i not in self._foreign]
         if now - self._walked >= _SOCKDIAG_REWALK or (

@@ -121,8 +121,9 @@ class SockDiag:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def listeners(self) -> dict[int, tuple[int, Address]]:
-        """``{inode: (family, address)}`` of every listening TCP and unix stream socket."""
+    def listeners(self, *, unix: bool = True) -> dict[int, tuple[int, Address]]:
+        """``{inode: (family, address)}`` of every listening TCP and unix stream socket;
+        ``unix=False`` skips the unix dump and reports the unix listeners of the last one."""
         seen: _Seen = {}
         if self._compat:
             try:
@@ -138,7 +139,10 @@ class SockDiag:
                     if exc.errno not in (errno.ENOENT, errno.EAFNOSUPPORT):
                         raise
                     self._ipv6 = False
-        self._dump_unix(seen)
+        if unix:
+            self._dump_unix(seen)
+        else:
+            seen.update(self._replies.get(_UNIX_REQUEST, ((), {}))[1])
         self._known = seen
         return dict(seen.values())
 

@@ -13,6 +13,7 @@ import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from _state import ProcessState
@@ -210,3 +211,51 @@ def test_a_new_listener_shows_after_unchanged_dumps() -> None:
             new = inode(late)
             assert found[new][1][2] == late.getsockname()[1]
         assert new not in diag.listeners()  # closed: gone again
+
+
+def test_a_poll_without_the_unix_dump_reports_the_last_unix_listeners(tmp_path: Path) -> None:
+    with SockDiag() as diag, socket.socket(socket.AF_UNIX) as kept:
+        kept.bind(str(tmp_path / "kept.sock"))
+        kept.listen()
+        assert inode(kept) in diag.listeners()
+        with socket.socket(socket.AF_UNIX) as late, socket.socket() as tcp:
+            late.bind(str(tmp_path / "late.sock"))
+            late.listen()
+            tcp.bind(("127.0.0.1", 0))
+            tcp.listen()
+            skipped = diag.listeners(unix=False)
+            assert inode(kept) in skipped  # as the last unix dump found it
+            assert inode(tcp) in skipped  # TCP is dumped every time
+            assert inode(late) not in skipped  # the control: no unix dump, not seen yet
+            assert inode(late) in diag.listeners()
+
+
+def test_the_tree_watch_sees_a_unix_listener_within_two_polls(tmp_path: Path) -> None:
+    path = tmp_path / "s.sock"
+    code = f"""
+    import socket, sys, time
+    s = socket.socket(socket.AF_UNIX); s.bind({str(path)!r})
+    sys.stdin.readline()
+    s.listen()
+    print("listening", flush=True)
+    time.sleep(60)
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        with TreeListeners(proc.pid) as watch:
+            assert watch.poll() == []
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == "listening\n"
+            watch.poll()  # this poll may skip the unix dump: the next does not
+            assert [item.address for item in watch.poll()] == [str(path)]
+            assert [item.address for item in watch.poll()] == [str(path)]  # and stays seen
+    finally:
+        proc.stdin.close()
+        stop(proc)
