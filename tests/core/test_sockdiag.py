@@ -100,9 +100,12 @@ def test_namespace_listeners_through_sock_diag_as_the_tables(
     assert {i: diag[i] for i in ours} == {i: tables[i] for i in ours}
 
 
-def start(code: str, *prefix: str) -> subprocess.Popen[str]:
+def start(code: str, *prefix: str, stdin: bool = False) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*prefix, sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True
+        [*prefix, sys.executable, "-c", textwrap.dedent(code)],
+        stdin=subprocess.PIPE if stdin else None,
+        stdout=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -132,12 +135,7 @@ def test_the_tree_watch_uses_sock_diag_and_follows_listeners() -> None:
     print(second.getsockname()[1], flush=True)
     time.sleep(60)
     """
-    proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc = start(code, stdin=True)
     assert proc.stdin is not None and proc.stdout is not None
     try:
         with socket.socket() as bystander:  # listens in the namespace, not in the tree
@@ -240,12 +238,7 @@ def test_the_tree_watch_sees_a_unix_listener_within_two_polls(tmp_path: Path) ->
     print("listening", flush=True)
     time.sleep(60)
     """
-    proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc = start(code, stdin=True)
     assert proc.stdin is not None and proc.stdout is not None
     try:
         with TreeListeners(proc.pid) as watch:
