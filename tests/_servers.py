@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import http.server
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -82,6 +84,23 @@ def reserved_port(*, reuse_port: bool = False) -> Iterator[int]:
         yield guard.getsockname()[1]
     finally:
         guard.close()
+
+
+@contextlib.contextmanager
+def serving_http(
+    handler: type[http.server.BaseHTTPRequestHandler],
+) -> Iterator[http.server.ThreadingHTTPServer]:
+    """A threaded HTTP server on a free loopback port, serving *handler* in a thread."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=30)
 
 
 def parse_address(text: str) -> Address:

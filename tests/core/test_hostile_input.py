@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from urllib.parse import unquote
 
 import pytest
 from _cli_support import SDREADY, sdready_run
+from _servers import serving_http
 from sdready import (
     ListenTimeoutError,
     Notifier,
@@ -356,16 +356,9 @@ class _Failing(_Counting):
 
 @contextlib.contextmanager
 def http_server(handler: type[_Counting]) -> Iterator[http.server.ThreadingHTTPServer]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.requests = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving_http(handler) as server:
+        server.requests = []  # type: ignore[attr-defined]
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def test_probe_goes_to_the_first_listener_only(notify_socket: NotifyRecorder) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _servers import serving_http
 from sdready._listen._listeners import (
     ListenTimeoutError,
     async_wait_until_listening,
@@ -60,16 +61,8 @@ def app() -> App:
 
 @pytest.fixture
 def http_server(app: App) -> Iterator[http.server.ThreadingHTTPServer]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_for(app))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
-    thread.start()
-    try:
+    with serving_http(handler_for(app)) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=30)
 
 
 def port_of(server: http.server.ThreadingHTTPServer) -> int:
