@@ -152,55 +152,58 @@ class Client:
 def _exec_unit(systemd: UserManager, port: int, check: int, probes: bool) -> str:
     """``sdready exec`` + uvicorn serving the plain ASGI app (no plugin)."""
     python, _ = python_for_units()
-    name = systemd.unit_name("exec-b")
-    log = systemd.work_dir / f"{name}.log"
     options = f"--ready-address 127.0.0.1:{check} --shutdown-delay {DELAY}" if probes else ""
     uvicorn = f"{python} -m uvicorn _asgi_apps:plain --host 127.0.0.1 --port {port}"
-    systemd.write_unit(
-        name,
-        f"""\
-        [Service]
-        Type=notify
-        ExecStart={python} -m sdready exec {options} -- {uvicorn} --log-level warning
-        WorkingDirectory={systemd.work_dir}
-        Environment={unit_environment({})}
-        StandardOutput=append:{log}
-        StandardError=append:{log}
-        TimeoutStartSec=20
-        TimeoutStopSec=15
-        # As README documents for exec: SIGTERM goes to sdready, which holds it for the delay
-        KillMode=mixed
-        """,
+    return _write_unit(
+        systemd,
+        "exec-b",
+        f"{python} -m sdready exec {options} -- {uvicorn} --log-level warning",
+        unit_environment({}),
+        "# As README documents for exec: SIGTERM goes to sdready, which holds it for the delay",
     )
-    return name
 
 
 def _gunicorn_unit(systemd: UserManager, port: int, probes: bool) -> str:
     """gunicorn with the plugin, 2 sync workers serving a plain Flask app; with *probes*,
     ``SDREADY_READY_PATH`` and ``SDREADY_SHUTDOWN_DELAY``."""
     python, _ = python_for_units()
-    name = systemd.unit_name("gunicorn-b")
-    log = systemd.work_dir / f"{name}.log"
     (systemd.work_dir / "lb_flask_app.py").write_text(_FLASK_APP)
     options = {"SDREADY_READY_PATH": "/readyz", "SDREADY_SHUTDOWN_DELAY": str(DELAY)}
     gunicorn = (
         f"{python} -m gunicorn -c python:sdready.plugins.gunicorn --workers 2 -k sync "
         f"--bind 127.0.0.1:{port} --graceful-timeout 5 {NO_CONTROL_SOCKET} lb_flask_app:app"
     )
+    return _write_unit(
+        systemd,
+        "gunicorn-b",
+        gunicorn,
+        unit_environment(options if probes else {}),
+        "# gunicorn's own recommendation: SIGTERM to the arbiter alone, which holds it for\n"
+        "# the delay while its workers serve, then stops them gracefully",
+    )
+
+
+def _write_unit(
+    systemd: UserManager, base: str, exec_start: str, environment: str, why_mixed: str
+) -> str:
+    """A ``Type=notify`` unit logging to the work directory, with ``KillMode=mixed`` (the
+    comment *why_mixed* above it); its name."""
+    name = systemd.unit_name(base)
+    log = systemd.work_dir / f"{name}.log"
+    comment = why_mixed.replace("\n", "\n        ")
     systemd.write_unit(
         name,
         f"""\
         [Service]
         Type=notify
-        ExecStart={gunicorn}
+        ExecStart={exec_start}
         WorkingDirectory={systemd.work_dir}
-        Environment={unit_environment(options if probes else {})}
+        Environment={environment}
         StandardOutput=append:{log}
         StandardError=append:{log}
         TimeoutStartSec=20
         TimeoutStopSec=15
-        # gunicorn's own recommendation: SIGTERM to the arbiter alone, which holds it for
-        # the delay while its workers serve, then stops them gracefully
+        {comment}
         KillMode=mixed
         """,
     )
