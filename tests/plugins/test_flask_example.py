@@ -47,8 +47,7 @@ def test_example_serves_when_ready(
     server = _start([sys.executable, "app.py", *mode, "--port", "0"], recorder, tmp_path)
     try:
         ready = server.wait_ready()
-        # Accepted at READY; the answer itself may take a while on a loaded machine (the
-        # reloader's child imports the rest of werkzeug on the first request).
+        # Accepted at READY; the answer itself took over a second once on a loaded machine.
         assert http_get(ready_address(ready), timeout=10)[0] == 200
         # The reloader's watcher (the main process) sends READY once its child serves.
         assert ready.pid == server.pid
