@@ -10,6 +10,7 @@ the option the worker dies of the SIGTERM at once and nothing answers.
 from __future__ import annotations
 
 import pytest
+from _delay import stop_through_the_delay
 from _fastapi_units import unit_environment
 from _servers import http_get, reserved_port
 from _systemd import UserManager, python_for_units
@@ -44,23 +45,12 @@ def test_systemctl_stop_waits_while_hypercorn_serves(systemd: UserManager, delay
             """,
         )
         address = ("127.0.0.1", port)
-        try:
-            systemd.start_unit(server, wait_started=True, timeout=30)
-            assert http_get(address, "/readyz") == (200, "ready")
-            systemd.run("stop", "--no-block", server)
-            if not delay:
-                systemd.wait_for(server, ActiveState="inactive", timeout=20)
-                with pytest.raises(OSError):
-                    http_get(address, "/", timeout=0.5)
-                return
-            systemd.wait_for(server, ActiveState="deactivating", timeout=10)
+
+        def while_held() -> None:
             assert http_get(address, "/readyz") == (503, "stopping"), log.read_text()
             for _ in range(3):
                 assert http_get(address, "/").status == 200
-            systemd.run("kill", "--signal=SIGTERM", server)  # a second SIGTERM ends the delay
-            state = systemd.wait_for(server, ActiveState="inactive", timeout=20, props=("Result",))
-            assert state["Result"] == "success", (state, log.read_text())
-        finally:
-            systemd.run("kill", "--signal=SIGKILL", server, check=False)
-            systemd.stop_units(server)
-            systemd.reset(server)
+
+        stop_through_the_delay(
+            systemd, server, address, delay=delay, while_held=while_held, log=log.read_text
+        )

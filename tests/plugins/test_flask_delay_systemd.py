@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _delay import stop_through_the_delay
 from _flask_support import write_app
 from _servers import http_get, reserved_port
 from _systemd import UserManager, python_for_units
@@ -62,26 +63,13 @@ def test_systemctl_stop_waits_while_waitress_serves(
     with reserved_port() as port:
         server = _unit(systemd, app_dir, port, delay)
         address = ("127.0.0.1", port)
-        try:
-            systemd.start_unit(server, wait_started=True, timeout=30)
-            assert http_get(address, "/readyz") == (200, "ready")
-            systemd.run("stop", "--no-block", server)
-            if not delay:
-                systemd.wait_for(server, ActiveState="inactive", timeout=20)
-                with pytest.raises(OSError):
-                    http_get(address, "/", timeout=0.5)
-                return
-            systemd.wait_for(server, ActiveState="deactivating", timeout=10)
+
+        def while_held() -> None:
             systemd.wait_for(server, lambda p: p["StatusText"].startswith("Stopping"), timeout=10)
             assert http_get(address, "/readyz") == (503, "stopping")
             assert http_get(address, "/") == (200, "ok")
             # Past TimeoutStopSec=2: the extended timeout keeps systemd from killing it.
             systemd.hold(server, 3.0, ActiveState="deactivating")
             assert http_get(address, "/") == (200, "ok")
-            systemd.run("kill", "--signal=SIGTERM", server)  # a second SIGTERM ends the delay
-            state = systemd.wait_for(server, ActiveState="inactive", timeout=20, props=("Result",))
-            assert state["Result"] == "success", state  # died of SIGTERM: a clean stop
-        finally:
-            systemd.run("kill", "--signal=SIGKILL", server, check=False)
-            systemd.stop_units(server)
-            systemd.reset(server)
+
+        stop_through_the_delay(systemd, server, address, delay=delay, while_held=while_held)
