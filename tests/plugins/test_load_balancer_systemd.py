@@ -17,56 +17,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _load_balancer import rolling_restart
+from _load_balancer import SERVERS, rolling_restart
 from _systemd import UserManager
 
 pytestmark = pytest.mark.slow
 
 
+# fastapi: ``ready_path`` and ``shutdown_delay`` options. exec: any server; sdready exec
+# answers /readyz on its own port and holds SIGTERM. gunicorn: Flask, 2 sync workers that
+# answer /readyz from the arbiter's phase while the arbiter holds SIGTERM for the delay.
+@pytest.mark.parametrize("server", SERVERS)
 def test_rolling_restart_behind_haproxy_loses_no_request(
-    systemd: UserManager, tmp_path: Path
+    systemd: UserManager, tmp_path: Path, server: str
 ) -> None:
-    client = rolling_restart(systemd, tmp_path, probes=True)
+    client = rolling_restart(systemd, tmp_path, probes=True, server=server)
     assert client.sent > 100, client.sent
     assert client.failed == [], f"{len(client.failed)} of {client.sent} failed: {client.failed}"
 
 
-def test_control_without_ready_path_and_delay_loses_requests(
-    systemd: UserManager, tmp_path: Path
+@pytest.mark.parametrize("server", SERVERS)
+def test_control_without_the_endpoint_and_delay_loses_requests(
+    systemd: UserManager, tmp_path: Path, server: str
 ) -> None:
-    client = rolling_restart(systemd, tmp_path, probes=False)
-    assert client.sent > 100, client.sent
-    assert client.failed, f"no request of {client.sent} failed without the options"
-
-
-def test_sdready_exec_rolling_restart_loses_no_request(
-    systemd: UserManager, tmp_path: Path
-) -> None:
-    # Any server: sdready exec answers /readyz on its own port and holds SIGTERM.
-    client = rolling_restart(systemd, tmp_path, probes=True, server="exec")
-    assert client.sent > 100, client.sent
-    assert client.failed == [], f"{len(client.failed)} of {client.sent} failed: {client.failed}"
-
-
-def test_control_sdready_exec_without_ready_address_and_delay_loses_requests(
-    systemd: UserManager, tmp_path: Path
-) -> None:
-    client = rolling_restart(systemd, tmp_path, probes=False, server="exec")
-    assert client.sent > 100, client.sent
-    assert client.failed, f"no request of {client.sent} failed without the options"
-
-
-def test_gunicorn_rolling_restart_loses_no_request(systemd: UserManager, tmp_path: Path) -> None:
-    # Flask, 2 sync workers: they answer /readyz from the arbiter's phase; the arbiter
-    # holds SIGTERM for the delay while they serve.
-    client = rolling_restart(systemd, tmp_path, probes=True, server="gunicorn")
-    assert client.sent > 100, client.sent
-    assert client.failed == [], f"{len(client.failed)} of {client.sent} failed: {client.failed}"
-
-
-def test_control_gunicorn_without_ready_path_and_delay_loses_requests(
-    systemd: UserManager, tmp_path: Path
-) -> None:
-    client = rolling_restart(systemd, tmp_path, probes=False, server="gunicorn")
+    client = rolling_restart(systemd, tmp_path, probes=False, server=server)
     assert client.sent > 100, client.sent
     assert client.failed, f"no request of {client.sent} failed without the options"
