@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import pytest
 from _servers import ServerProcess, child_env, http_get, reserved_port
 from sdready.testing import NotifyMessage, NotifyRecorder
 
@@ -154,6 +155,25 @@ def has_gunicorn_asgi() -> bool:
     from gunicorn.workers import SUPPORTED_WORKERS
 
     return "asgi" in SUPPORTED_WORKERS
+
+
+def worker_cases() -> list[object]:
+    """``(worker_class, app)`` for each worker that serves from a fork: sync and gthread
+    (WSGI), gunicorn's own asgi (>= 24) and UvicornWorker (ASGI). Call it after
+    ``pytest.importorskip("gunicorn")``."""
+    return [
+        pytest.param("sync", "wsgi_app:app", id="sync"),
+        pytest.param("gthread", "wsgi_app:app", id="gthread"),
+        pytest.param(
+            "asgi",
+            "asgi_app:app",
+            id="gunicorn-asgi",
+            marks=pytest.mark.skipif(
+                not has_gunicorn_asgi(), reason="gunicorn < 24: no asgi worker"
+            ),
+        ),
+        pytest.param("uvicorn_worker.UvicornWorker", "asgi_app:app", id="uvicorn"),
+    ]
 
 
 def _supports(setting: str) -> bool:

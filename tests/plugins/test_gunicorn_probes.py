@@ -11,7 +11,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from _gunicorn_support import Gunicorn, has_gunicorn_asgi, write_apps
+from _gunicorn_support import Gunicorn, worker_cases, write_apps
 from _servers import http_get, reserved_port
 from _systemd import wait_until
 from sdready.testing import NotifyRecorder
@@ -22,17 +22,7 @@ pytestmark = pytest.mark.timeout(120)
 
 #: Long, so that the GETs during it never race its end; a second SIGTERM ends it.
 LONG_DELAY = 60.0
-CASES = [
-    pytest.param("sync", "wsgi_app:app", id="sync"),
-    pytest.param("gthread", "wsgi_app:app", id="gthread"),
-    pytest.param(
-        "asgi",
-        "asgi_app:app",
-        id="gunicorn-asgi",
-        marks=pytest.mark.skipif(not has_gunicorn_asgi(), reason="gunicorn < 24: no asgi worker"),
-    ),
-    pytest.param("uvicorn_worker.UvicornWorker", "asgi_app:app", id="uvicorn"),
-]
+CASES = worker_cases()
 
 
 #: A config module that shows sdready's INFO lines (gunicorn configures only its own logs).

@@ -19,7 +19,7 @@ from _gunicorn_support import (
     asgi_middleware_available,
     assert_no_builtin_ready,
     booted_times,
-    has_gunicorn_asgi,
+    worker_cases,
     write_apps,
 )
 from _servers import http_get, reserved_port, rounds
@@ -34,15 +34,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
 CASES = [
-    pytest.param("sync", "wsgi_app:app", id="sync"),
-    pytest.param("gthread", "wsgi_app:app", id="gthread"),
-    pytest.param(
-        "asgi",
-        "asgi_app:app",
-        id="gunicorn-asgi",
-        marks=pytest.mark.skipif(not has_gunicorn_asgi(), reason="gunicorn < 24: no asgi worker"),
-    ),
-    pytest.param("uvicorn_worker.UvicornWorker", "asgi_app:app", id="uvicorn"),
+    *worker_cases(),
     pytest.param(
         "uvicorn_worker.UvicornWorker",
         "asgi_mw_app:app",
