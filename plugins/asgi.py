@@ -54,6 +54,8 @@ __all__ = ["SystemdMiddleware"]
 
 logger = logging.getLogger("sdready")
 
+_PROBE_HEADERS = [(name.lower().encode(), value.encode()) for name, value in PROBE_HEADERS]
+
 # A STOPPING that met a full queue is retried from a thread: give it this long before the
 # process ends by the stop signal (normally it was sent at once and this costs nothing).
 _STOPPING_FLUSH = 0.25
@@ -133,8 +135,7 @@ class ProbeMiddleware:
             answer = self.probes.answer_blocking(kind, engine)
         else:
             answer = await self.probes.answer_async(kind, engine)
-        headers = [(k.lower().encode(), v.encode()) for k, v in PROBE_HEADERS]
-        headers.append((b"content-length", str(len(answer.body)).encode()))
+        headers = [*_PROBE_HEADERS, (b"content-length", str(len(answer.body)).encode())]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})
 
