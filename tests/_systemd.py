@@ -698,6 +698,25 @@ class UserManager:
         )
         return last
 
+    def wait_ended(
+        self, unit: str, *, timeout: float = 10.0, props: Sequence[str] = DEFAULT_PROPERTIES
+    ) -> dict[str, str]:
+        """Wait until *unit* has run and ended (``failed`` or ``inactive``).
+
+        A unit started with ``--no-block`` is still ``inactive`` before its job runs: the
+        end counts only once the unit has left ``inactive`` at least once.
+        """
+        __tracebackhide__ = True
+        return self.wait_for(
+            unit,
+            lambda p: (
+                p["ActiveState"] in ("failed", "inactive")
+                and p["InactiveExitTimestampMonotonic"] not in ("", "0")
+            ),
+            timeout=timeout,
+            props=(*props, "InactiveExitTimestampMonotonic"),
+        )
+
     def hold(
         self,
         unit: str,

@@ -94,9 +94,7 @@ def test_failed_start_sends_errno_and_one_short_status_line(
         )
         try:
             systemd.start_unit(server, wait_started=False, timeout=30)
-            ended = systemd.wait_for(
-                server, lambda p: p["ActiveState"] in ("failed", "inactive"), timeout=30
-            )
+            ended = systemd.wait_ended(server, timeout=30)
             state = systemd.show(server, "StatusText", "StatusErrno")
             assert state["StatusText"].startswith("Startup failed: "), (ended, state)
             assert "\n" not in state["StatusText"]

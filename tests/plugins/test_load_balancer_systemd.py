@@ -39,6 +39,14 @@ def test_rolling_restart_behind_haproxy_loses_no_request(
 def test_control_without_the_endpoint_and_delay_loses_requests(
     systemd: UserManager, tmp_path: Path, server: str
 ) -> None:
-    client = rolling_restart(systemd, tmp_path, probes=False, server=server)
-    assert client.sent > 100, client.sent
-    assert client.failed, f"no request of {client.sent} failed without the options"
+    # A request is lost when it reaches a backend between its close and HAProxy's next
+    # check (up to 200 ms later, at random): a check that comes within a request period of
+    # the close, at both restarts, loses none. Rare (about 1 % of rounds), so up to 3 rounds.
+    sent = 0
+    for _ in range(3):
+        client = rolling_restart(systemd, tmp_path, probes=False, server=server)
+        assert client.sent > 100, client.sent
+        sent += client.sent
+        if client.failed:
+            break
+    assert client.failed, f"no request of {sent} failed without the options, in 3 rounds"

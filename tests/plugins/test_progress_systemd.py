@@ -233,7 +233,7 @@ def test_control_the_same_start_without_progress_times_out(systemd: UserManager)
         answered, _ = _start_pair(systemd, server, client, work)
         details = f"{systemd.describe(server)}\n{unit_logs(work)}"
         assert not answered, details
-        state = systemd.wait_for(server, lambda p: p["ActiveState"] in ("failed", "inactive"))
+        state = systemd.wait_ended(server)
         assert state["Result"] == "timeout", details
 
 
@@ -242,11 +242,8 @@ def test_a_start_that_stops_progressing_is_still_killed(systemd: UserManager) ->
         server, client, work = _fastapi_units(systemd, port, "hang")
         _start_pair(systemd, server, client, work)
         details = f"{systemd.describe(server)}\n{unit_logs(work)}"
-        state = systemd.wait_for(
-            server,
-            lambda p: p["ActiveState"] in ("failed", "inactive"),
-            props=("ActiveState", "Result", "InactiveEnterTimestampMonotonic"),
-            timeout=30,
+        state = systemd.wait_ended(
+            server, props=("ActiveState", "Result", "InactiveEnterTimestampMonotonic"), timeout=30
         )
         assert state["Result"] == "timeout", details
         asked = float((work / "progressed").read_text())
@@ -316,7 +313,7 @@ def test_control_one_worker_as_slow_in_one_piece_times_out(
 ) -> None:
     with reserved_port() as port:
         unit, _ = _gunicorn_start(systemd, tmp_path, port, workers=1, env="APP_IMPORT_DELAY=8")
-        state = systemd.wait_for(unit, lambda p: p["ActiveState"] in ("failed", "inactive"))
+        state = systemd.wait_ended(unit)
         assert state["Result"] == "timeout", f"{systemd.describe(unit)}\n{unit_logs(tmp_path)}"
 
 
