@@ -100,16 +100,25 @@ _REFUSED = frozenset({_errno.EPERM, _errno.EACCES, _errno.ENOSYS, _errno.EINVAL}
 # -- processes ---------------------------------------------------------------------------
 
 
-def _parent_pid(pid: int) -> int | None:
+def _stat_after_name(pid: int) -> bytes | None:
+    """``/proc/PID/stat`` from its third field (the state) on; None when it cannot be read.
+
+    The command name (field 2) may contain spaces and parentheses: split after the last ")".
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             data = stat.read(1024)
     except OSError:
         return None
-    # The command name (field 2) may contain spaces and parentheses: split after the last ")".
-    fields = data[data.rfind(b")") + 2 :].split(b" ", 2)
+    return data[data.rfind(b")") + 2 :]
+
+
+def _parent_pid(pid: int) -> int | None:
+    rest = _stat_after_name(pid)
+    if rest is None:
+        return None
     try:
-        return int(fields[1])
+        return int(rest.split(b" ", 2)[1])
     except (IndexError, ValueError):
         return None
 
@@ -171,12 +180,8 @@ def descends_from(pid: int, root: int) -> bool:
 
 def alive(pid: int) -> bool:
     """True while *pid* exists and is not a zombie (exited, not yet reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            data = stat.read(1024)
-    except OSError:
-        return False
-    return data[data.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
+    rest = _stat_after_name(pid)
+    return rest is not None and rest[:1] not in (b"Z", b"X")
 
 
 def process_tree(root: int) -> list[int]:
