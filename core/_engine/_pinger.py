@@ -37,10 +37,15 @@ if TYPE_CHECKING:
         def stopping_began(self) -> bool: ...
         @property
         def last_status(self) -> str: ...
+        @property
+        def ever_ready(self) -> bool: ...
         def status(self, text: str, *, errno: int | None = None) -> bool: ...
 
 
 __all__ = ["Pinger"]
+
+#: How often a pinger waiting for READY looks whether it came (the loop's own sleeps).
+_READY_POLL = 0.1
 
 
 class Pinger:
@@ -108,7 +113,11 @@ class Pinger:
                 return False
             notifier = self._engine.notifier
             self._thread = Watchdog(
-                notifier, period, health, alive=self.alive, on_health=self.health_changed
+                notifier,
+                period,
+                self._once_ready(health),
+                alive=self.alive,
+                on_health=self.health_changed,
             ).start()
         return True
 
@@ -131,13 +140,49 @@ class Pinger:
                 await watchdog_loop(
                     notifier,
                     period,
-                    health,
-                    sleep=sleep,
+                    self._once_ready(health),
+                    sleep=sleep if health is None else self._waking_at_ready(sleep),
                     alive=self.alive,
                     on_health=self.health_changed,
                 )
             finally:
                 self._loops -= 1
+
+    def _once_ready(self, health: HealthCheck | None) -> HealthCheck | None:
+        """*health*, asked only once the service has been READY. A pinger may start with
+        the app's startup (ASGI: so that a slow one is not killed), when what the check
+        looks at (a pool, a model) may not exist yet: until READY a ping says only that
+        the process runs, as systemd's start timeout, not the check, judges the start."""
+        if health is None:
+            return None
+        engine = self._engine
+
+        def check() -> bool | Awaitable[bool]:
+            return health() if engine.ever_ready else True
+
+        return check
+
+    def _waking_at_ready(
+        self, sleep: Callable[[float], Awaitable[object]] | None
+    ) -> Callable[[float], Awaitable[object]]:
+        """*sleep* (the loop's own; asyncio's by default), cut short at READY while the
+        check waits for it: the first check comes right after READY, not up to half a
+        period later (a check too slow for ``WatchdogSec=`` is said before systemd kills)."""
+        if sleep is None:
+            import asyncio
+
+            sleep = asyncio.sleep
+        engine = self._engine
+
+        async def nap(seconds: float) -> object:
+            if engine.ever_ready:
+                return await sleep(seconds)
+            deadline = time.monotonic() + seconds
+            while not engine.ever_ready and (left := deadline - time.monotonic()) > 0:
+                await sleep(min(left, _READY_POLL))
+            return None
+
+        return nap
 
     def health_changed(self, reason: str | None) -> None:
         """The health check began failing (*reason*) or passes again (None): STATUS says
