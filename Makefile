@@ -33,8 +33,8 @@ venv: $(VENV)/.installed-test,lint
 ## systemd 254 into .cache/ (.ci/systemd254: once, nothing installed; the notify-reload tests
 ## run on it), then run the whole suite (real servers, real systemd), as CI does
 # The suite starts hundreds of Python processes (servers, commands) that import the tree's
-# modules; where PYTHONDONTWRITEBYTECODE is set (many CI images) each would compile them
-# again. Compiled once here, as pip compiles an installed package.
+# modules, with PYTHONDONTWRITEBYTECODE (tests/_servers.child_env; CI's environment too):
+# each would compile them again. Compiled once here, as pip compiles an installed package.
 test: venv systemd254
 	$(PY) -m compileall -q core plugins tests examples >/dev/null
 	$(PY) -m pytest $(PYTEST_ARGS)
