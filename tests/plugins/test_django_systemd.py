@@ -55,8 +55,9 @@ CONTROLS = {
     "uvicorn-without-sdready": Pair(
         "uvicorn", "simple", "exit-code", env={"SITE_MODE": "plain", "SITE_ASGI": "django"}
     ),
+    # READY comes before the gap: it must outlast A's own start on a loaded machine.
     "waitress-ready-from-app-config": Pair(
-        "waitress", "notify", "exit-code", env={"SITE_MODE": "naive"}
+        "waitress", "notify", "exit-code", gap=1.5, env={"SITE_MODE": "naive"}
     ),
     "gunicorn-without-the-plugin": Pair("gunicorn", "notify", "exit-code", gap=1.5),
 }
