@@ -495,12 +495,13 @@ class _Discovery:
         return self.requested if self.watch is None else self.watch.method
 
     def __call__(self) -> "list[Listener]":
-        from .._listen._proctree import TreeListeners
-
         try:
-            if self.watch is None:
-                self.watch = TreeListeners(self.pid, self.requested)
-            return self.watch.poll()
+            watch = self.watch
+            if watch is None:
+                from .._listen._proctree import TreeListeners
+
+                watch = self.watch = TreeListeners(self.pid, self.requested)
+            return watch.poll()
         except Exception as exc:
             raise _DiscoveryError(str(exc)) from exc
 

@@ -87,6 +87,8 @@ TRANSITIONS: dict[Event, tuple[frozenset[Phase], Phase]] = {
 
 #: Phases in which READY is still to come in this generation.
 PENDING = _BEFORE_READY
+#: Phases in which the wait for READY runs: pending, the timeout policy not applied yet.
+AWAITING = PENDING - {P.OVERDUE}
 #: Phases from STOPPING=1 on.
 STOPPED_PHASES = _STOPPED
 

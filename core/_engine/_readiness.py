@@ -62,7 +62,7 @@ from ._messenger import (
     TimeoutTexts,
     timeout_status,
 )
-from ._phase import PENDING, STOPPED_PHASES, Event, Phase, PhaseMachine
+from ._phase import AWAITING, STOPPED_PHASES, Event, Phase, PhaseMachine
 from ._pinger import Pinger
 from ._progress import progress, register_engine, relay_progress
 from ._selfcheck import start_self_check
@@ -166,7 +166,7 @@ class Readiness:
     @property
     def awaiting_timeout(self) -> bool:
         """True while READY is pending and the timeout policy has not been applied yet."""
-        return self.active and self._machine.phase in PENDING - {Phase.OVERDUE}
+        return self.active and self._machine.phase in AWAITING
 
     @property
     def last_status(self) -> str:
