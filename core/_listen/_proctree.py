@@ -18,12 +18,14 @@ process's sockets are reached in one of three ways:
     they are read only while a socket is undecided.
 
 ``sockdiag``
-    One netlink ``sock_diag`` dump of the network namespace's *listeners*
-    (:mod:`sdready._listen._sockdiag`) per poll, tens of microseconds whatever the host runs; the
-    tree's descriptors are read (``/proc/PID/fd``, matched by inode) only when a listener
-    the tree was not known to hold appears, and twice a second in case sockets moved
-    between processes. Cheap enough to be polled every millisecond (:attr:`max_interval`).
-    Needs the tree in our network namespace; nothing else.
+    A netlink ``sock_diag`` dump of the network namespace's *listeners*
+    (:mod:`sdready._listen._sockdiag`), tens of microseconds whatever the host runs, when the
+    namespace's socket counts (``/proc/net/sockstat``, a few microseconds to read) moved or
+    a few milliseconds passed; the tree's descriptors are read (``/proc/PID/fd``, matched
+    by inode) only when a listener the tree was not known to hold appears, and twice a
+    second in case sockets moved between processes. Cheap enough to be polled every half
+    millisecond (:attr:`max_interval`). Needs the tree in our network namespace; nothing
+    else.
 
 ``auto`` uses ``sockdiag`` while the tree shares our network namespace and netlink
 answers, else ``pidfd`` where the interpreter, the architecture (the syscall number is
@@ -36,8 +38,9 @@ import time
 
 from .._cstd import TYPE_CHECKING
 from .._log import logger
-from ._sockdiag import SockDiag, same_network_namespace
+from ._sockdiag import SockDiag, SocketCounts, same_network_namespace
 from ._sockets import AF_UNIX, Address, Listener, inspect_socket, listener
+from ._wait import MAX_DUTY
 
 if TYPE_CHECKING:
     import socket
@@ -62,9 +65,24 @@ __all__ = [
 
 METHODS: "tuple[Method, ...]" = ("auto", "sockdiag", "pidfd", "proc")
 
-#: How often a sock_diag watch may be polled: a dump costs ~30-60 us, so 1 ms is ~5 % of
-#: a core while waiting, and READY follows listen() within about a millisecond.
+#: How often a sock_diag watch without the counts (no /proc/net) may be polled: a dump
+#: at every poll costs ~30-60 us, so 1 ms is ~5 % of a core while waiting.
 _SOCKDIAG_INTERVAL = 0.001
+#: How often a watch with the namespace's socket counts (SocketCounts) may be polled: a
+#: poll reads them (a few microseconds) and dumps only when they moved, so READY follows a
+#: TCP listen() within about a millisecond. The wait's duty cap still holds: a poll that
+#: costs more than 25 us (a slow or busy machine) spaces them further.
+_COUNTS_INTERVAL = 0.0005
+#: After the counts moved, a dump at each poll for this long: a server's socket() moves
+#: them just before its listen(), and a unix listen() moves none.
+_BURST = 0.02
+#: A dump of TCP and unix listeners at least this often, counts moved or not: a unix
+#: socket made long before it listens, counts that cancelled out (a listener opened as a
+#: connection closed).
+_BACKSTOP = 0.008
+#: CPU seconds of dumps that may come in a row; beyond them, dumps take no more than the
+#: duty cap's share of a core (a namespace whose sockets come and go all the time).
+_DUMP_BUDGET = 0.0005
 #: How often a sock_diag watch reads the tree's descriptors even when the namespace's
 #: listeners did not change: a socket handed between processes, a process that moved to
 #: another network namespace.
@@ -431,6 +449,12 @@ class TreeListeners:
         self._members: list[int] = []  # sockdiag: the tree at the last walk
         self._walked = -_SOCKDIAG_REWALK
         self._diag_polls = 0
+        self._counts = self._open_counts() if self._diag is not None else None
+        self._last_dump = self._moved = -float("inf")
+        self._budget = _DUMP_BUDGET  # CPU seconds of dumps allowed now
+        self._budget_at = time.monotonic()
+        self._listening: dict[int, tuple[int, Address]] = {}  # what the last dump said
+        self._result: list[Listener] = []  # what the last poll that looked found
         self._pidfds: dict[int, int] = {}
         self._refused: set[int] = set()  # pids that refused pidfd_getfd: use /proc for them
         self._unreadable: set[int] = set()
@@ -450,7 +474,9 @@ class TreeListeners:
     def max_interval(self) -> float | None:
         """The longest spacing between polls that this watch's cost allows, for the wait
         (:class:`sdready._listen._listeners._Wait`); None: the wait's own schedule."""
-        return _SOCKDIAG_INTERVAL if self._diag is not None else None
+        if self._diag is None:
+            return None
+        return _SOCKDIAG_INTERVAL if self._counts is None else _COUNTS_INTERVAL
 
     def __call__(self) -> list[Listener]:
         """:meth:`poll`: a watch is a listener source (with its :attr:`max_interval`)."""
@@ -485,24 +511,43 @@ class TreeListeners:
             return None
         return SockDiag()
 
+    @staticmethod
+    def _open_counts() -> SocketCounts | None:
+        try:
+            return SocketCounts()
+        except (OSError, IndexError):  # no /proc/net here, or a format we do not know
+            return None
+
+    def _close_counts(self) -> None:
+        if self._counts is not None:
+            self._counts.close()
+            self._counts = None
+
     def _stop_sockdiag(self, why: str) -> None:
         assert self._diag is not None
         self._diag.close()
         self._diag = None
+        self._close_counts()
         if self.requested == "sockdiag":  # asked for it alone: nothing else is tried
             raise OSError(_errno.EXDEV, why)
         self._use_pidfd = pidfd_getfd_support()[0]
         logger.info("%s: reading the process tree's descriptors instead", why)
 
     def _poll_sockdiag(self, diag: SockDiag) -> list[Listener] | None:
-        """One dump; the tree's descriptors only when a listener not known to be the
-        tree's (or not to be) appeared, or it is time to look again. None: fall back."""
-        # Each dump costs about as much as the other: TCP listeners, by far the most
-        # common, are looked for at every poll, unix ones at every other, so that the poll
-        # is cheap and the duty cap lets it come often (a unix listener waits a poll more).
-        self._diag_polls += 1
-        listening = diag.listeners(unix=self._diag_polls % 2 == 1)
+        """A dump when one is due (:meth:`_due_dump`), else what the last one said; the
+        tree's descriptors only when a listener not known to be the tree's (or not to be)
+        appeared, or it is time to look again. None: fall back."""
         now = time.monotonic()
+        due = self._due_dump(now)
+        if due is None and now - self._walked < _SOCKDIAG_REWALK:
+            return [*self._result]
+        if due is not None:
+            self._diag_polls += 1
+            cpu = time.thread_time()
+            self._listening = diag.listeners(unix=due == "all")
+            self._budget -= time.thread_time() - cpu
+            self._last_dump = now
+        listening = self._listening
         unknown = [i for i in listening if i not in self._owned and i not in self._foreign]
         if now - self._walked >= _SOCKDIAG_REWALK or (
             unknown and not self._claim(unknown, listening)
@@ -511,11 +556,42 @@ class TreeListeners:
                 return None
             self._walked = now
         self.methods_used.add("sockdiag")
-        return [
+        self._result = [
             listener(fd, inode, *listening[inode])
             for inode, (_pid, fd) in self._owned.items()
             if inode in listening
         ]
+        return [*self._result]
+
+    def _due_dump(self, now: float) -> "Literal['all', 'tcp'] | None":
+        """The dump this poll makes: TCP and unix (``"all"``), TCP alone, or none.
+
+        Without the counts, a dump at every poll. Each costs about as much as the other:
+        TCP listeners, by far the most common, are looked for at every one, unix ones at
+        every other, so that a poll is cheap and the duty cap lets it come often.
+
+        With the counts, a dump while they move (or did within :data:`_BURST`), unix at
+        every other as above, and a whole one at least every :data:`_BACKSTOP` (a unix
+        listen() moves no count); all within the dumps' budget (:data:`_DUMP_BUDGET`,
+        refilled at the duty cap's rate).
+        """
+        alternate: Literal["all", "tcp"] = "all" if self._diag_polls % 2 == 0 else "tcp"
+        counts = self._counts
+        if counts is None:
+            return alternate
+        try:
+            if counts.changed():
+                self._moved = now
+        except (OSError, IndexError):
+            self._close_counts()
+            return alternate
+        self._budget = min(_DUMP_BUDGET, self._budget + (now - self._budget_at) * MAX_DUTY)
+        self._budget_at = now
+        if self._budget <= 0:
+            return None
+        if now - self._last_dump >= _BACKSTOP:
+            return "all"
+        return alternate if now - self._moved < _BURST else None
 
     def _claim(self, unknown: list[int], listening: dict[int, tuple[int, Address]]) -> bool:
         """Look for *unknown* listeners in the processes the last walk found in the tree,
@@ -598,6 +674,7 @@ class TreeListeners:
         if self._diag is not None:
             self._diag.close()
             self._diag = None
+        self._close_counts()
         for pidfd in self._pidfds.values():
             os.close(pidfd)
         self._pidfds.clear()

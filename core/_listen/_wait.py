@@ -29,6 +29,7 @@ from ._probe import Probe, parse_probe, probe_blocking
 from ._sockets import Listener
 
 __all__ = [
+    "MAX_DUTY",
     "ListenTimeoutError",
     "ListenerSnapshot",
     "ListenerSource",
@@ -48,8 +49,8 @@ if TYPE_CHECKING:
 _FAST_PHASE = 0.002
 _FAST_INTERVAL = 0.0001
 _MAX_INTERVAL = 0.005
-# With thousands of descriptors a walk costs ~1 ms: never spend more than ~5% of a core.
-_MAX_DUTY = 0.05
+#: With thousands of descriptors a walk costs ~1 ms: never spend more than ~5% of a core.
+MAX_DUTY = 0.05
 _PROBE_RETRY_MIN = 0.01
 #: Probes reach into the app (a GET each, see docs/reference.md): after a few quick
 #: retries, no listener gets more than about one a second.
@@ -137,7 +138,7 @@ def validate_expect(expect: "Expect") -> None:
 #: another process tree (``sdready exec``), or a network namespace (``wait-listen``).
 #: A source may carry ``max_interval``, the longest spacing between polls its cost allows
 #: (seconds, or None), to replace the wait's cap (``_MAX_INTERVAL``): a cheap source polled
-#: often makes READY follow ``listen()`` closely. The duty cap (``_MAX_DUTY``) still holds.
+#: often makes READY follow ``listen()`` closely. The duty cap (``MAX_DUTY``) still holds.
 ListenerSource = Callable[[], list[Listener]]
 
 
@@ -334,7 +335,7 @@ class _Wait:
         if not self.in_fast_phase():  # the burst is short: no duty cap there
             cap = getattr(self.source, "max_interval", None) or _MAX_INTERVAL
             self.interval = spacing = min(self.interval * 2, cap)
-            spacing = max(spacing, min(self.walk_costs, default=0.0) / _MAX_DUTY)
+            spacing = max(spacing, min(self.walk_costs, default=0.0) / MAX_DUTY)
         spacing = max(spacing, self.probe_delay)
         self.probe_delay = 0.0
         # Wake for one last poll at the deadline rather than overshooting it.

@@ -5,12 +5,14 @@ methods whenever sock_diag cannot see the tree.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,7 +230,7 @@ def test_a_poll_without_the_unix_dump_reports_the_last_unix_listeners(tmp_path: 
             assert inode(late) in diag.listeners()
 
 
-def test_the_tree_watch_sees_a_unix_listener_within_two_polls(tmp_path: Path) -> None:
+def test_the_tree_watch_sees_a_unix_listener_within_a_few_milliseconds(tmp_path: Path) -> None:
     path = tmp_path / "s.sock"
     code = f"""
     import socket, sys, time
@@ -246,9 +248,109 @@ def test_the_tree_watch_sees_a_unix_listener_within_two_polls(tmp_path: Path) ->
             proc.stdin.write("go\n")
             proc.stdin.flush()
             assert proc.stdout.readline() == "listening\n"
-            watch.poll()  # this poll may skip the unix dump: the next does not
-            assert [item.address for item in watch.poll()] == [str(path)]
+            # A unix listen() moves no count: the backstop's dumps (every 4 ms, unix at
+            # every other) find it; polled as the wait does, every half millisecond.
+            found = []
+            for _ in range(200):
+                if found := [item.address for item in watch.poll()]:
+                    break
+                time.sleep(0.0005)
+            assert found == [str(path)]
             assert [item.address for item in watch.poll()] == [str(path)]  # and stays seen
     finally:
         proc.stdin.close()
         stop(proc)
+
+
+_QUIET_NAMESPACE = """
+import json, socket, subprocess, sys, time
+from sdready._listen import _proctree
+
+if sys.argv[1] == "control":
+    _proctree._BACKSTOP = float("inf")  # a dump only when the counts move
+child = subprocess.Popen(
+    [sys.executable, "-c", sys.argv[2]], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+)
+
+def step():  # the child's next step, done when it answers
+    child.stdin.write("go\\n")
+    child.stdin.flush()
+    return child.stdout.readline().strip()
+
+def polls_until_found(limit):  # the wait's pace: every half millisecond
+    for index in range(1, limit + 1):
+        if found := watch.poll():
+            return index, sorted(item.family for item in found)
+        time.sleep(0.0005)
+    return None, []
+
+result = {}
+with _proctree.TreeListeners(child.pid) as watch:
+    assert watch.poll() == [] and watch.method == "sockdiag"
+    step()  # a unix socket made: a count moved, then a quiet namespace
+    time.sleep(2 * _proctree._BURST)
+    watch.poll()
+    step()  # it listens, and no count moves
+    result["unix"] = polls_until_found(40)
+    step()  # TCP listens
+    result["tcp"] = polls_until_found(40)
+    if step() == "v6":  # TCPv6 listens
+        result["tcp6"] = polls_until_found(40)
+child.kill()
+print(json.dumps(result))
+"""
+_QUIET_CHILD = """
+import socket, sys
+kept = []
+def step(answer="done"):
+    sys.stdin.readline()
+    print(answer, flush=True)
+kept.append(socket.socket(socket.AF_UNIX))
+kept[-1].bind("\\0sdready-quiet-namespace")
+step()
+sys.stdin.readline()
+kept[-1].listen()
+print("done", flush=True)
+sys.stdin.readline()
+kept.append(socket.socket())
+kept[-1].bind(("0.0.0.0", 0))  # loopback is down in a new namespace
+kept[-1].listen()
+print("done", flush=True)
+sys.stdin.readline()
+try:
+    kept.append(socket.socket(socket.AF_INET6))
+    kept[-1].bind(("::", 0))
+    kept[-1].listen()
+except OSError:
+    print("no v6", flush=True)
+else:
+    print("v6", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.parametrize("backstop", ["with", "control"])
+def test_a_quiet_namespace_is_dumped_when_its_counts_move(backstop: str) -> None:
+    """In a namespace of its own, where nothing else moves the socket counts: a TCP
+    listener (v4, v6) is seen at the first poll after its listen(), a unix listener (which
+    moves no count) by the backstop's dump. The control, without the backstop, never sees
+    the unix listener: the polls between dumps do not dump."""
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare(1)")
+    if subprocess.run(["unshare", "-rn", "true"], check=False).returncode:
+        pytest.skip("no unprivileged network namespaces here")
+    command = ["unshare", "-rn", sys.executable, "-c", _QUIET_NAMESPACE, backstop, _QUIET_CHILD]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    polls, families = result["tcp"]
+    assert polls == 1 and socket.AF_INET in families
+    if "tcp6" in result:
+        polls, families = result["tcp6"]
+        assert polls == 1 and socket.AF_INET6 in families
+    if backstop == "with":
+        polls, families = result["unix"]
+        assert families == [socket.AF_UNIX]
+        assert 1 <= polls <= 40
+    else:
+        assert result["unix"] == [None, []]
