@@ -47,11 +47,11 @@ def wait_listen(
     source: Callable[[], list[Listener]]
     if pid is None:
         assert expect is not None, "the drivers refuse a wait for anything, anywhere"
-        source = namespace_listeners
-        if method == "proc":  # the /proc/net tables even where netlink answers
 
-            def source() -> "list[Listener]":
-                return namespace_listeners(tables=True)
+        def source() -> "list[Listener]":
+            # "proc": the /proc/net tables even where netlink answers. There a unix
+            # listener is asked by a connection: only those the wait looks for.
+            return namespace_listeners(tables=method == "proc", wanted=waiter.wanted)
     else:
         if not alive(pid):
             logger.error("pid %d does not exist", pid)

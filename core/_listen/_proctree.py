@@ -388,13 +388,21 @@ def _inspect_duplicate(dup: int, fd: int, inode: int) -> tuple[Listener | None, 
     return listener(fd, inode, state.family, state.address), False
 
 
-def namespace_listeners(pid: int | None = None, *, tables: bool = False) -> list[Listener]:
+def namespace_listeners(
+    pid: int | None = None,
+    *,
+    tables: bool = False,
+    wanted: "Callable[[Listener], bool] | None" = None,
+) -> list[Listener]:
     """Every listening TCP and unix socket in the network namespace of *pid* (default ours).
 
     For ``wait-listen`` without a pid: the owner is unknown, so ``fd`` is -1. One sock_diag
     dump where netlink answers for that namespace (unless *tables*), else the ``/proc/net``
-    tables, where a unix listener counts only once connecting to it succeeds: with no
-    descriptor to check its inode against, its line there may be forged.
+    tables. There a unix listener counts only once connecting to it succeeds (with no
+    descriptor to check its inode against, its line may be forged), and only those that
+    *wanted* names are asked: a connection to any other would reach a service that never
+    expected one, and start it if it is socket-activated. Without *wanted*, the tables give
+    no unix listener.
     """
     found = None
     if not tables and (pid is None or same_network_namespace(pid)):
@@ -405,12 +413,17 @@ def namespace_listeners(pid: int | None = None, *, tables: bool = False) -> list
     from ._proctables import listener_from_entry, read_tables, unix_listens
 
     netdir = "/proc/net" if pid is None else f"/proc/{pid}/net"
-    entries = read_tables(netdir, None)
-    return [
-        listener_from_entry(-1, inode, entry)
-        for inode, entry in entries.items()
-        if entry.listening and (entry.family != AF_UNIX or unix_listens(entry.path))
-    ]
+    listeners = []
+    for inode, entry in read_tables(netdir, None).items():
+        if not entry.listening:
+            continue
+        item = listener_from_entry(-1, inode, entry)
+        if entry.family == AF_UNIX and not (
+            wanted is not None and wanted(item) and unix_listens(entry.path)
+        ):
+            continue
+        listeners.append(item)
+    return listeners
 
 
 # -- the watcher ---------------------------------------------------------------------------

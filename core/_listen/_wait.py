@@ -216,6 +216,10 @@ class _Wait:
         self.check_deadline()
         return None
 
+    def wanted(self, item: Listener) -> bool:
+        """Whether an ``expect`` entry names *item* (any listener does, without one)."""
+        return self.expectations is None or any(e.matches(item) for e in self.expectations)
+
     def select(self, current: list[Listener]) -> list[Listener] | None:
         if self.expectations is not None:
             chosen: dict[int, Listener] = {}

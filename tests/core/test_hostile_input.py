@@ -35,7 +35,12 @@ from sdready._commands import _spawn
 from sdready._env import pidfd_inode_id
 from sdready._listen import _activation, _wait
 from sdready._listen._activation import fdname_for
-from sdready._listen._proctree import alive, claim_abstract, sockdiag_support
+from sdready._listen._proctree import (
+    alive,
+    claim_abstract,
+    namespace_listeners,
+    sockdiag_support,
+)
 from sdready.testing import NotifyRecorder
 
 PY = sys.executable
@@ -125,6 +130,42 @@ def test_forged_line_is_no_listener_in_the_namespace(
     done = wait_listen("--discovery", "proc", "--expect", unix_path)
     assert done.returncode == 1, done.stderr
     assert f"expected but not found: {unix_path}" in done.stderr
+
+
+def _connected_to(sock: socket.socket) -> bool:
+    """Whether a connection waits in *sock*'s backlog (taken, then closed)."""
+    sock.setblocking(False)
+    try:
+        conn, _ = sock.accept()
+    except BlockingIOError:
+        return False
+    conn.close()
+    return True
+
+
+def test_the_tables_ask_no_unix_listener_but_the_awaited_one(unix_path: str) -> None:
+    """``wait-listen`` reading ``/proc/net/unix`` connects to a unix listener to tell a
+    forged line from a real one: only to the one it waits for. A connection to another
+    service's socket would start it if it is socket-activated (PackageKit's debconf helper,
+    started so, then spins on a core). Control: asking every unix listener, as before,
+    reaches the bystander."""
+    bystander_path = f"{unix_path}.bystander"
+    with socket.socket(socket.AF_UNIX) as awaited, socket.socket(socket.AF_UNIX) as bystander:
+        bystander.bind(bystander_path)
+        bystander.listen()
+        awaited.bind(unix_path)
+        awaited.listen()
+        try:
+            done = wait_listen("--discovery", "proc", "--expect", unix_path)
+            assert done.returncode == 0, done.stderr
+            assert _connected_to(awaited)  # asked: that is how it was found
+            assert not _connected_to(bystander)
+
+            found = namespace_listeners(tables=True, wanted=lambda item: True)  # the control
+            assert bystander_path in {item.address for item in found}
+            assert _connected_to(bystander)
+        finally:
+            os.unlink(bystander_path)
 
 
 _APP = """
