@@ -65,8 +65,8 @@ __all__ = [
 
 METHODS: "tuple[Method, ...]" = ("auto", "sockdiag", "pidfd", "proc")
 
-#: How often a sock_diag watch without the counts (no /proc/net) may be polled: a dump
-#: at every poll costs ~30-60 us, so 1 ms is ~5 % of a core while waiting.
+#: How often a sock_diag watch without the counts (/proc/self/net/sockstat unreadable)
+#: may be polled: a dump at every poll costs ~30-60 us, so 1 ms is ~5 % of a core.
 _SOCKDIAG_INTERVAL = 0.001
 #: How often a watch with the namespace's socket counts (SocketCounts) may be polled: a
 #: poll reads them (a few microseconds) and dumps only when they moved, so READY follows a
@@ -528,7 +528,7 @@ class TreeListeners:
     def _open_counts() -> SocketCounts | None:
         try:
             return SocketCounts()
-        except (OSError, IndexError):  # no /proc/net here, or a format we do not know
+        except (OSError, IndexError):  # unreadable, or a format we do not know
             return None
 
     def _close_counts(self) -> None:

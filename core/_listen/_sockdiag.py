@@ -92,7 +92,8 @@ class SocketCounts:
     Counts can cancel out (a listener opened as a connection closed), so the sign is a hint:
     the watch still dumps now and then. Not thread-safe.
 
-    Raises :class:`OSError` when ``/proc/net/sockstat`` cannot be read (``ProcSubset=pid``).
+    Raises :class:`OSError` when ``/proc/self/net/sockstat`` cannot be read, or is not in
+    the format known here.
     """
 
     def __init__(self) -> None:

@@ -5,6 +5,7 @@ methods whenever sock_diag cannot see the tree.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 from _state import ProcessState
 from sdready import listening_sockets
+from sdready._listen import _proctree
 from sdready._listen._proctree import TreeListeners, namespace_listeners, sockdiag_support
 from sdready._listen._sockdiag import SockDiag, same_network_namespace
 
@@ -356,3 +358,34 @@ def test_a_quiet_namespace_is_dumped_when_its_counts_move(backstop: str) -> None
         assert 1 <= polls <= 40
     else:
         assert result["unix"] == [None, []]
+
+
+def test_without_the_counts_every_poll_dumps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the counts cannot be read, the watch dumps at every poll, every millisecond."""
+
+    class Unreadable:
+        def __init__(self) -> None:
+            raise OSError(errno.EACCES, "sockstat refused by the test")
+
+    monkeypatch.setattr(_proctree, "SocketCounts", Unreadable)
+    code = """
+    import socket, sys, time
+    s = socket.socket(); s.bind(("127.0.0.1", 0))
+    sys.stdin.readline()
+    s.listen()
+    print(s.getsockname()[1], flush=True)
+    time.sleep(60)
+    """
+    proc = start(code, stdin=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        with TreeListeners(proc.pid) as watch:
+            assert watch.poll() == []
+            assert watch.max_interval == 0.001  # a dump per poll: polled as before the counts
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            port = int(proc.stdout.readline())
+            assert [item.port for item in watch.poll()] == [port]
+    finally:
+        proc.stdin.close()
+        stop(proc)
