@@ -126,8 +126,9 @@ time.sleep(60)
 def stop(proc: subprocess.Popen[str]) -> None:
     proc.kill()
     proc.wait()
-    assert proc.stdout is not None
-    proc.stdout.close()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
 
 
 def test_the_tree_watch_uses_sock_diag_and_follows_listeners() -> None:
@@ -157,7 +158,6 @@ def test_the_tree_watch_uses_sock_diag_and_follows_listeners() -> None:
                 second = int(proc.stdout.readline())
                 assert [item.port for item in watch.poll()] == [second]
     finally:
-        proc.stdin.close()
         stop(proc)
 
 
@@ -234,35 +234,44 @@ def test_a_poll_without_the_unix_dump_reports_the_last_unix_listeners(tmp_path: 
             assert inode(late) in diag.listeners()
 
 
-def test_the_tree_watch_sees_a_unix_listener_within_a_few_milliseconds(tmp_path: Path) -> None:
-    path = tmp_path / "s.sock"
+def late_listener(sock: str) -> subprocess.Popen[str]:
+    """A child that makes *sock* (bound) and listens when told to (:func:`listen_now`)."""
     code = f"""
     import socket, sys, time
-    s = socket.socket(socket.AF_UNIX); s.bind({str(path)!r})
+    s = {sock}
     sys.stdin.readline()
     s.listen()
-    print("listening", flush=True)
+    print(s.getsockname()[1] if s.family != socket.AF_UNIX else s.getsockname(), flush=True)
     time.sleep(60)
     """
-    proc = start(code, stdin=True)
+    return start(code, stdin=True)
+
+
+def listen_now(proc: subprocess.Popen[str]) -> str:
+    """Tell a :func:`late_listener` to listen; its port or path, once it does."""
     assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    return proc.stdout.readline().strip()
+
+
+def test_the_tree_watch_sees_a_unix_listener_within_a_few_milliseconds(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sock")
+    proc = late_listener(f"socket.socket(socket.AF_UNIX); s.bind({path!r})")
     try:
         with TreeListeners(proc.pid) as watch:
             assert watch.poll() == []
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-            assert proc.stdout.readline() == "listening\n"
-            # A unix listen() moves no count: the backstop's dumps (every 4 ms, unix at
-            # every other) find it; polled as the wait does, every half millisecond.
+            assert listen_now(proc) == path
+            # A unix listen() moves no count: the backstop's dumps (every 8 ms, TCP and
+            # unix) find it; polled as the wait does, every half millisecond.
             found = []
             for _ in range(200):
                 if found := [item.address for item in watch.poll()]:
                     break
                 time.sleep(0.0005)
-            assert found == [str(path)]
-            assert [item.address for item in watch.poll()] == [str(path)]  # and stays seen
+            assert found == [path]
+            assert [item.address for item in watch.poll()] == [path]  # and stays seen
     finally:
-        proc.stdin.close()
         stop(proc)
 
 
@@ -368,24 +377,12 @@ def test_without_the_counts_every_poll_dumps(monkeypatch: pytest.MonkeyPatch) ->
             raise OSError(errno.EACCES, "sockstat refused by the test")
 
     monkeypatch.setattr(_proctree, "SocketCounts", Unreadable)
-    code = """
-    import socket, sys, time
-    s = socket.socket(); s.bind(("127.0.0.1", 0))
-    sys.stdin.readline()
-    s.listen()
-    print(s.getsockname()[1], flush=True)
-    time.sleep(60)
-    """
-    proc = start(code, stdin=True)
-    assert proc.stdin is not None and proc.stdout is not None
+    proc = late_listener('socket.socket(); s.bind(("127.0.0.1", 0))')
     try:
         with TreeListeners(proc.pid) as watch:
             assert watch.poll() == []
             assert watch.max_interval == 0.001  # a dump per poll: polled as before the counts
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-            port = int(proc.stdout.readline())
+            port = int(listen_now(proc))
             assert [item.port for item in watch.poll()] == [port]
     finally:
-        proc.stdin.close()
         stop(proc)
