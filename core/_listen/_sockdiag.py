@@ -104,24 +104,29 @@ class SocketCounts:
             except OSError:
                 if not self._fds:  # sockstat6 alone may be absent: a kernel without IPv6
                     raise
-        head = os.pread(self._fds[0], 128, 0).split(None, 6)
+        head = self._head()
         if head[:2] != [b"sockets:", b"used"] or head[3:5] != [b"TCP:", b"inuse"]:
             self.close()
             raise OSError(errno.EPROTO, "/proc/net/sockstat: a format not known here")
-        self._last = self._read()
+        self._last = self._counts(head)
 
-    def _read(self) -> list[bytes]:
-        # "sockets: used N\nTCP: inuse N orphan ..." and "TCP6: inuse N\n...": the counts
-        # of sockets and of hashed TCP sockets; the rest (time-wait, memory) moves with
-        # traffic, not with listeners. pread at 0 makes the kernel write the file afresh.
-        counts = os.pread(self._fds[0], 128, 0).split(None, 6)[2:6:3]
+    def _head(self) -> list[bytes]:
+        # "sockets: used N\nTCP: inuse N orphan ...": pread at 0 makes the kernel write
+        # the file afresh.
+        return os.pread(self._fds[0], 128, 0).split(None, 6)
+
+    def _counts(self, head: list[bytes]) -> list[bytes]:
+        # The counts of sockets and of hashed TCP sockets (sockstat's *head*, and
+        # "TCP6: inuse N\n..."); the rest (time-wait, memory) moves with traffic, not
+        # with listeners.
+        counts = head[2:6:3]
         if len(self._fds) > 1:
             counts.append(os.pread(self._fds[1], 64, 0).split(None, 3)[2])
         return counts
 
     def changed(self) -> bool:
         """True when a count moved since the last call (or since creation)."""
-        counts = self._read()
+        counts = self._counts(self._head())
         if counts == self._last:
             return False
         self._last = counts
