@@ -139,6 +139,13 @@ def test_a_store_too_small_loses_no_bind_address(manager: UserManager, tmp_path:
             "FileDescriptorStoreMax=8", "FileDescriptorStoreMax=1"
         ))  # fmt: skip
         manager.start_unit(unit, wait_started=True, timeout=30)
+        # The sockets are kept right after READY: a restart before that finds none.
+        manager.wait_for(
+            unit,
+            lambda p: int(p["NFileDescriptorStore"]) >= 1,
+            props=("NFileDescriptorStore",),
+            timeout=30,
+        )
         manager.run("restart", unit, timeout=30)
         manager.wait_for(unit, ActiveState="active", SubState="running", timeout=30)
         tcp = http_get(f"127.0.0.1:{port}", timeout=5)
